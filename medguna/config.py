@@ -1,0 +1,373 @@
+"""The typed configuration shared by every layer.
+
+Hydra composes YAML (studies/conf/) into plain dicts; `from_dict` turns them into these dataclasses,
+rejecting unknown keys and wrong types with a message that names the key, so a typo fails before any
+Ray work starts. Nothing here imports the rest of medguna.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from medguna.errors import ConfigError
+
+VARIANTS = ("medguna", "reference")
+PREPROCESSINGS = ("auto", "medclip", "clip")
+TEXT_WRAPPERS = ("auto", "modality", "reference", "none")
+OPTIMIZERS = ("sgd", "adamw")
+OBJECTIVES = ("val_balanced_accuracy", "val_accuracy", "val_macro_f1", "val_auroc",
+              "val_information_maximization", "val_teacher_agreement")
+MIXED_PRECISIONS = ("auto", "no", "bf16", "fp16")
+
+# The largest prompt length the reference's square-grid trick admits below 2000 tokens is far
+# above anything useful; cap it so a typo (1130) fails fast instead of exhausting memory.
+MAX_PROMPT_LENGTH = 1024
+MAX_ADAPTER_WIDTH = 8192
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "shenzhen"
+    root: str | None = None  # None: a synthetic stand-in is written under cache_dir and used
+    cache_dir: str = "medguna_cache"
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2  # only for datasets without an official test split
+    split_seed: int = 0
+    synthetic_scale: float = 1.0
+    image_size: int = 224
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "medclip-vit"
+    checkpoint: str | None = None  # None: the test-size MedCLIP built offline (a demonstration)
+    tokenizer: str | None = None
+
+
+@dataclass
+class MethodConfig:
+    """MedUnA hyperparameters, named as in METHOD.md section 7 everywhere they appear."""
+
+    variant: str = "medguna"
+    adapter_width: int = 0
+    prompt_length: int = 16
+    entropy_weight: float = 1.5
+    ce_weight: float = 0.7
+    confident_ratio: float = 0.1
+    label_smoothing: float = 0.1
+    stage1_steps: int = 4000
+    stage1_noise_std: float = 0.1
+    stage1_lr: float = 5e-4
+    stage2_lr: float = 5e-4
+    stage2_epochs: int = 5
+    stage2_optimizer: str = "sgd"
+    weight_decay: float = 0.01
+    batch_size: int = 50
+    description_source: str = "reference"
+    preprocessing: str = "auto"  # auto: medclip for the medguna variant, clip for reference
+    text_wrapper: str = "auto"  # auto: modality for the medguna variant, reference for reference
+    seed: int = 7777
+
+    @property
+    def resolved_preprocessing(self) -> str:
+        if self.preprocessing != "auto":
+            return self.preprocessing
+        return "clip" if self.variant == "reference" else "medclip"
+
+    @property
+    def resolved_text_wrapper(self) -> str:
+        if self.text_wrapper != "auto":
+            return self.text_wrapper
+        return "reference" if self.variant == "reference" else "modality"
+
+    @property
+    def prompt_insertion(self) -> str:
+        return "reference" if self.variant == "reference" else "grid"
+
+    @property
+    def safe_entropy(self) -> bool:
+        return self.variant != "reference"
+
+    @property
+    def normalize_student(self) -> bool:
+        return self.variant != "reference"
+
+
+@dataclass
+class RuntimeConfig:
+    objective: str = "val_balanced_accuracy"
+    mixed_precision: str = "auto"  # auto: bf16 on GPUs that support it, else fp32
+    cpu: bool = False  # force CPU even when a GPU is visible
+    eval_batch_size: int = 64
+    caches: bool = True  # off: decode images, encode texts and features anew each trial
+    feature_bank_views: int = 8  # augmented views per image for prompt-free trials
+    feature_bank_seed: int = 0
+    collapse_threshold: float = 0.95
+    log_every_steps: int = 10
+
+
+@dataclass
+class TrialConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def validate(self) -> "TrialConfig":
+        validate_method(self.method)
+        m, d, r = self.method, self.data, self.runtime
+        _check(0 < d.val_fraction < 1, "data.val_fraction", d.val_fraction, "a fraction in (0, 1)")
+        _check(0 < d.test_fraction < 1, "data.test_fraction", d.test_fraction, "a fraction in (0, 1)")
+        _check(d.synthetic_scale > 0, "data.synthetic_scale", d.synthetic_scale, "> 0")
+        _check(r.objective in OBJECTIVES, "runtime.objective", r.objective, f"one of {OBJECTIVES}")
+        _check(r.mixed_precision in MIXED_PRECISIONS, "runtime.mixed_precision",
+               r.mixed_precision, f"one of {MIXED_PRECISIONS}")
+        _check(r.feature_bank_views >= 1, "runtime.feature_bank_views", r.feature_bank_views, ">= 1")
+        _check(0.5 < r.collapse_threshold <= 1, "runtime.collapse_threshold",
+               r.collapse_threshold, "in (0.5, 1]")
+        del m
+        return self
+
+
+def validate_method(m: MethodConfig) -> None:
+    _check(m.variant in VARIANTS, "method.variant", m.variant, f"one of {VARIANTS}")
+    _check(0 <= m.adapter_width <= MAX_ADAPTER_WIDTH, "method.adapter_width", m.adapter_width,
+           f"0 (linear adapter) or a bottleneck width up to {MAX_ADAPTER_WIDTH}")
+    _check(0 <= m.prompt_length <= MAX_PROMPT_LENGTH, "method.prompt_length", m.prompt_length,
+           f"0 (no prompts) to {MAX_PROMPT_LENGTH}")
+    _check(m.entropy_weight >= 0, "method.entropy_weight", m.entropy_weight, ">= 0")
+    _check(m.ce_weight >= 0, "method.ce_weight", m.ce_weight, ">= 0")
+    _check(0 < m.confident_ratio <= 1, "method.confident_ratio", m.confident_ratio, "in (0, 1]")
+    _check(0 <= m.label_smoothing < 1, "method.label_smoothing", m.label_smoothing, "in [0, 1)")
+    _check(m.stage1_steps >= 0, "method.stage1_steps", m.stage1_steps, ">= 0")
+    _check(m.stage1_noise_std >= 0, "method.stage1_noise_std", m.stage1_noise_std, ">= 0")
+    _check(m.stage1_lr > 0, "method.stage1_lr", m.stage1_lr, "> 0")
+    _check(m.stage2_lr > 0, "method.stage2_lr", m.stage2_lr, "> 0")
+    _check(m.stage2_epochs >= 1, "method.stage2_epochs", m.stage2_epochs, ">= 1")
+    _check(m.stage2_optimizer in OPTIMIZERS, "method.stage2_optimizer", m.stage2_optimizer,
+           f"one of {OPTIMIZERS}")
+    _check(m.batch_size >= 1, "method.batch_size", m.batch_size, ">= 1")
+    _check(m.preprocessing in PREPROCESSINGS, "method.preprocessing", m.preprocessing,
+           f"one of {PREPROCESSINGS}")
+    _check(m.text_wrapper in TEXT_WRAPPERS, "method.text_wrapper", m.text_wrapper,
+           f"one of {TEXT_WRAPPERS}")
+    _check(bool(m.description_source), "method.description_source", m.description_source,
+           "a source name (curated, templates, classname, reference) or file:PATH")
+
+
+def _check(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is invalid: expected {expected}")
+
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
+    """Build dataclass `cls` from a plain dict, naming any unknown key or wrongly typed value."""
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = prefix.rstrip(".") or cls.__name__
+        raise ConfigError(
+            f"unknown key(s) {', '.join(prefix + k for k in unknown)} in {where}; "
+            f"known keys: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, prefix + name)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return from_dict(tp, value, prefix=key + ".")
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def method_field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(MethodConfig)]
+
+
+def apply_method_params(method: MethodConfig, params: dict[str, Any]) -> MethodConfig:
+    """A copy of `method` with flat hyperparameters (as sampled by a study) applied and checked."""
+    merged = {**to_dict(method), **params}
+    updated = from_dict(MethodConfig, merged, prefix="method.")
+    validate_method(updated)
+    return updated
+
+
+# ---- study-level configuration (studies/conf/) ----
+
+DATASET_NAMES = ("shenzhen", "montgomery", "guangzhou", "idrid", "isic2018")
+DISTRIBUTIONS = ("float", "log", "int", "categorical")
+
+
+@dataclass
+class StudySection:
+    name: str = "chestxray"
+    datasets: list = field(default_factory=lambda: ["shenzhen", "montgomery", "guangzhou"])
+    num_samples: int = 32
+    demo_num_samples: int = 3
+    demo_method: dict = field(default_factory=dict)
+
+
+@dataclass
+class DataRoots:
+    roots: dict = field(default_factory=dict)
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    synthetic_scale: float = 1.0
+    image_size: int = 224
+
+
+@dataclass
+class SearchConfig:
+    space: dict = field(default_factory=dict)
+    sampler_seed: int = 0
+    enqueue_reference: bool = True
+    scheduler: str = "asha"
+    grace_period: int = 1
+    reduction_factor: int = 2
+
+
+@dataclass
+class ResourcesConfig:
+    address: str = "local"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent_trials: int | None = None
+    max_failures: int = 1
+    reuse_actors: bool = False
+
+
+@dataclass
+class StorageConfig:
+    path: str = "medguna_runs"
+    cache_dir: str = "medguna_cache"
+
+
+@dataclass
+class StudyConfig:
+    study: StudySection = field(default_factory=StudySection)
+    dataset: dict = field(default_factory=dict)  # the single dataset of `medguna trial`
+    data: DataRoots = field(default_factory=DataRoots)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def validate(self) -> "StudyConfig":
+        s, r, q = self.study, self.resources, self.search
+        if not s.datasets:
+            raise ConfigError("study.datasets is empty: name at least one of " + ", ".join(DATASET_NAMES))
+        for name in s.datasets:
+            _check(name in DATASET_NAMES, "study.datasets", name, f"names from {DATASET_NAMES}")
+        unknown_roots = sorted(set(self.data.roots) - set(DATASET_NAMES))
+        if unknown_roots:
+            raise ConfigError(f"data.roots has unknown dataset(s) {unknown_roots}; known: {DATASET_NAMES}")
+        _check(s.num_samples >= 1, "study.num_samples", s.num_samples, ">= 1")
+        _check(s.demo_num_samples >= 1, "study.demo_num_samples", s.demo_num_samples, ">= 1")
+        apply_method_params(self.method, s.demo_method)  # names and ranges of the demo budget
+        _check(q.scheduler in ("asha", "none"), "search.scheduler", q.scheduler, "asha or none")
+        _check(q.grace_period >= 1, "search.grace_period", q.grace_period, ">= 1")
+        _check(q.reduction_factor >= 2, "search.reduction_factor", q.reduction_factor, ">= 2")
+        validate_space(q.space, self.method)
+        _check(r.cpus_per_trial > 0, "resources.cpus_per_trial", r.cpus_per_trial, "> 0")
+        _check(r.gpus_per_trial >= 0, "resources.gpus_per_trial", r.gpus_per_trial, ">= 0")
+        if r.gpus_per_trial > 1 and not float(r.gpus_per_trial).is_integer():
+            raise ConfigError(f"resources.gpus_per_trial={r.gpus_per_trial!r}: above 1 it must be "
+                              "a whole number of GPUs (one training process per GPU)")
+        _check(r.max_failures >= 0, "resources.max_failures", r.max_failures, ">= 0")
+        self.trial_config(s.datasets[0]).validate()
+        return self
+
+    def trial_config(self, dataset: str, method: MethodConfig | None = None) -> TrialConfig:
+        """The configuration of one trial of `dataset`, as the trial function receives it."""
+        return TrialConfig(
+            data=DataConfig(
+                dataset=dataset, root=self.data.roots.get(dataset), cache_dir=self.storage.cache_dir,
+                val_fraction=self.data.val_fraction, test_fraction=self.data.test_fraction,
+                split_seed=self.data.split_seed, synthetic_scale=self.data.synthetic_scale,
+                image_size=self.data.image_size,
+            ),
+            model=dataclasses.replace(self.model),
+            method=dataclasses.replace(method or self.method),
+            runtime=dataclasses.replace(self.runtime),
+        )
+
+
+def validate_space(space: dict, method: MethodConfig) -> None:
+    """Check every searched hyperparameter: a known name and a well-formed distribution."""
+    known = set(method_field_names())
+    for name, spec in space.items():
+        key = f"search.space.{name}"
+        if name not in known:
+            raise ConfigError(f"{key}: {name!r} is not a method hyperparameter; "
+                              f"known: {', '.join(sorted(known))}")
+        if not isinstance(spec, dict) or spec.get("type") not in DISTRIBUTIONS:
+            raise ConfigError(f"{key} must be a mapping with type one of {DISTRIBUTIONS}, got {spec!r}")
+        kind = spec["type"]
+        allowed = {"type", "choices"} if kind == "categorical" else {"type", "low", "high", "step"}
+        extra = sorted(set(spec) - allowed)
+        if extra:
+            raise ConfigError(f"{key} has unknown field(s) {extra} for type {kind}; allowed: {sorted(allowed)}")
+        if kind == "categorical":
+            choices = spec.get("choices")
+            if not isinstance(choices, list) or not choices:
+                raise ConfigError(f"{key}.choices must be a non-empty list, got {choices!r}")
+            samples = choices
+        else:
+            low, high = spec.get("low"), spec.get("high")
+            if not isinstance(low, (int, float)) or not isinstance(high, (int, float)) or low >= high:
+                raise ConfigError(f"{key}: needs numeric low < high, got low={low!r} high={high!r}")
+            if kind == "log" and low <= 0:
+                raise ConfigError(f"{key}: a log distribution needs low > 0, got {low!r}")
+            if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
+                raise ConfigError(f"{key}: an int distribution needs whole-number bounds")
+            samples = [low, high]
+        for value in samples:  # both ends of the range, or every choice, must be a valid value
+            try:
+                apply_method_params(method, {name: value})
+            except ConfigError as err:
+                raise ConfigError(f"{key}: value {value!r} is out of range: {err}") from None
