@@ -1,0 +1,70 @@
+"""Reading and checking a study's `study.json` (name, datasets, objective, data sources)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medguna.analysis.layout import STUDY_FILE
+from medguna.errors import DataError
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """What `study.json` says about one study folder `<storage>/<study>/`."""
+
+    path: Path
+    name: str
+    datasets: tuple[str, ...]
+    objective: str
+    mode: str
+    data_source: dict[str, str] = field(default_factory=dict)
+    encoder: str | None = None
+    checkpoint: str | None = None
+    created: str | None = None
+
+
+def read_study_info(study_dir: str | Path) -> StudyInfo:
+    """Read `<study_dir>/study.json`; DataError naming the file and key when it is unusable."""
+    study_dir = Path(study_dir)
+    if not study_dir.is_dir():
+        raise DataError(
+            f"study folder {study_dir} does not exist; pass the folder <storage>/<study> that the "
+            "study runner wrote (it holds study.json)"
+        )
+    path = study_dir / STUDY_FILE
+    if not path.is_file():
+        raise DataError(
+            f"{path} is missing: {study_dir} is not a finished or started study folder; pass the "
+            "folder <storage>/<study> that holds study.json (or wait until the runner has written it)"
+        )
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}); rewrite or restore it") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path} must hold a JSON object, found {type(raw).__name__}")
+    for key in ("study", "datasets", "objective"):
+        if key not in raw:
+            raise DataError(f"{path} has no key {key!r}; the study runner writes it: restore the file")
+    datasets = raw["datasets"]
+    if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
+        raise DataError(f"{path}: 'datasets' must be a non-empty list of names, found {datasets!r}")
+    mode = raw.get("mode", "max")
+    if mode not in ("max", "min"):
+        raise DataError(f"{path}: 'mode' must be \"max\" or \"min\", found {mode!r}")
+    data_source = raw.get("data_source") or {}
+    if not isinstance(data_source, dict):
+        raise DataError(f"{path}: 'data_source' must map dataset -> real|synthetic, found {data_source!r}")
+    return StudyInfo(
+        path=study_dir,
+        name=str(raw["study"]),
+        datasets=tuple(datasets),
+        objective=str(raw["objective"]),
+        mode=mode,
+        data_source={str(k): str(v) for k, v in data_source.items()},
+        encoder=raw.get("encoder"),
+        checkpoint=raw.get("checkpoint"),
+        created=raw.get("created"),
+    )
