@@ -1,0 +1,5 @@
+import sys
+
+from medguna.cli import main
+
+sys.exit(main())

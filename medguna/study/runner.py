@@ -1,0 +1,347 @@
+"""A MedUnA study: per dataset, one Ray Tune experiment whose trials Optuna proposes.
+
+Layout of results (the contract with analysis/): <storage>/<study>/study.json and, per dataset,
+<storage>/<study>/<dataset>/ holding Ray's experiment files, one `t_<trial id>/` folder per trial
+(params.json, result.json, TensorBoard events, checkpoints, error.txt) and `optuna.db`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medguna.config import StudyConfig, TrialConfig, apply_method_params, from_dict, to_dict
+from medguna.errors import ConfigError
+from medguna.study.space import define_by_run, fixed_params, is_reference_config, reference_point
+
+COMPLETE_MARKER = "medguna_complete.json"
+TUNE_METRIC = "objective_value"  # best-so-far of runtime.objective, reported every epoch
+
+
+@dataclass
+class DatasetPlan:
+    dataset: str
+    data_source: str  # "real" | "synthetic"
+    trial: TrialConfig  # with the budget's method settings applied
+    num_samples: int
+
+
+@dataclass
+class StudyPlan:
+    config: StudyConfig
+    storage: str  # resolved: absolute local path or URI
+    budget: str  # "real" | "demo"
+    datasets: list[DatasetPlan]
+
+    @property
+    def study_dir(self) -> str:
+        return join(self.storage, self.config.study.name)
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts]) if "://" in base else str(Path(base, *parts))
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def plan_study(cfg: StudyConfig) -> StudyPlan:
+    """Decide what will run, checking data roots before any Ray work."""
+    from medguna.study.storage import resolve_storage
+
+    real_data = all(cfg.data.roots.get(d) for d in cfg.study.datasets)
+    real = real_data and cfg.model.checkpoint is not None
+    method = cfg.method if real else apply_method_params(cfg.method, cfg.study.demo_method)
+    num_samples = cfg.study.num_samples if real else cfg.study.demo_num_samples
+    plans = []
+    for dataset in cfg.study.datasets:
+        root = cfg.data.roots.get(dataset)
+        if root is not None and not Path(root).expanduser().exists() and not is_uri(root):
+            raise ConfigError(f"data.roots.{dataset}={root!r} does not exist: point it at the folder "
+                              f"as the publisher ships it, or set it to null for the synthetic stand-in")
+        trial = cfg.trial_config(dataset, method)
+        if root is not None:
+            trial.data.root = str(Path(root).expanduser().resolve())
+        trial.data.cache_dir = str(Path(cfg.storage.cache_dir).expanduser().resolve())
+        trial.validate()
+        plans.append(DatasetPlan(dataset, "real" if root else "synthetic", trial, num_samples))
+    return StudyPlan(cfg, resolve_storage(cfg.storage.path), "real" if real else "demo", plans)
+
+
+def banner(plan: StudyPlan) -> str:
+    cfg = plan.config
+    r = cfg.resources
+    lines = [f"medguna study '{cfg.study.name}'"
+             + ("" if plan.budget == "real" else
+                "  ** DEMONSTRATION: synthetic stand-ins and/or the test-size MedCLIP; "
+                "numbers say nothing about real performance **")]
+    for p in plan.datasets:
+        where = p.trial.data.root or "synthetic stand-in (generated in the official layout)"
+        lines.append(f"  dataset {p.dataset:<11} {p.data_source:<9} {where}")
+    lines += [
+        f"  encoder    {cfg.model.encoder}: "
+        + (f"checkpoint {cfg.model.checkpoint}" if cfg.model.checkpoint
+           else "test-size MedCLIP (random weights, built offline)"),
+        f"  method     variant={cfg.method.variant}; searching {', '.join(cfg.search.space) or 'nothing'}",
+        f"  trials     {plan.datasets[0].num_samples} per dataset ({plan.budget} budget), "
+        f"{plan.datasets[0].trial.method.stage2_epochs} stage-2 epochs, objective {cfg.runtime.objective}",
+        f"  resources  {r.cpus_per_trial:g} CPU + {r.gpus_per_trial:g} GPU per trial, Ray at {r.address}",
+        f"  storage    {plan.study_dir}",
+        f"  TensorBoard: tensorboard --logdir {plan.study_dir}",
+    ]
+    return "\n".join(lines)
+
+
+# ---- the trainable (runs inside a Ray worker) ----
+
+class TuneReporter:
+    """Reports each epoch to Tune with a checkpoint, and resumes from Tune's last checkpoint."""
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None:
+        from ray import tune
+
+        if state is None:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(state, os.path.join(tmp, "trial_state.pt"))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    def resume_state(self) -> dict[str, Any] | None:
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as path:
+            return torch.load(os.path.join(path, "trial_state.pt"), weights_only=True)
+
+
+def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: str) -> None:
+    """Tune function trainable: the trial config plus this trial's sampled hyperparameters."""
+    from ray import tune
+
+    from medguna.trial.loop import run_trial
+
+    cfg = from_dict(TrialConfig, base)
+    params = {k: v for k, v in config.items() if k in to_dict(cfg.method)}
+    cfg.method = apply_method_params(cfg.method, params)
+    reporter = _TaggedReporter(TuneReporter(), {
+        "study": study, "is_reference_config": is_reference_config(params)})
+    run_trial(cfg, reporter, log_dir=tune.get_context().get_trial_dir(), params=config)
+
+
+class _TaggedReporter:
+    def __init__(self, inner, tags: dict[str, Any]) -> None:
+        self.inner, self.tags = inner, tags
+
+    def report(self, metrics, state=None):
+        self.inner.report({**self.tags, **metrics}, state)
+
+    def resume_state(self):
+        return self.inner.resume_state()
+
+
+# ---- running ----
+
+def _trial_dirname(trial) -> str:
+    return f"t_{trial.trial_id}"  # short: Ray's default names embed every parameter and break paths
+
+
+def _max_concurrent(cfg: StudyConfig) -> int:
+    import ray
+
+    r = cfg.resources
+    if r.max_concurrent_trials:
+        return r.max_concurrent_trials
+    total = ray.cluster_resources()
+    by_cpu = int(total.get("CPU", 1) // r.cpus_per_trial)
+    if r.gpus_per_trial > 0:
+        return max(1, min(by_cpu, int(total.get("GPU", 0) // r.gpus_per_trial)))
+    return max(1, by_cpu)
+
+
+def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    cfg = plan.config
+    space = cfg.search.space
+    constants = fixed_params(p.trial.method, space, dataset=p.dataset)
+    point = reference_point(space) if cfg.search.enqueue_reference else None
+    searcher = OptunaSearch(
+        define_by_run(space, constants), metric=TUNE_METRIC, mode="max",
+        points_to_evaluate=[point] if point else None, seed=cfg.search.sampler_seed,
+        study_name=f"{cfg.study.name}-{p.dataset}",
+    )
+    scheduler = None
+    if cfg.search.scheduler == "asha" and cfg.resources.gpus_per_trial <= 1:
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=p.trial.method.stage2_epochs,
+                                  grace_period=cfg.search.grace_period,
+                                  reduction_factor=cfg.search.reduction_factor)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=TUNE_METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
+            num_samples=p.num_samples, max_concurrent_trials=_max_concurrent(cfg),
+            reuse_actors=cfg.resources.reuse_actors, trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=p.dataset, storage_path=plan.study_dir,
+            failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # Trials write their own TensorBoard events; sync them into the storage path.
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+            verbose=1,
+        ),
+    )
+
+
+def _trainable(plan: StudyPlan, p: DatasetPlan):
+    from ray import tune
+
+    r = plan.config.resources
+    fn = tune.with_parameters(medguna_trainable, base=to_dict(p.trial), study=plan.config.study.name)
+    return tune.with_resources(fn, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
+
+
+def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
+    """Run (or resume) every dataset's experiment of the study, then export and summarise."""
+    import ray
+    from ray import tune
+
+    from medguna.study.storage import check_storage_for_cluster, count_alive_nodes
+
+    plan = plan_study(cfg)
+    log(banner(plan))
+    if not ray.is_initialized():
+        address = cfg.resources.address
+        ray.init(address=address if address != "local" else "local", include_dashboard=False,
+                 log_to_driver=True, configure_logging=False)
+    check_storage_for_cluster(plan.storage, count_alive_nodes())
+    if fresh and not is_uri(plan.storage) and Path(plan.study_dir).exists():
+        log(f"--fresh: removing the earlier results in {plan.study_dir}")
+        shutil.rmtree(plan.study_dir)
+    _write_study_json(plan)
+
+    for p in plan.datasets:
+        exp_dir = join(plan.study_dir, p.dataset)
+        trainable = _trainable(plan, p)
+        if _read_text(join(exp_dir, COMPLETE_MARKER)) is not None:
+            log(f"[{p.dataset}] already complete in {exp_dir}: nothing rerun (use --fresh to start over)")
+            continue
+        if tune.Tuner.can_restore(exp_dir):
+            log(f"[{p.dataset}] resuming the interrupted experiment in {exp_dir}; finished trials are kept")
+            tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
+        else:
+            log(f"[{p.dataset}] starting {p.num_samples} trials")
+            tuner = _make_tuner(plan, p, trainable)
+        results = tuner.fit()
+        summary = export_optuna(plan, p, results)
+        _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps(summary, indent=2))
+        log(f"[{p.dataset}] done: {summary['counts']}")
+    return plan
+
+
+def trial_budget(metrics: dict[str, Any], error: Any, epochs: int) -> str:
+    if error is not None:
+        return "failed"
+    if metrics.get("status") == "completed":
+        return "full"
+    return "stopped_early" if metrics.get("epoch", 0) < epochs else "incomplete"
+
+
+def export_optuna(plan: StudyPlan, p: DatasetPlan, results) -> dict[str, Any]:
+    """Write <experiment>/optuna.db from Tune's results (one Optuna trial per Tune trial).
+
+    Built from the results rather than copied from the searcher, so a resumed experiment exports
+    the same study; ASHA-stopped trials carry user attr budget="stopped_early" and are not COMPLETE.
+    """
+    import optuna
+
+    from medguna.study.space import distributions
+
+    space = plan.config.search.space
+    dists = distributions(space)
+    name = f"{plan.config.study.name}-{p.dataset}"
+    counts = {"full": 0, "stopped_early": 0, "failed": 0, "incomplete": 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "optuna.db"
+        study = optuna.create_study(storage=f"sqlite:///{db}", study_name=name, direction="maximize")
+        for result in results:
+            metrics = result.metrics or {}
+            config = result.config or {}
+            budget = trial_budget(metrics, result.error, p.trial.method.stage2_epochs)
+            counts[budget] += 1
+            value = metrics.get(TUNE_METRIC)
+            complete = budget == "full" and value is not None and math.isfinite(value)
+            params = {k: config[k] for k in space if k in config}
+            if set(params) != set(dists):
+                continue  # a trial that never received its parameters
+            study.add_trial(optuna.trial.create_trial(
+                params=params, distributions=dists,
+                value=float(value) if complete else None,
+                state=optuna.trial.TrialState.COMPLETE if complete else (
+                    optuna.trial.TrialState.FAIL if budget == "failed" else optuna.trial.TrialState.PRUNED),
+                user_attrs={"trial_id": metrics.get("trial_id", ""), "budget": budget,
+                            "error": str(result.error)[:500] if result.error else ""},
+            ))
+        del study
+        _copy_to(db, join(plan.study_dir, p.dataset, "optuna.db"))
+    return {"optuna_study": name, "counts": counts,
+            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _write_study_json(plan: StudyPlan) -> None:
+    cfg = plan.config
+    info = {
+        "study": cfg.study.name, "datasets": cfg.study.datasets, "objective": cfg.runtime.objective,
+        "mode": "max", "budget": plan.budget,
+        "data_source": {p.dataset: p.data_source for p in plan.datasets},
+        "encoder": cfg.model.encoder, "checkpoint": cfg.model.checkpoint or "test-size",
+        "search_space": cfg.search.space, "method": dataclasses.asdict(plan.datasets[0].trial.method),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_text(join(plan.study_dir, "study.json"), json.dumps(info, indent=2))
+
+
+def _filesystem(path: str):
+    import pyarrow.fs as pafs
+
+    return pafs.FileSystem.from_uri(path) if is_uri(path) else (pafs.LocalFileSystem(), path)
+
+
+def _read_text(path: str) -> str | None:
+    import pyarrow.fs as pafs
+
+    fs, inner = _filesystem(path)
+    if fs.get_file_info(inner).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(inner) as f:
+        return f.read().decode()
+
+
+def _write_text(path: str, text: str) -> None:
+    fs, inner = _filesystem(path)
+    fs.create_dir(inner.rsplit("/", 1)[0] if is_uri(path) else str(Path(inner).parent), recursive=True)
+    with fs.open_output_stream(inner) as f:
+        f.write(text.encode())
+
+
+def _copy_to(local: Path, dest: str) -> None:
+    fs, inner = _filesystem(dest)
+    fs.create_dir(inner.rsplit("/", 1)[0] if is_uri(dest) else str(Path(inner).parent), recursive=True)
+    with fs.open_output_stream(inner) as f:
+        f.write(local.read_bytes())

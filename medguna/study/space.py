@@ -1,0 +1,85 @@
+"""Search spaces as data: the YAML `search.space` mapping, turned into Optuna suggestions.
+
+Tune's own sampling primitives cannot express Optuna's define-by-run spaces, and OmegaConf cannot
+hold Tune objects, so the space stays plain data until the moment Optuna asks for a trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+
+from medguna.config import MethodConfig, method_field_names, to_dict
+
+# The paper's setting of the searched dimensions (METHOD.md 3-4): enqueued as every study's first trial.
+REFERENCE_POINT: dict[str, Any] = {
+    "adapter_width": 0,
+    "entropy_weight": 1.5,
+    "prompt_length": 113,
+    "description_source": "reference",
+}
+
+
+def distribution(spec: dict[str, Any]) -> optuna.distributions.BaseDistribution:
+    kind = spec["type"]
+    if kind == "categorical":
+        return optuna.distributions.CategoricalDistribution(list(spec["choices"]))
+    if kind == "int":
+        return optuna.distributions.IntDistribution(int(spec["low"]), int(spec["high"]),
+                                                    step=int(spec.get("step", 1)))
+    if kind == "log":
+        return optuna.distributions.FloatDistribution(float(spec["low"]), float(spec["high"]), log=True)
+    step = spec.get("step")
+    return optuna.distributions.FloatDistribution(float(spec["low"]), float(spec["high"]),
+                                                  step=float(step) if step is not None else None)
+
+
+def distributions(space: dict[str, dict]) -> dict[str, optuna.distributions.BaseDistribution]:
+    return {name: distribution(spec) for name, spec in space.items()}
+
+
+def fixed_params(method: MethodConfig, space: dict[str, dict], **extra: Any) -> dict[str, Any]:
+    """Every method hyperparameter the space does not search, under its own name, plus `extra`."""
+    values = to_dict(method)
+    return {**{k: values[k] for k in method_field_names() if k not in space}, **extra}
+
+
+def define_by_run(space: dict[str, dict], constants: dict[str, Any]) -> Callable[[optuna.Trial], dict]:
+    """The define-by-run function OptunaSearch calls; its return value is merged into the config."""
+    def suggest(trial: optuna.Trial) -> dict[str, Any]:
+        for name, spec in space.items():
+            kind = spec["type"]
+            if kind == "categorical":
+                trial.suggest_categorical(name, list(spec["choices"]))
+            elif kind == "int":
+                trial.suggest_int(name, int(spec["low"]), int(spec["high"]), step=int(spec.get("step", 1)))
+            else:
+                step = spec.get("step")
+                trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=kind == "log",
+                                    step=float(step) if step is not None else None)
+        return dict(constants)
+
+    return suggest
+
+
+def reference_point(space: dict[str, dict]) -> dict[str, Any] | None:
+    """The paper's values of the searched dimensions, or None if the space cannot express them."""
+    point = {}
+    for name, dist in distributions(space).items():
+        if name not in REFERENCE_POINT:
+            return None  # the space searches something the paper point does not pin
+        value = REFERENCE_POINT[name]
+        try:
+            inside = dist._contains(dist.to_internal_repr(value))
+        except ValueError:  # a categorical value outside the choices
+            inside = False
+        if not inside:
+            return None
+        point[name] = value
+    return point
+
+
+def is_reference_config(params: dict[str, Any]) -> bool:
+    return all(params.get(k) == v for k, v in REFERENCE_POINT.items())

@@ -1,0 +1,66 @@
+"""`medguna trial`: one trial from the command line, composed from the same config as a study."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from medguna.errors import MedgunaError
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser(
+        "trial",
+        help="run one MedUnA trial (stage 1 + stage 2 + test) and print its metrics",
+        description="Run one trial. Overrides use the study's Hydra syntax, e.g. "
+                    "`medguna trial dataset=montgomery data.root=/data/MontgomerySet "
+                    "model.checkpoint=/models/medclip method.prompt_length=32`. "
+                    "With no data root and no checkpoint it runs on the synthetic stand-in "
+                    "and the test-size MedCLIP.",
+    )
+    p.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
+    p.add_argument("--logdir", default=None,
+                   help="TensorBoard folder (default: <storage.path>/trials/<dataset>-<time>)")
+    p.add_argument("--quiet", action="store_true", help="print only the final JSON line")
+    p.set_defaults(func=run_command)
+
+
+def trial_overrides(overrides: list[str]) -> tuple[list[str], str]:
+    """Map the single-trial shorthand `data.root=DIR` onto `data.roots.<dataset>=DIR`."""
+    dataset = "shenzhen"
+    for item in overrides:
+        if item.startswith("dataset="):
+            dataset = item.split("=", 1)[1]
+    mapped = [f"data.roots.{dataset}=" + o.split("=", 1)[1] if o.startswith("data.root=") else o
+              for o in overrides]
+    return mapped, dataset
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from medguna.compose import compose_study
+    from medguna.trial.loop import run_trial
+    from medguna.trial.reporting import PrintReporter
+
+    overrides, dataset = trial_overrides(list(args.overrides))
+    study = compose_study(overrides)
+    cfg = study.trial_config(dataset).validate()
+    log_dir = Path(args.logdir) if args.logdir else (
+        Path(study.storage.path) / "trials" / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    synthetic = cfg.data.root is None
+    print(f"[medguna] trial on {dataset}: "
+          f"{'SYNTHETIC stand-in data (demonstration)' if synthetic else 'real data at ' + str(cfg.data.root)}; "
+          f"encoder {cfg.model.encoder} "
+          f"{'test-size MedCLIP (random weights, demonstration)' if cfg.model.checkpoint is None else 'checkpoint ' + cfg.model.checkpoint}; "
+          f"variant {cfg.method.variant}; TensorBoard: {log_dir}", file=sys.stderr)
+    reporter = PrintReporter(verbose=not args.quiet)
+    try:
+        final = run_trial(cfg, reporter, log_dir=log_dir)
+    except MedgunaError as err:
+        print(f"[medguna] trial failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    if args.quiet:
+        print(json.dumps({k: v for k, v in final.items()}, default=str))
+    return 0

@@ -1,0 +1,222 @@
+"""The work a trial shares with every other trial of its dataset, done once and cached.
+
+Decoded images, text embeddings, frozen clean-view features and (for prompt-free trials) a bank of
+features of augmented views depend only on the data, the encoder and the preprocessing, never on
+the searched hyperparameters that change between trials. Each is keyed by the hash of what
+determines it (see medguna.trial.cache).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medguna.config import TrialConfig
+from medguna.data.datasets import DATASETS, DatasetSpec, get_dataset
+from medguna.trial.cache import cached_tensors, content_key
+
+_ENCODERS: dict[tuple, Any] = {}
+_ENCODER_LOCK = threading.Lock()
+
+
+def synthetic_root(cache_dir: str | os.PathLike, dataset: str, scale: float, seed: int = 0) -> Path:
+    """The synthetic stand-in of `dataset`, written once (atomically) under cache_dir."""
+    from medguna.data.synthetic import synthesize
+
+    root = Path(cache_dir).resolve() / "synthetic" / f"{dataset}-scale{scale:g}-seed{seed}"
+    if root.is_dir():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
+    try:
+        synthesize(dataset, tmp, seed=seed, scale=scale)
+        try:
+            tmp.rename(root)
+        except OSError:  # another trial finished the same stand-in first: theirs is identical
+            pass
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def load_trial_manifest(cfg: TrialConfig):
+    from medguna.data.manifest import load_manifest
+
+    d = cfg.data
+    root = d.root if d.root is not None else synthetic_root(d.cache_dir, d.dataset, d.synthetic_scale)
+    return load_manifest(
+        d.dataset, root, Path(d.cache_dir) / "splits",
+        val_fraction=d.val_fraction, test_fraction=d.test_fraction, split_seed=d.split_seed,
+    )
+
+
+def vocab_texts() -> list[str]:
+    """Texts the test-size model's WordPiece vocabulary is built from: our own descriptions."""
+    from medguna.text.sources import flatten_descriptions, load_descriptions
+
+    texts: list[str] = []
+    for spec in DATASETS.values():
+        for source in ("curated", "templates"):
+            texts += flatten_descriptions(load_descriptions(source, spec), spec)[0]
+    return texts
+
+
+def get_encoder(cfg: TrialConfig):
+    """The encoder of this configuration, loaded once per worker process and kept frozen."""
+    from medguna.models.registry import build_encoder
+
+    m = cfg.model
+    key = (m.encoder, m.checkpoint, m.tokenizer, str(Path(cfg.data.cache_dir).resolve()))
+    with _ENCODER_LOCK:
+        if key not in _ENCODERS:
+            encoder = build_encoder(
+                m.encoder, m.checkpoint, m.tokenizer,
+                cache_dir=Path(cfg.data.cache_dir) / "models",
+                vocab_texts=vocab_texts() if m.checkpoint is None else None,
+            )
+            encoder.eval()
+            encoder.requires_grad_(False)
+            _ENCODERS[key] = encoder
+        return _ENCODERS[key]
+
+
+@contextmanager
+def image_cache_dir(cfg: TrialConfig) -> Iterator[Path]:
+    """The persistent image cache, or (caches off) a scratch folder removed after the trial."""
+    if cfg.runtime.caches:
+        yield Path(cfg.data.cache_dir) / "images"
+    else:
+        with tempfile.TemporaryDirectory(prefix="medguna-nocache-") as tmp:
+            yield Path(tmp)
+
+
+@dataclass
+class SharedWork:
+    """Everything a trial reads that is the same for every trial of its dataset and encoder."""
+
+    spec: DatasetSpec
+    manifest: Any
+    encoder: Any
+    images: dict[str, torch.Tensor]  # split -> uint8 (N, C, S, S), memory-mapped
+    labels: dict[str, torch.Tensor]
+    clean_features: dict[str, torch.Tensor]  # split -> (N, D) frozen encoder features
+    text_embeddings: torch.Tensor  # (T, D), L2-normalised
+    text_labels: torch.Tensor  # (T,)
+    class_prototypes: torch.Tensor  # (K, D), zero-shot prompts' embeddings
+    preprocessing: str
+    cache_hits: dict[str, bool]
+
+
+def _tensor_cache_dir(cfg: TrialConfig) -> Path | None:
+    return Path(cfg.data.cache_dir) / "tensors" if cfg.runtime.caches else None
+
+
+def encode_images(encoder, images: torch.Tensor, preprocessing: str, *, device, batch_size: int,
+                  autocast, view=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Frozen encoder features of a uint8 image tensor, clean view or `view(batch, generator)`."""
+    from medguna.data.augment import clean_view
+    from medguna.data.images import normalize
+
+    size = encoder.image_size
+    out = []
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            batch = images[start:start + batch_size].to(device)
+            pixels = view(batch, generator) if view is not None else clean_view(batch, out_size=size)
+            with autocast():
+                out.append(encoder.image_features(normalize(pixels, preprocessing)).float().cpu())
+    return torch.cat(out) if out else torch.empty(0, encoder.embed_dim)
+
+
+def prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path) -> SharedWork:
+    from medguna.data.images import build_image_cache
+    from medguna.text.sources import flatten_descriptions, load_descriptions
+    from medguna.text.wrappers import class_prompts, descriptions_fingerprint, wrap_texts
+
+    spec = get_dataset(cfg.data.dataset)
+    method = cfg.method
+    preprocessing = method.resolved_preprocessing
+    wrapper = method.resolved_text_wrapper
+    manifest = load_trial_manifest(cfg)
+    encoder = get_encoder(cfg).to(device)
+    enc_id = encoder.info.get("checkpoint_sha256", "") + ":" + encoder.info.get("encoder", "")
+    tensor_dir = _tensor_cache_dir(cfg)
+    hits: dict[str, bool] = {}
+
+    # Texts: keyed by the sentences themselves, never by the source's name (METHOD.md 5.8).
+    descriptions = load_descriptions(method.description_source, spec)
+    texts, text_labels = flatten_descriptions(descriptions, spec)
+    wrapped = wrap_texts(texts, wrapper, spec.modality)
+    prompts = class_prompts(spec, wrapper)
+    text_key = content_key(encoder=enc_id, texts=descriptions_fingerprint(wrapped, text_labels, wrapper),
+                           prompts=prompts)
+
+    def encode_all_texts() -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            return {"texts": encoder.encode_texts(wrapped).float(),
+                    "prototypes": encoder.encode_texts(prompts).float()}
+
+    text, hits["text_embeddings"] = cached_tensors(tensor_dir, "text", text_key, encode_all_texts)
+
+    images, labels, features = {}, {}, {}
+    size = cfg.data.image_size
+    for split in ("train", "val", "test"):
+        paths = manifest.paths(split)
+        labels[split] = manifest.labels(split)
+        images[split] = build_image_cache(paths, preprocessing, size, image_dir, progress=True)
+        key = content_key(encoder=enc_id, data=manifest.fingerprint, split=split,
+                          preprocessing=preprocessing, size=size)
+        feats, hits[f"features_{split}"] = cached_tensors(
+            tensor_dir, "features", key,
+            lambda split=split: {"features": encode_images(
+                encoder, images[split], preprocessing, device=device,
+                batch_size=cfg.runtime.eval_batch_size, autocast=autocast)},
+        )
+        features[split] = feats["features"]
+
+    return SharedWork(
+        spec=spec, manifest=manifest, encoder=encoder, images=images, labels=labels,
+        clean_features=features, text_embeddings=text["texts"],
+        text_labels=torch.as_tensor(text_labels, dtype=torch.long),
+        class_prototypes=text["prototypes"], preprocessing=preprocessing, cache_hits=hits,
+    )
+
+
+def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast) -> torch.Tensor:
+    """(views, N, D) frozen features of augmented training views, for prompt-free trials.
+
+    With no prompts the student's features are the frozen encoder's features of strong views,
+    so they can be encoded once per dataset and encoder and shared by every such trial.
+    """
+    from medguna.data.augment import strong_view
+
+    r = cfg.runtime
+    enc_id = shared.encoder.info.get("checkpoint_sha256", "")
+    key = content_key(encoder=enc_id, data=shared.manifest.fingerprint, preprocessing=shared.preprocessing,
+                      size=cfg.data.image_size, views=r.feature_bank_views, seed=r.feature_bank_seed)
+
+    def compute() -> dict[str, torch.Tensor]:
+        generator = torch.Generator(device="cpu").manual_seed(r.feature_bank_seed)
+        size = shared.encoder.image_size
+
+        def view(batch, gen):
+            return strong_view(batch.cpu(), out_size=size, generator=gen).to(device)
+
+        bank = [encode_images(shared.encoder, shared.images["train"], shared.preprocessing,
+                              device=device, batch_size=r.eval_batch_size, autocast=autocast,
+                              view=view, generator=generator)
+                for _ in range(r.feature_bank_views)]
+        return {"bank": torch.stack(bank)}
+
+    bank, shared.cache_hits["feature_bank"] = cached_tensors(_tensor_cache_dir(cfg), "bank", key, compute)
+    return bank["bank"]

@@ -1,0 +1,45 @@
+#!/usr/bin/env python
+"""Run a MedUnA hyperparameter study: `python studies/run.py --study chestxray [overrides]`.
+
+Overrides are Hydra's (`data.roots.shenzhen=/data/ChinaSet_AllFiles model.checkpoint=/models/medclip
+resources=gpu storage.path=s3://bucket/medguna`). With no data roots and no checkpoint it runs a
+demonstration on synthetic stand-ins and the test-size MedCLIP, which finishes in minutes on a laptop.
+Running the same command again resumes an interrupted study; --fresh starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", default="chestxray", help="chestxray | fundus | skin | all (studies/conf/study/)")
+    parser.add_argument("--fresh", action="store_true", help="delete this study's earlier results and start over")
+    parser.add_argument("--no-report", action="store_true", help="skip the leaderboards and figures at the end")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
+    args = parser.parse_args(argv)
+
+    from medguna.compose import compose_study
+    from medguna.errors import MedgunaError
+
+    try:
+        cfg = compose_study([f"study={args.study}", *args.overrides])
+        from medguna.study.runner import run_study
+
+        plan = run_study(cfg, fresh=args.fresh)
+    except MedgunaError as err:
+        print(f"studies/run.py: error: {err}", file=sys.stderr)
+        return 2
+    if not args.no_report:
+        from medguna.analysis.report import short_leaderboard, write_report
+
+        print(short_leaderboard(plan.study_dir))
+        out = write_report([plan.study_dir], None)
+        print(f"Leaderboards and figures: {out}\nTensorBoard: tensorboard --logdir {plan.study_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
