@@ -23,6 +23,12 @@ _META_OPENINGS = (
     "sure", "certainly", "here are", "here is", "here's", "as an ai", "i'm sorry",
     "i am sorry", "i cannot", "i can't",
 )
+# An unterminated sentence ending in one of these words was cut mid-thought.
+_DANGLING_WORDS = frozenset({
+    "a", "an", "the", "of", "and", "or", "with", "by", "to", "in", "on", "at", "as", "for",
+    "from", "that", "which", "would", "will", "may", "might", "can", "could", "is", "are",
+    "be", "such", "show", "shows", "include", "includes", "typically",
+})
 _QUOTES = "\"'“”‘’`"
 _TERMINAL = ".!"
 
@@ -78,9 +84,12 @@ def _is_kept(sentence: str, prompt_keys: set[str], rules: CleaningRules) -> bool
         return False  # starts mid-sentence: a fragment left by a line break or a cut
     if sentence.casefold().startswith(_META_OPENINGS):
         return False  # chat preamble or refusal
+    words = sentence.split()
+    if not sentence.endswith(tuple(_TERMINAL)) and words[-1].casefold() in _DANGLING_WORDS:
+        return False  # "... would typically show": a fragment
     if duplicate_key(sentence) in prompt_keys:
         return False  # leftover prompt text
-    return len(sentence.split()) >= rules.min_words
+    return len(words) >= rules.min_words
 
 
 def clean_completion(
