@@ -1,0 +1,68 @@
+"""The composed configuration: defaults, overrides, and errors named before any Ray work."""
+
+import pytest
+
+from medguna.compose import compose_study
+from medguna.config import MethodConfig, TrialConfig, apply_method_params, from_dict
+from medguna.errors import ConfigError
+
+
+def test_default_study_composes_to_the_chestxray_datasets():
+    cfg = compose_study()
+    assert cfg.study.name == "chestxray"
+    assert cfg.study.datasets == ["shenzhen", "montgomery", "guangzhou"]
+    assert set(cfg.search.space) >= {"adapter_width", "entropy_weight", "prompt_length", "description_source"}
+    assert cfg.method.variant == "medguna"
+
+
+@pytest.mark.parametrize("study,datasets", [("fundus", ["idrid"]), ("skin", ["isic2018"]),
+                                            ("all", ["shenzhen", "montgomery", "guangzhou", "idrid", "isic2018"])])
+def test_every_study_names_its_datasets(study, datasets):
+    assert compose_study([f"study={study}"]).study.datasets == datasets
+
+
+def test_reference_method_group_sets_the_papers_values():
+    m = compose_study(["method=reference"]).method
+    assert (m.variant, m.prompt_length, m.entropy_weight, m.ce_weight, m.batch_size) == (
+        "reference", 113, 1.5, 0.7, 50)
+    assert m.resolved_preprocessing == "clip" and m.resolved_text_wrapper == "reference"
+    assert m.prompt_insertion == "reference" and not m.safe_entropy and not m.normalize_student
+
+
+def test_trial_config_carries_the_dataset_root_and_cache():
+    cfg = compose_study(["data.roots.montgomery=/data/mc", "storage.cache_dir=/tmp/c"])
+    t = cfg.trial_config("montgomery")
+    assert (t.data.dataset, t.data.root, t.data.cache_dir) == ("montgomery", "/data/mc", "/tmp/c")
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["+method.promt_length=3"], "unknown key(s) method.promt_length"),
+    (["method.adapter_width=-4"], "method.adapter_width=-4"),
+    (["method.prompt_length=5000"], "method.prompt_length=5000"),
+    (["method.variant=mine"], "method.variant='mine'"),
+    (["search.space.entropy_weight.low=4"], "needs numeric low < high"),
+    (["+search.space.not_a_param={type: float, low: 0, high: 1}"], "not a method hyperparameter"),
+    (["search.space.adapter_width.choices=[0,-1]"], "value -1 is out of range"),
+    (["search.space.entropy_weight.type=gaussian"], "type one of"),
+    (["study=nope"], "Could not find 'study/nope'"),
+    (["+data.roots.chexpert=/x"], "unknown dataset(s) ['chexpert']"),
+    (["resources.gpus_per_trial=1.5"], "whole number of GPUs"),
+    (["runtime.objective=test_accuracy"], "runtime.objective"),
+    (["method.batch_size=abc"], "must be an integer"),
+])
+def test_config_errors_name_the_key(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        compose_study(overrides)
+    assert message in str(err.value)
+
+
+def test_from_dict_rejects_unknown_nested_keys():
+    with pytest.raises(ConfigError, match="unknown key.*data.rooot"):
+        from_dict(TrialConfig, {"data": {"rooot": "/x"}})
+
+
+def test_apply_method_params_checks_ranges_and_keeps_the_rest():
+    m = apply_method_params(MethodConfig(), {"adapter_width": 64, "entropy_weight": 0.5})
+    assert (m.adapter_width, m.entropy_weight, m.ce_weight) == (64, 0.5, 0.7)
+    with pytest.raises(ConfigError, match="confident_ratio"):
+        apply_method_params(MethodConfig(), {"confident_ratio": 0.0})

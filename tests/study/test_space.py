@@ -1,0 +1,46 @@
+"""Search spaces as data -> Optuna suggestions; the paper's point enqueued first."""
+
+import optuna
+
+from medguna.config import MethodConfig
+from medguna.study.space import define_by_run, fixed_params, is_reference_config, reference_point
+
+SPACE = {
+    "adapter_width": {"type": "categorical", "choices": [0, 64]},
+    "entropy_weight": {"type": "float", "low": 0.0, "high": 3.0},
+    "prompt_length": {"type": "int", "low": 0, "high": 200, "step": 1},
+    "stage2_lr": {"type": "log", "low": 1e-5, "high": 1e-2},
+}
+
+
+def test_define_by_run_suggests_each_distribution_and_returns_the_fixed_rest():
+    constants = fixed_params(MethodConfig(), SPACE, dataset="idrid")
+    assert "adapter_width" not in constants and constants["ce_weight"] == 0.7
+    assert constants["dataset"] == "idrid"
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
+    fn = define_by_run(SPACE, constants)
+    for _ in range(20):
+        trial = study.ask()
+        assert fn(trial) == constants
+        p = trial.params
+        assert p["adapter_width"] in (0, 64)
+        assert 0.0 <= p["entropy_weight"] <= 3.0
+        assert isinstance(p["prompt_length"], int) and 0 <= p["prompt_length"] <= 200
+        assert 1e-5 <= p["stage2_lr"] <= 1e-2
+        study.tell(trial, 0.0)
+    dists = study.trials[0].distributions
+    assert dists["stage2_lr"].log is True
+
+
+def test_reference_point_only_when_the_space_can_express_it():
+    assert reference_point({"prompt_length": {"type": "categorical", "choices": [0, 113]},
+                            "entropy_weight": {"type": "float", "low": 0, "high": 2}}) == {
+        "prompt_length": 113, "entropy_weight": 1.5}
+    assert reference_point({"prompt_length": {"type": "categorical", "choices": [0, 8]}}) is None
+    assert reference_point({"stage2_lr": {"type": "log", "low": 1e-4, "high": 1e-2}}) is None
+
+
+def test_is_reference_config():
+    paper = {"adapter_width": 0, "entropy_weight": 1.5, "prompt_length": 113, "description_source": "reference"}
+    assert is_reference_config({**paper, "seed": 1})
+    assert not is_reference_config({**paper, "prompt_length": 8})
