@@ -48,6 +48,8 @@ class ResultSet:
     epochs: pl.DataFrame
     trials: pl.DataFrame
     notes: list[str] = field(default_factory=list)
+    # Names of the params.json keys (with `variant` read as `method_variant`), in first-seen order.
+    param_names: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,16 @@ def load_results(study_dirs: str | Path | Sequence[str | Path], progress: bool =
         )
     frames = [_trial_frame(folder) for folder in tqdm(folders, desc="scan trials", disable=not progress)]
     epochs = _collect(frames, folders)
+    param_names = [_param_name(c) for c in epochs.columns if c.startswith("param__")]
     epochs = _finish_epochs(epochs, studies)
     trials = _trial_table(epochs)
-    return ResultSet(studies=studies, epochs=epochs, trials=trials, notes=notes)
+    return ResultSet(studies=studies, epochs=epochs, trials=trials, notes=notes,
+                     param_names=param_names)
+
+
+def _param_name(column: str) -> str:
+    name = column.removeprefix("param__")
+    return "method_variant" if name == "variant" else name
 
 
 def _distinct_studies(dirs: list[str | Path]) -> list[StudyInfo]:
@@ -250,10 +259,8 @@ def _finish_epochs(epochs: pl.DataFrame, studies: list[StudyInfo]) -> pl.DataFra
 
 def _merge_params(epochs: pl.DataFrame) -> pl.DataFrame:
     """Turn the `param__*` columns into plain names; result rows win where both exist."""
-    renames = {"variant": "method_variant"}
     for column in [c for c in epochs.columns if c.startswith("param__")]:
-        name = column.removeprefix("param__")
-        name = renames.get(name, name)
+        name = _param_name(column)
         if name in epochs.columns:
             merged = pl.coalesce(pl.col(name), pl.col(column).cast(epochs.schema[name], strict=False))
             epochs = epochs.with_columns(merged.alias(name)).drop(column)

@@ -1,0 +1,75 @@
+"""Effect tables: objective and gain over zero-shot by one hyperparameter (median, IQR, count).
+
+Continuous parameters are put in buckets chosen around the paper's values (prompt length 113,
+entropy weight 1.5) so that the reference setting and "off" (0) each get their own level.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from medguna.analysis.layout import COMPLETED
+from medguna.analysis.leaderboards import RANK_GROUP, with_gains
+
+EFFECT_PARAMS = ("description_source", "prompt_length", "adapter_width", "entropy_weight")
+
+# (upper bound inclusive, label); the first bucket is exactly 0 ("off").
+PROMPT_LENGTH_BUCKETS = ((0, "0 (no prompts)"), (16, "1-16"), (64, "17-64"), (128, "65-128"),
+                         (float("inf"), ">128"))
+ENTROPY_WEIGHT_BUCKETS = ((0.0, "0 (off)"), (0.5, "(0, 0.5]"), (1.0, "(0.5, 1]"), (2.0, "(1, 2]"),
+                          (float("inf"), ">2"))
+BUCKETS = {"prompt_length": PROMPT_LENGTH_BUCKETS, "entropy_weight": ENTROPY_WEIGHT_BUCKETS}
+
+
+def _bucket_exprs(param: str) -> tuple[pl.Expr, pl.Expr]:
+    """(level label, level order) for one parameter."""
+    if param in BUCKETS:
+        label: pl.Expr = pl.lit(None, dtype=pl.String)
+        order: pl.Expr = pl.lit(None, dtype=pl.Float64)
+        # Built from the last bucket backwards so the first matching bound wins.
+        for index, (upper, text) in reversed(list(enumerate(BUCKETS[param]))):
+            hit = pl.col(param) <= upper
+            label = pl.when(hit).then(pl.lit(text)).otherwise(label)
+            order = pl.when(hit).then(pl.lit(float(index))).otherwise(order)
+        return label, order
+    if param == "adapter_width":
+        return pl.col(param).cast(pl.String), pl.col(param).cast(pl.Float64)
+    return pl.col(param).cast(pl.String), pl.lit(0.0)
+
+
+def _iqr_stats(column: str, prefix: str) -> list[pl.Expr]:
+    q25 = pl.col(column).quantile(0.25, "linear")
+    q75 = pl.col(column).quantile(0.75, "linear")
+    return [
+        pl.col(column).median().alias(f"{prefix}_median"),
+        q25.alias(f"{prefix}_q25"),
+        q75.alias(f"{prefix}_q75"),
+        (q75 - q25).alias(f"{prefix}_iqr"),
+    ]
+
+
+def effect_table(trials: pl.DataFrame, param: str,
+                 metric: str = "balanced_accuracy") -> pl.DataFrame:
+    """Per cohort, dataset and level of `param`: count, median/IQR of objective and of gain.
+
+    Only completed trials count: a stopped or failed trial's numbers are not comparable.
+    """
+    if param not in trials.columns:
+        return pl.DataFrame()
+    rows = with_gains(trials.filter(pl.col("trial_status") == COMPLETED))
+    if rows.height == 0:
+        return pl.DataFrame()
+    label, order = _bucket_exprs(param)
+    rows = rows.with_columns(label.alias("level"), order.alias("_order"))
+    table = rows.group_by([*RANK_GROUP, "dataset", "level"]).agg(
+        pl.col("_order").first(),
+        pl.len().alias("n"),
+        *_iqr_stats("objective_final", "objective"),
+        *_iqr_stats(f"gain_{metric}", f"gain_{metric}"),
+    )
+    table = table.sort(["cohort", "dataset", "_order", "level"]).drop("_order")
+    return table.rename({"level": param}).select(
+        ["cohort", "dataset", param, "n", *[c for c in table.columns
+                                          if c.startswith(("objective_", "gain_"))],
+         "study_objective"]
+    )

@@ -1,0 +1,159 @@
+"""Leaderboards: trials per dataset, configurations across datasets, and seed repeats.
+
+Only completed trials are ranked; stopped-early, failed and incomplete trials are listed after
+them with their state and reason. Ranks never cross cohorts (real vs synthetic or test-size) nor
+studies with different objectives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from medguna.analysis.configurations import configuration_expr, searched_params
+from medguna.analysis.layout import COMPLETED, FAILED, HEADLINE_METRICS, INCOMPLETE, STOPPED_EARLY
+from medguna.analysis.stats import mean_ci
+
+# Groups inside which objective values are comparable.
+RANK_GROUP = ("cohort", "study_objective", "study_mode")
+_STATE_ORDER = {COMPLETED: 0, STOPPED_EARLY: 1, INCOMPLETE: 2, FAILED: 3}
+
+
+def with_gains(trials: pl.DataFrame) -> pl.DataFrame:
+    """Add `gain_<metric>` = test metric at the selected epoch minus zero-shot test metric."""
+    return trials.with_columns(
+        (pl.col(f"test_{m}") - pl.col(f"zeroshot_test_{m}")).alias(f"gain_{m}")
+        for m in HEADLINE_METRICS
+    )
+
+
+def _signed_objective(column: str = "objective_final") -> pl.Expr:
+    # Ranks below always sort ascending: negate for "max" studies.
+    return pl.when(pl.col("study_mode") == "min").then(pl.col(column)).otherwise(-pl.col(column))
+
+
+def dataset_leaderboard(trials: pl.DataFrame, dataset: str, param_names: Sequence[str],
+                        metric: str = "balanced_accuracy") -> pl.DataFrame:
+    """Trials of one dataset ranked by the study objective (validation), best first.
+
+    Columns: cohort, rank, trial, trial_status, reference, the searched parameters, seed,
+    objective value, selected epoch, test metric, zero-shot test metric, gain, note.
+    """
+    rows = with_gains(trials.filter(pl.col("dataset") == dataset))
+    params = searched_params(rows, param_names)
+    completed = pl.col("trial_status") == COMPLETED
+    rank = (
+        pl.when(completed)
+        .then(pl.when(completed).then(_signed_objective()).rank("min")
+              .over([*RANK_GROUP, "dataset"]))
+        .otherwise(None)
+        .cast(pl.Int64)
+    )
+    rows = rows.with_columns(
+        rank.alias("rank"),
+        pl.col("trial_status").replace_strict(_STATE_ORDER, default=9).alias("_state_order"),
+        pl.when(pl.col("is_reference_config")).then(pl.lit("★ reference")).otherwise(pl.lit(""))
+        .alias("reference"),
+        pl.when(pl.col("trial_status") == FAILED).then(pl.col("error_reason"))
+        .when(pl.col("trial_status") == STOPPED_EARLY)
+        .then(pl.format("stopped after epoch {} of {} (best val so far {})", pl.col("epochs_run"),
+                        pl.col("stage2_epochs"), pl.col("best_val_objective").round(3)))
+        .when(pl.col("trial_status") == INCOMPLETE)
+        .then(pl.format("no final row yet ({} epochs reported)", pl.col("epochs_run").fill_null(0)))
+        .otherwise(pl.lit(""))
+        .alias("note"),
+    )
+    rows = rows.sort(["cohort", "study_objective", "_state_order", "rank", "trial_number"],
+                     nulls_last=True)
+    others = [f"{kind}_{m}" for m in HEADLINE_METRICS if m != metric
+              for kind in ("test", "zeroshot_test", "gain")]
+    columns = [
+        "cohort", "study", "dataset", "rank", "trial", "trial_status", "reference", *params, "seed",
+        "study_objective", "objective_final", "selected_epoch", "epochs_run",
+        f"test_{metric}", f"zeroshot_test_{metric}", f"gain_{metric}", "note", *others,
+        "best_val_objective", "ever_collapsed", "trial_id", "trial_dir",
+    ]
+    rows = rows.drop("objective_value", strict=False).rename({"objective_final": "objective_value"})
+    columns = ["objective_value" if c == "objective_final" else c for c in columns]
+    return rows.select([c for c in columns if c in rows.columns])
+
+
+def _completed_configurations(trials: pl.DataFrame, params: Sequence[str],
+                              metric: str) -> pl.DataFrame:
+    return with_gains(trials.filter(pl.col("trial_status") == COMPLETED)).with_columns(
+        configuration_expr(params)
+    ).with_columns(pl.col(f"gain_{metric}").alias("gain"), pl.col(f"test_{metric}").alias("test"))
+
+
+def across_leaderboard(trials: pl.DataFrame, param_names: Sequence[str],
+                       metric: str = "balanced_accuracy") -> pl.DataFrame:
+    """Configurations ranked across datasets, within each cohort and objective.
+
+    Per dataset a configuration's seeds are averaged, then configurations are ranked by that mean
+    objective (1 = best). Across datasets: configurations run on more datasets first (a rank on one
+    dataset is not comparable with a mean over five), then by mean rank, then by mean gain.
+    """
+    params = searched_params(trials, param_names)
+    rows = _completed_configurations(trials, params, metric)
+    if rows.height == 0:
+        return pl.DataFrame()
+    per_dataset = rows.group_by([*RANK_GROUP, "dataset", "configuration"]).agg(
+        *(pl.col(p).first() for p in params),
+        pl.col("objective_final").mean(),
+        pl.col("gain").mean(),
+        pl.col("test").mean(),
+        pl.col("is_reference_config").any(),
+    ).with_columns(
+        _signed_objective().rank("min").over([*RANK_GROUP, "dataset"]).alias("dataset_rank")
+    )
+    datasets_in_group = pl.col("dataset").n_unique().over(list(RANK_GROUP))
+    per_dataset = per_dataset.with_columns(datasets_in_group.alias("datasets_in_group"))
+    across = per_dataset.group_by([*RANK_GROUP, "configuration"]).agg(
+        *(pl.col(p).first() for p in params),
+        pl.col("dataset_rank").mean().alias("mean_rank"),
+        pl.col("gain").mean().alias(f"mean_gain_{metric}"),
+        pl.col("test").mean().alias(f"mean_test_{metric}"),
+        pl.col("dataset").n_unique().alias("n_datasets"),
+        pl.col("datasets_in_group").first(),
+        pl.format("{}:{}", pl.col("dataset"), pl.col("dataset_rank")).sort().str.join(", ")
+        .alias("ranks"),
+        pl.col("is_reference_config").any().alias("reference"),
+    ).with_columns(pl.col("reference").replace_strict({True: "★ reference", False: ""}))
+    across = across.sort(
+        ["cohort", "study_objective", "n_datasets", "mean_rank", f"mean_gain_{metric}"],
+        descending=[False, False, True, False, True],
+    ).with_columns(
+        pl.int_range(1, pl.len() + 1).over(list(RANK_GROUP)).alias("rank"),
+        pl.format("{}/{}", pl.col("n_datasets"), pl.col("datasets_in_group")).alias("coverage"),
+    )
+    columns = ["cohort", "study_objective", "rank", "reference", *params, "coverage", "mean_rank",
+               f"mean_gain_{metric}", f"mean_test_{metric}", "ranks", "configuration"]
+    return across.select(columns)
+
+
+def seeds_table(trials: pl.DataFrame, param_names: Sequence[str],
+                metric: str = "balanced_accuracy", confidence: float = 0.95) -> pl.DataFrame:
+    """Configurations run with several seeds: mean and t confidence interval of test, gain and
+    objective, per dataset (completed trials only)."""
+    params = searched_params(trials, param_names)
+    rows = _completed_configurations(trials, params, metric)
+    group = [*RANK_GROUP, "dataset", "configuration"]
+    records = []
+    for key, part in rows.group_by(group, maintain_order=True):
+        if part["seed"].n_unique() < 2:
+            continue
+        record = dict(zip(group, key))
+        record.update({p: part[p][0] for p in params})
+        record["n"] = part.height
+        record["seeds"] = ", ".join(str(s) for s in sorted(part["seed"].to_list()))
+        for name, column in ((f"test_{metric}", "test"), (f"gain_{metric}", "gain"),
+                             ("objective", "objective_final")):
+            ci = mean_ci(part[column].to_list(), confidence)
+            record.update({f"{name}_mean": ci.mean, f"{name}_sd": ci.sd,
+                           f"{name}_ci_low": ci.low, f"{name}_ci_high": ci.high})
+        records.append(record)
+    if not records:
+        return pl.DataFrame()
+    return pl.DataFrame(records).sort(["cohort", "dataset", f"test_{metric}_mean"],
+                                      descending=[False, False, True])
