@@ -118,6 +118,12 @@ def clean_completion(
     return kept
 
 
+def raw_sentence_count(text: str) -> int:
+    """Sentences in an uncleaned completion (bullets removed so "1." is not one): the 'before'."""
+    return sum(len(split_sentences(_strip_decoration(line))) for line in text.splitlines()
+               if line.strip())
+
+
 def deduplicate(sentences: Iterable[str]) -> list[str]:
     """First occurrence of each sentence, comparing case- and punctuation-free keys."""
     seen: set[str] = set()

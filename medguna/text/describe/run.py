@@ -15,7 +15,7 @@ from medguna.text.describe.cleaning import (
     CleaningRules,
     clean_completion,
     deduplicate,
-    split_sentences,
+    raw_sentence_count,
 )
 from medguna.text.describe.prompts import PROMPT_FAMILIES, ClassPrompt, build_prompts
 from medguna.text.describe.provenance import build_provenance, provenance_path, write_json
@@ -72,11 +72,6 @@ def sample_prompt(
     return [completion for completion in completions if completion is not None], requests, hits
 
 
-def _raw_sentence_count(completions: list[Completion]) -> int:
-    return sum(len(split_sentences(line.strip())) for completion in completions
-               for line in completion.text.splitlines() if line.strip())
-
-
 def describe_dataset(
     spec: DatasetSpec,
     backend: Backend,
@@ -121,7 +116,7 @@ def describe_dataset(
         all_completions = [completion for _, completions in answered for completion in completions]
         counts[class_name] = {
             "completions": len(all_completions),
-            "raw_sentences": _raw_sentence_count(all_completions),
+            "raw_sentences": sum(raw_sentence_count(c.text) for c in all_completions),
             "after_rules": len(kept),
             "kept": len(unique),
         }
