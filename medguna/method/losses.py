@@ -57,8 +57,8 @@ def label_smoothing_cross_entropy(
 def confident_row_count(batch_size: int, confident_ratio: float, *, safe: bool) -> int:
     """floor(ratio * B) rows; the reference can get 0 (B < 10 at ratio 0.1), the safe variant >= 1.
 
-    The reference floors the float product as is, so 0.3 * 10 = 2.9999999999999996 gives 2; the
-    safe variant adds a tiny epsilon first so it gives the intended 3.
+    The reference floors the float product as is, so 0.7 * 90 = 62.99999999999999 gives 62; the
+    safe variant adds a tiny epsilon first so it gives the intended 63.
     """
     if not safe:
         return math.floor(confident_ratio * batch_size)
