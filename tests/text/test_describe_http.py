@@ -356,6 +356,12 @@ def test_cli_reports_bad_input_on_stderr(server, tmp_path, capsys) -> None:
     assert "unknown prompt families ['vibes']" in capsys.readouterr().err
     assert run_cli(describe_argv(server, tmp_path, "--temperature", "0")) == 1
     assert "temperature must be > 0" in capsys.readouterr().err
+    argv = describe_argv(server, tmp_path)
+    argv[argv.index("--samples") + 1] = "0"
+    assert run_cli(argv) == 1
+    assert "--samples must be >= 1, got 0" in capsys.readouterr().err
+    assert run_cli(describe_argv(server, tmp_path, "--base-url", "localhost:8000")) == 1
+    assert "--base-url 'localhost:8000' is not an http(s) URL" in capsys.readouterr().err
     assert server.requests == []
 
 
