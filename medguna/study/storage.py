@@ -32,6 +32,9 @@ SHARED_FUSE_PREFIX = "fuse."
 
 PROC_MOUNTS = "/proc/mounts"
 
+RAY_BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
+"""Where `ray up` leaves the prepared cluster config on the head node (inside the container)."""
+
 _ANY_URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$")
 # "s3:/bucket" or "s3:bucket": a URI with a slash missing would otherwise become a local folder
 # named "s3:" under the working directory, which is the silent failure this module exists to stop.
@@ -205,3 +208,37 @@ def count_alive_nodes() -> int:
             "count_alive_nodes() needs a connected Ray: call ray.init(...) before it."
         )
     return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
+def autoscaler_max_nodes(config_path: str | os.PathLike[str] = RAY_BOOTSTRAP_CONFIG) -> int | None:
+    """Most nodes (head included) the autoscaler of a `ray up` cluster may run, or None when
+    this machine has no autoscaler config (a laptop, a test cluster, a manual `ray start`)."""
+    import yaml  # PyYAML comes with Ray
+
+    path = Path(config_path).expanduser()
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(config, dict) or not isinstance(config.get("max_workers"), int):
+        return None
+    global_limit = config["max_workers"]
+    head_type = config.get("head_node_type")
+    per_type = 0
+    for name, node_type in (config.get("available_node_types") or {}).items():
+        # Ray's defaults: the head's type adds no workers, other types up to the global limit.
+        default = 0 if name == head_type else global_limit
+        per_type += int((node_type or {}).get("max_workers", default))
+    return 1 + min(global_limit, per_type)
+
+
+def expected_cluster_nodes(config_path: str | os.PathLike[str] = RAY_BOOTSTRAP_CONFIG) -> int:
+    """Nodes the study must plan for: the alive ones, or the autoscaler's limit if larger.
+
+    An autoscaling cluster starts a study with the head alone (GPU workers have min_workers 0)
+    and grows once trials ask for GPUs, so the count of alive nodes alone would accept a
+    node-local storage path that the workers launched a minute later cannot see.
+    """
+    alive = count_alive_nodes()
+    limit = autoscaler_max_nodes(config_path)
+    return max(alive, limit or 0)

@@ -1,15 +1,27 @@
-"""count_alive_nodes against a real (one-machine) multi-node Ray cluster."""
+"""count_alive_nodes / expected_cluster_nodes against a real one-machine multi-node Ray cluster."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import ray
 from ray.cluster_utils import Cluster
 
 from medguna.errors import ConfigError
-from medguna.study.storage import check_storage_for_cluster, count_alive_nodes
+from medguna.study.storage import (
+    autoscaler_max_nodes,
+    check_storage_for_cluster,
+    count_alive_nodes,
+    expected_cluster_nodes,
+)
+
+TWO_TYPES = (
+    "max_workers: 4\nhead_node_type: h\navailable_node_types:\n"
+    "  h: {resources: {}, node_config: {}}\n  w: {resources: {}, node_config: {}}\n"
+)
 
 
 def _wait_for_count(expected: int, timeout_s: float = 20.0) -> int:
@@ -28,26 +40,66 @@ def test_count_needs_a_connected_ray() -> None:
         count_alive_nodes()
 
 
-def test_count_follows_nodes_joining_and_leaving(tmp_path) -> None:
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "include_dashboard": False},
+def test_autoscaler_limit_is_read_from_the_bootstrap_config(tmp_path: Path) -> None:
+    bootstrap = tmp_path / "ray_bootstrap_config.yaml"
+    bootstrap.write_text((Path(__file__).resolve().parents[2] / "cluster.yaml").read_text())
+    # cluster.yaml: max_workers 10 = 8 single-GPU + 2 four-GPU workers, plus the head.
+    assert autoscaler_max_nodes(bootstrap) == 11
+    bootstrap.write_text(TWO_TYPES.replace("w: {", "w: {max_workers: 3, "))
+    assert autoscaler_max_nodes(bootstrap) == 4  # 1 head + min(4, 0 + 3)
+    bootstrap.write_text(TWO_TYPES)
+    assert autoscaler_max_nodes(bootstrap) == 5  # a type without a limit is capped globally
+    bootstrap.write_text("max_workers: 0\navailable_node_types: {}\n")
+    assert autoscaler_max_nodes(bootstrap) == 1
+    assert autoscaler_max_nodes(tmp_path / "absent.yaml") is None
+    bootstrap.write_text("[not a mapping")
+    assert autoscaler_max_nodes(bootstrap) is None
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """A head with one CPU; tests add and remove worker nodes (about 1 s each)."""
+    if ray.is_initialized():
+        ray.shutdown()
+    test_cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
     )
+    ray.init(address=test_cluster.address)
     try:
-        worker = cluster.add_node(num_cpus=1, num_gpus=1)
-        ray.init(address=cluster.address)
-        cluster.wait_for_nodes()
-        assert _wait_for_count(2) == 2
-        # The real question the count answers: is a node-local path safe here?
-        with pytest.raises(ConfigError, match="has 2 nodes"):
-            check_storage_for_cluster(
-                str(tmp_path / "runs"), count_alive_nodes(), mounts_file=tmp_path / "none"
-            )
-        cluster.remove_node(worker)
-        assert _wait_for_count(1) == 1
+        yield test_cluster
+    finally:
+        ray.shutdown()
+        test_cluster.shutdown()
+
+
+def test_head_only_autoscaling_cluster_plans_for_its_limit(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The head alone is alive, but the autoscaler may add workers: a local path is refused."""
+    bootstrap = tmp_path / "ray_bootstrap_config.yaml"
+    bootstrap.write_text(TWO_TYPES)
+    assert _wait_for_count(1) == 1
+    assert expected_cluster_nodes(tmp_path / "absent.yaml") == 1
+    assert expected_cluster_nodes(bootstrap) == 5
+    local_runs = str(tmp_path / "runs")
+    check_storage_for_cluster(local_runs, count_alive_nodes(), mounts_file=tmp_path / "none")
+    with pytest.raises(ConfigError, match="has 5 nodes"):
+        check_storage_for_cluster(
+            local_runs, expected_cluster_nodes(bootstrap), mounts_file=tmp_path / "none"
+        )
+
+
+def test_count_follows_nodes_joining_and_leaving(cluster: Cluster, tmp_path: Path) -> None:
+    first = cluster.add_node(num_cpus=1, num_gpus=1)
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    assert _wait_for_count(3) == 3
+    small_limit = tmp_path / "ray_bootstrap_config.yaml"
+    small_limit.write_text("max_workers: 0\navailable_node_types: {}\n")
+    assert expected_cluster_nodes(small_limit) == 3  # more alive than the file allows
+    with pytest.raises(ConfigError, match="has 3 nodes"):
         check_storage_for_cluster(
             str(tmp_path / "runs"), count_alive_nodes(), mounts_file=tmp_path / "none"
         )
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    cluster.remove_node(first)
+    assert _wait_for_count(2) == 2
