@@ -48,7 +48,8 @@ def markdown_document(frame: pl.DataFrame, title: str, columns: Sequence[str] | 
     """Title, notes, then one table per cohort (real results first), never one mixed table."""
     parts = [f"# {title}\n"]
     parts += [f"> {note}\n" for note in notes]
-    if section_by is None or section_by not in frame.columns or frame.height == 0:
+    if (section_by is None or section_by not in frame.columns or frame.height == 0
+            or frame[section_by].null_count() == frame.height):
         parts.append(markdown_table(frame, columns))
         return "\n".join(parts)
     for slug in sorted_cohorts(frame[section_by].unique().to_list()):
