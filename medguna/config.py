@@ -277,6 +277,17 @@ class ResourcesConfig:
     max_concurrent_trials: int | None = None
     max_failures: int = 1
     reuse_actors: bool = False
+    # Training processes per trial on CPU (a TorchTrainer when > 1); with gpus_per_trial > 1
+    # there is one process per GPU instead.
+    workers_per_trial: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.gpus_per_trial > 1 or self.workers_per_trial > 1
+
+    @property
+    def num_workers(self) -> int:
+        return int(self.gpus_per_trial) if self.gpus_per_trial > 1 else self.workers_per_trial
 
 
 @dataclass
@@ -319,6 +330,7 @@ class StudyConfig:
             raise ConfigError(f"resources.gpus_per_trial={r.gpus_per_trial!r}: above 1 it must be "
                               "a whole number of GPUs (one training process per GPU)")
         _check(r.max_failures >= 0, "resources.max_failures", r.max_failures, ">= 0")
+        _check(r.workers_per_trial >= 1, "resources.workers_per_trial", r.workers_per_trial, ">= 1")
         self.trial_config(s.datasets[0]).validate()
         return self
 

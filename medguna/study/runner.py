@@ -166,9 +166,10 @@ def _max_concurrent(cfg: StudyConfig) -> int:
     if r.max_concurrent_trials:
         return r.max_concurrent_trials
     total = ray.cluster_resources()
-    by_cpu = int(total.get("CPU", 1) // r.cpus_per_trial)
+    by_cpu = int(total.get("CPU", 1) // (r.cpus_per_trial * r.num_workers))
     if r.gpus_per_trial > 0:
-        return max(1, min(by_cpu, int(total.get("GPU", 0) // r.gpus_per_trial)))
+        gpus = r.gpus_per_trial if not r.distributed else float(r.num_workers)
+        return max(1, min(by_cpu, int(total.get("GPU", 0) // gpus)))
     return max(1, by_cpu)
 
 
@@ -187,7 +188,7 @@ def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable):
         study_name=f"{cfg.study.name}-{p.dataset}",
     )
     scheduler = None
-    if cfg.search.scheduler == "asha" and cfg.resources.gpus_per_trial <= 1:
+    if cfg.search.scheduler == "asha" and not cfg.resources.distributed:
         scheduler = ASHAScheduler(time_attr="epoch", max_t=p.trial.method.stage2_epochs,
                                   grace_period=cfg.search.grace_period,
                                   reduction_factor=cfg.search.reduction_factor)
@@ -213,7 +214,17 @@ def _trainable(plan: StudyPlan, p: DatasetPlan):
     from ray import tune
 
     r = plan.config.resources
-    fn = tune.with_parameters(medguna_trainable, base=to_dict(p.trial), study=plan.config.study.name)
+    base, study = to_dict(p.trial), plan.config.study.name
+    if r.distributed:
+        from medguna.study.distributed import distributed_trainable
+
+        fn = tune.with_parameters(
+            distributed_trainable, base=base, study=study, num_workers=r.num_workers,
+            use_gpu=r.gpus_per_trial > 1, cpus_per_worker=r.cpus_per_trial,
+            storage_path=join(plan.study_dir, "_train"), max_failures=r.max_failures)
+        # The driver only waits on its TorchTrainer, whose workers hold the CPUs and GPUs.
+        return tune.with_resources(fn, {"cpu": 0})
+    fn = tune.with_parameters(medguna_trainable, base=base, study=study)
     return tune.with_resources(fn, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
 
 

@@ -231,6 +231,8 @@ def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: di
         order = torch.randperm(n_train, generator=generator)
         for start in range(0, n_train - batch + 1, batch):  # drop_last, as the reference
             idx = order[start:start + batch]
+            if accelerator.num_processes > 1:  # every process draws the same order, takes its shard
+                idx = idx[accelerator.process_index::accelerator.num_processes]
             targets = train_teacher[idx].to(device)
             if bank is not None:
                 view_idx = torch.randint(0, bank.shape[0], (len(idx),), generator=generator)
