@@ -45,8 +45,9 @@ def test_scale_multiplies_counts_and_image_size_sets_the_longer_side(tmp_path):
     manifest = load_manifest("guangzhou", root, tmp_path / "splits")
     expected = sum(2 * n for per_class in DEFAULT_COUNTS["guangzhou"].values() for n in per_class)
     assert manifest.table.height == expected
-    sizes = {Image.open(p).size for p in manifest.paths("test")}
-    assert all(max(size) == 64 for size in sizes)
+    for path in manifest.paths("test"):
+        with Image.open(path) as image:
+            assert max(image.size) == 64
 
 
 def test_montgomery_is_12_bit_data_in_16_bit_png(synthetic_roots):
