@@ -24,10 +24,15 @@ TOP_ROWS = 5
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("study_dirs", nargs="+", type=Path, help="<storage>/<study> folders")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: <first study_dir>/analysis)")
-    parser.add_argument("--metric", choices=HEADLINE_METRICS, default=DEFAULT_METRIC,
-                        help="headline test metric for gains over zero-shot")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: <first study_dir>/analysis)"
+    )
+    parser.add_argument(
+        "--metric",
+        choices=HEADLINE_METRICS,
+        default=DEFAULT_METRIC,
+        help="headline test metric for gains over zero-shot",
+    )
     return parser.parse_args(argv)
 
 

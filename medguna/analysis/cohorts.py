@@ -64,6 +64,8 @@ def cohort_expr(data_source: str = "data_source", checkpoint: str = "checkpoint"
 
 def sorted_cohorts(slugs: list[str] | set[str]) -> list[str]:
     """Real first, then the stand-ins, then anything unknown (alphabetical)."""
+
     def key(slug: str) -> tuple[int, str]:
         return (_ORDER.index(slug) if slug in _ORDER else len(_ORDER), slug)
+
     return sorted(set(slugs), key=key)

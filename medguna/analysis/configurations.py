@@ -17,8 +17,11 @@ def searched_params(trials: pl.DataFrame, param_names: Sequence[str]) -> list[st
     """
     design = [p for p in DESIGN_PARAMS if p in trials.columns]
     others = [
-        p for p in param_names
-        if p in trials.columns and p not in DESIGN_PARAMS and p not in NOT_CONFIGURATION
+        p
+        for p in param_names
+        if p in trials.columns
+        and p not in DESIGN_PARAMS
+        and p not in NOT_CONFIGURATION
         and trials[p].n_unique() > 1
     ]
     return design + others

@@ -14,10 +14,20 @@ from medguna.analysis.leaderboards import RANK_GROUP, with_gains
 EFFECT_PARAMS = ("description_source", "prompt_length", "adapter_width", "entropy_weight")
 
 # (upper bound inclusive, label); the first bucket is exactly 0 ("off").
-PROMPT_LENGTH_BUCKETS = ((0, "0 (no prompts)"), (16, "1-16"), (64, "17-64"), (128, "65-128"),
-                         (float("inf"), ">128"))
-ENTROPY_WEIGHT_BUCKETS = ((0.0, "0 (off)"), (0.5, "(0, 0.5]"), (1.0, "(0.5, 1]"), (2.0, "(1, 2]"),
-                          (float("inf"), ">2"))
+PROMPT_LENGTH_BUCKETS = (
+    (0, "0 (no prompts)"),
+    (16, "1-16"),
+    (64, "17-64"),
+    (128, "65-128"),
+    (float("inf"), ">128"),
+)
+ENTROPY_WEIGHT_BUCKETS = (
+    (0.0, "0 (off)"),
+    (0.5, "(0, 0.5]"),
+    (1.0, "(0.5, 1]"),
+    (2.0, "(1, 2]"),
+    (float("inf"), ">2"),
+)
 BUCKETS = {"prompt_length": PROMPT_LENGTH_BUCKETS, "entropy_weight": ENTROPY_WEIGHT_BUCKETS}
 
 
@@ -48,8 +58,9 @@ def _iqr_stats(column: str, prefix: str) -> list[pl.Expr]:
     ]
 
 
-def effect_table(trials: pl.DataFrame, param: str,
-                 metric: str = "balanced_accuracy") -> pl.DataFrame:
+def effect_table(
+    trials: pl.DataFrame, param: str, metric: str = "balanced_accuracy"
+) -> pl.DataFrame:
     """Per cohort, dataset and level of `param`: count, median/IQR of objective and of gain.
 
     Only completed trials count: a stopped or failed trial's numbers are not comparable.
@@ -69,7 +80,12 @@ def effect_table(trials: pl.DataFrame, param: str,
     )
     table = table.sort(["cohort", "dataset", "_order", "level"]).drop("_order")
     return table.rename({"level": param}).select(
-        ["cohort", "dataset", param, "n", *[c for c in table.columns
-                                          if c.startswith(("objective_", "gain_"))],
-         "study_objective"]
+        [
+            "cohort",
+            "dataset",
+            param,
+            "n",
+            *[c for c in table.columns if c.startswith(("objective_", "gain_"))],
+            "study_objective",
+        ]
     )

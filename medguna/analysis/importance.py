@@ -45,8 +45,10 @@ def _load(path: Path, name: str) -> tuple[optuna.Study | None, str | None]:
     if name in names:
         return optuna.load_study(study_name=name, storage=storage), None
     if len(names) == 1:
-        return (optuna.load_study(study_name=names[0], storage=storage),
-                f"{path} has no study {name!r}; used its only study {names[0]!r}")
+        return (
+            optuna.load_study(study_name=names[0], storage=storage),
+            f"{path} has no study {name!r}; used its only study {names[0]!r}",
+        )
     return None, f"{path} has no Optuna study {name!r} (found: {', '.join(names) or 'none'})"
 
 
@@ -66,28 +68,46 @@ def param_importance(study: StudyInfo, dataset: str) -> Importance:
         if loaded is None:
             return _skip(study, dataset, note or "")
         full = [
-            t for t in loaded.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            t
+            for t in loaded.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
             if t.user_attrs.get("budget") == FULL_BUDGET
         ]
         if len(full) < 2:
-            return _skip(study, dataset, f"{len(full)} complete full-budget trial(s) in {path}; "
-                         "need at least 2")
+            return _skip(
+                study,
+                dataset,
+                f"{len(full)} complete full-budget trial(s) in {path}; need at least 2",
+            )
         shared = set.intersection(*(set(t.params) for t in full))
         varying = sorted(p for p in shared if len({repr(t.params[p]) for t in full}) > 1)
         if not varying:
-            return _skip(study, dataset, f"no parameter varies among the {len(full)} full-budget "
-                         "trials")
+            return _skip(
+                study, dataset, f"no parameter varies among the {len(full)} full-budget trials"
+            )
         subset = optuna.create_study(directions=loaded.directions)
         subset.add_trials(full)
         evaluator, evaluator_name = _evaluator()
         scores = optuna.importance.get_param_importances(
-            subset, evaluator=evaluator, params=varying, normalize=True)
+            subset, evaluator=evaluator, params=varying, normalize=True
+        )
     finally:
         optuna.logging.set_verbosity(previous)
-    table = pl.DataFrame({
-        "param": list(scores), "importance": [float(v) for v in scores.values()],
-    }).with_columns(pl.lit(len(full)).alias("n_trials"), pl.lit(evaluator_name).alias("evaluator"))
-    notes = [n for n in (note, f"only {len(full)} full-budget trials: importances are noisy"
-                         if len(full) < FEW_TRIALS else None) if n]
-    return Importance(study.name, dataset, table.sort("importance", descending=True),
-                      "; ".join(notes) or None)
+    table = pl.DataFrame(
+        {
+            "param": list(scores),
+            "importance": [float(v) for v in scores.values()],
+        }
+    ).with_columns(pl.lit(len(full)).alias("n_trials"), pl.lit(evaluator_name).alias("evaluator"))
+    notes = [
+        n
+        for n in (
+            note,
+            f"only {len(full)} full-budget trials: importances are noisy"
+            if len(full) < FEW_TRIALS
+            else None,
+        )
+        if n
+    ]
+    return Importance(
+        study.name, dataset, table.sort("importance", descending=True), "; ".join(notes) or None
+    )

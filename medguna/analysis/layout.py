@@ -28,15 +28,30 @@ TRIAL_STATES = (COMPLETED, STOPPED_EARLY, FAILED, INCOMPLETE)
 DESIGN_PARAMS = ("adapter_width", "prompt_length", "entropy_weight", "description_source")
 # Other method hyperparameters a study may search (part of the configuration when they vary).
 OTHER_PARAMS = (
-    "ce_weight", "confident_ratio", "label_smoothing", "stage1_steps", "stage1_noise_std",
-    "stage2_lr", "stage2_epochs", "batch_size", "method_variant", "preprocessing", "text_wrapper",
+    "ce_weight",
+    "confident_ratio",
+    "label_smoothing",
+    "stage1_steps",
+    "stage1_noise_std",
+    "stage2_lr",
+    "stage2_epochs",
+    "batch_size",
+    "method_variant",
+    "preprocessing",
+    "text_wrapper",
 )
 # params.json keys that identify a run rather than a configuration.
 NOT_CONFIGURATION = ("dataset", "seed", "is_reference_config")
 
 PROVENANCE = (
-    "study", "dataset", "data_source", "encoder", "checkpoint", "checkpoint_sha256",
-    "method_variant", "code_version",
+    "study",
+    "dataset",
+    "data_source",
+    "encoder",
+    "checkpoint",
+    "checkpoint_sha256",
+    "method_variant",
+    "code_version",
 )
 TEST_SIZE_CHECKPOINT = "test-size"
 
@@ -45,16 +60,33 @@ HEADLINE_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "auroc")
 DEFAULT_METRIC = "balanced_accuracy"
 
 FINAL_ROW_COLUMNS = (
-    "selected_epoch", "objective", "objective_value",
+    "selected_epoch",
+    "objective",
+    "objective_value",
     *(f"test_{m}" for m in HEADLINE_METRICS),
     *(f"zeroshot_test_{m}" for m in HEADLINE_METRICS),
 )
 EPOCH_COLUMNS = (
-    "epoch", "loss", "loss_ce", "loss_entropy", "lr", "images_per_second", "pseudo_label_accuracy",
-    "val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_auroc",
-    "val_information_maximization", "val_effective_classes", "val_max_class_share",
-    "val_collapsed", "val_teacher_agreement", "zeroshot_val_accuracy",
-    "zeroshot_val_balanced_accuracy", "zeroshot_val_macro_f1", "zeroshot_val_auroc",
+    "epoch",
+    "loss",
+    "loss_ce",
+    "loss_entropy",
+    "lr",
+    "images_per_second",
+    "pseudo_label_accuracy",
+    "val_accuracy",
+    "val_balanced_accuracy",
+    "val_macro_f1",
+    "val_auroc",
+    "val_information_maximization",
+    "val_effective_classes",
+    "val_max_class_share",
+    "val_collapsed",
+    "val_teacher_agreement",
+    "zeroshot_val_accuracy",
+    "zeroshot_val_balanced_accuracy",
+    "zeroshot_val_macro_f1",
+    "zeroshot_val_auroc",
     "peak_memory_mb",
 )
 OBJECTIVES = ("val_balanced_accuracy", "val_information_maximization")

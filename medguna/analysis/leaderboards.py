@@ -33,8 +33,12 @@ def _signed_objective(column: str = "objective_final") -> pl.Expr:
     return pl.when(pl.col("study_mode") == "min").then(pl.col(column)).otherwise(-pl.col(column))
 
 
-def dataset_leaderboard(trials: pl.DataFrame, dataset: str, param_names: Sequence[str],
-                        metric: str = "balanced_accuracy") -> pl.DataFrame:
+def dataset_leaderboard(
+    trials: pl.DataFrame,
+    dataset: str,
+    param_names: Sequence[str],
+    metric: str = "balanced_accuracy",
+) -> pl.DataFrame:
     """Trials of one dataset ranked by the study objective (validation), best first.
 
     Columns: cohort, rank, trial, trial_status, reference, the searched parameters, seed,
@@ -45,49 +49,88 @@ def dataset_leaderboard(trials: pl.DataFrame, dataset: str, param_names: Sequenc
     completed = pl.col("trial_status") == COMPLETED
     rank = (
         pl.when(completed)
-        .then(pl.when(completed).then(_signed_objective()).rank("min")
-              .over([*RANK_GROUP, "dataset"]))
+        .then(
+            pl.when(completed).then(_signed_objective()).rank("min").over([*RANK_GROUP, "dataset"])
+        )
         .otherwise(None)
         .cast(pl.Int64)
     )
     rows = rows.with_columns(
         rank.alias("rank"),
         pl.col("trial_status").replace_strict(_STATE_ORDER, default=9).alias("_state_order"),
-        pl.when(pl.col("is_reference_config")).then(pl.lit("★ reference")).otherwise(pl.lit(""))
+        pl.when(pl.col("is_reference_config"))
+        .then(pl.lit("★ reference"))
+        .otherwise(pl.lit(""))
         .alias("reference"),
-        pl.when(pl.col("trial_status") == FAILED).then(pl.col("error_reason"))
+        pl.when(pl.col("trial_status") == FAILED)
+        .then(pl.col("error_reason"))
         .when(pl.col("trial_status") == STOPPED_EARLY)
-        .then(pl.format("stopped after epoch {} of {} (best val so far {})", pl.col("epochs_run"),
-                        pl.col("stage2_epochs"), pl.col("best_val_objective").round(3)))
+        .then(
+            pl.format(
+                "stopped after epoch {} of {} (best val so far {})",
+                pl.col("epochs_run"),
+                pl.col("stage2_epochs"),
+                pl.col("best_val_objective").round(3),
+            )
+        )
         .when(pl.col("trial_status") == INCOMPLETE)
         .then(pl.format("no final row yet ({} epochs reported)", pl.col("epochs_run").fill_null(0)))
         .otherwise(pl.lit(""))
         .alias("note"),
     )
-    rows = rows.sort(["cohort", "study_objective", "_state_order", "rank", "trial_number"],
-                     nulls_last=True)
-    others = [f"{kind}_{m}" for m in HEADLINE_METRICS if m != metric
-              for kind in ("test", "zeroshot_test", "gain")]
+    rows = rows.sort(
+        ["cohort", "study_objective", "_state_order", "rank", "trial_number"], nulls_last=True
+    )
+    others = [
+        f"{kind}_{m}"
+        for m in HEADLINE_METRICS
+        if m != metric
+        for kind in ("test", "zeroshot_test", "gain")
+    ]
     columns = [
-        "cohort", "study", "dataset", "rank", "trial", "trial_status", "reference", *params, "seed",
-        "study_objective", "objective_final", "selected_epoch", "epochs_run",
-        f"test_{metric}", f"zeroshot_test_{metric}", f"gain_{metric}", "note", *others,
-        "best_val_objective", "ever_collapsed", "trial_id", "trial_dir",
+        "cohort",
+        "study",
+        "dataset",
+        "rank",
+        "trial",
+        "trial_status",
+        "reference",
+        *params,
+        "seed",
+        "study_objective",
+        "objective_final",
+        "selected_epoch",
+        "epochs_run",
+        f"test_{metric}",
+        f"zeroshot_test_{metric}",
+        f"gain_{metric}",
+        "note",
+        *others,
+        "best_val_objective",
+        "ever_collapsed",
+        "trial_id",
+        "trial_dir",
     ]
     rows = rows.drop("objective_value", strict=False).rename({"objective_final": "objective_value"})
     columns = ["objective_value" if c == "objective_final" else c for c in columns]
     return rows.select([c for c in columns if c in rows.columns])
 
 
-def _completed_configurations(trials: pl.DataFrame, params: Sequence[str],
-                              metric: str) -> pl.DataFrame:
-    return with_gains(trials.filter(pl.col("trial_status") == COMPLETED)).with_columns(
-        configuration_expr(params)
-    ).with_columns(pl.col(f"gain_{metric}").alias("gain"), pl.col(f"test_{metric}").alias("test"))
+def _completed_configurations(
+    trials: pl.DataFrame, params: Sequence[str], metric: str
+) -> pl.DataFrame:
+    return (
+        with_gains(trials.filter(pl.col("trial_status") == COMPLETED))
+        .with_columns(configuration_expr(params))
+        .with_columns(
+            pl.col(f"gain_{metric}").alias("gain"), pl.col(f"test_{metric}").alias("test")
+        )
+    )
 
 
-def across_leaderboard(trials: pl.DataFrame, param_names: Sequence[str],
-                       metric: str = "balanced_accuracy") -> pl.DataFrame:
+def across_leaderboard(
+    trials: pl.DataFrame, param_names: Sequence[str], metric: str = "balanced_accuracy"
+) -> pl.DataFrame:
     """Configurations ranked across datasets, within each cohort and objective.
 
     Per dataset a configuration's seeds are averaged, then configurations are ranked by that mean
@@ -98,28 +141,38 @@ def across_leaderboard(trials: pl.DataFrame, param_names: Sequence[str],
     rows = _completed_configurations(trials, params, metric)
     if rows.height == 0:
         return pl.DataFrame()
-    per_dataset = rows.group_by([*RANK_GROUP, "dataset", "configuration"]).agg(
-        *(pl.col(p).first() for p in params),
-        pl.col("objective_final").mean(),
-        pl.col("gain").mean(),
-        pl.col("test").mean(),
-        pl.col("is_reference_config").any(),
-    ).with_columns(
-        _signed_objective().rank("min").over([*RANK_GROUP, "dataset"]).alias("dataset_rank")
+    per_dataset = (
+        rows.group_by([*RANK_GROUP, "dataset", "configuration"])
+        .agg(
+            *(pl.col(p).first() for p in params),
+            pl.col("objective_final").mean(),
+            pl.col("gain").mean(),
+            pl.col("test").mean(),
+            pl.col("is_reference_config").any(),
+        )
+        .with_columns(
+            _signed_objective().rank("min").over([*RANK_GROUP, "dataset"]).alias("dataset_rank")
+        )
     )
     datasets_in_group = pl.col("dataset").n_unique().over(list(RANK_GROUP))
     per_dataset = per_dataset.with_columns(datasets_in_group.alias("datasets_in_group"))
-    across = per_dataset.group_by([*RANK_GROUP, "configuration"]).agg(
-        *(pl.col(p).first() for p in params),
-        pl.col("dataset_rank").mean().alias("mean_rank"),
-        pl.col("gain").mean().alias(f"mean_gain_{metric}"),
-        pl.col("test").mean().alias(f"mean_test_{metric}"),
-        pl.col("dataset").n_unique().alias("n_datasets"),
-        pl.col("datasets_in_group").first(),
-        pl.format("{}:{}", pl.col("dataset"), pl.col("dataset_rank")).sort().str.join(", ")
-        .alias("ranks"),
-        pl.col("is_reference_config").any().alias("reference"),
-    ).with_columns(pl.col("reference").replace_strict({True: "★ reference", False: ""}))
+    across = (
+        per_dataset.group_by([*RANK_GROUP, "configuration"])
+        .agg(
+            *(pl.col(p).first() for p in params),
+            pl.col("dataset_rank").mean().alias("mean_rank"),
+            pl.col("gain").mean().alias(f"mean_gain_{metric}"),
+            pl.col("test").mean().alias(f"mean_test_{metric}"),
+            pl.col("dataset").n_unique().alias("n_datasets"),
+            pl.col("datasets_in_group").first(),
+            pl.format("{}:{}", pl.col("dataset"), pl.col("dataset_rank"))
+            .sort()
+            .str.join(", ")
+            .alias("ranks"),
+            pl.col("is_reference_config").any().alias("reference"),
+        )
+        .with_columns(pl.col("reference").replace_strict({True: "★ reference", False: ""}))
+    )
     across = across.sort(
         ["cohort", "study_objective", "n_datasets", "mean_rank", f"mean_gain_{metric}"],
         descending=[False, False, True, False, True],
@@ -127,13 +180,28 @@ def across_leaderboard(trials: pl.DataFrame, param_names: Sequence[str],
         pl.int_range(1, pl.len() + 1).over(list(RANK_GROUP)).alias("rank"),
         pl.format("{}/{}", pl.col("n_datasets"), pl.col("datasets_in_group")).alias("coverage"),
     )
-    columns = ["cohort", "study_objective", "rank", "reference", *params, "coverage", "mean_rank",
-               f"mean_gain_{metric}", f"mean_test_{metric}", "ranks", "configuration"]
+    columns = [
+        "cohort",
+        "study_objective",
+        "rank",
+        "reference",
+        *params,
+        "coverage",
+        "mean_rank",
+        f"mean_gain_{metric}",
+        f"mean_test_{metric}",
+        "ranks",
+        "configuration",
+    ]
     return across.select(columns)
 
 
-def seeds_table(trials: pl.DataFrame, param_names: Sequence[str],
-                metric: str = "balanced_accuracy", confidence: float = 0.95) -> pl.DataFrame:
+def seeds_table(
+    trials: pl.DataFrame,
+    param_names: Sequence[str],
+    metric: str = "balanced_accuracy",
+    confidence: float = 0.95,
+) -> pl.DataFrame:
     """Configurations run with several seeds: mean and t confidence interval of test, gain and
     objective, per dataset (completed trials only)."""
     params = searched_params(trials, param_names)
@@ -147,13 +215,23 @@ def seeds_table(trials: pl.DataFrame, param_names: Sequence[str],
         record.update({p: part[p][0] for p in params})
         record["n"] = part.height
         record["seeds"] = ", ".join(str(s) for s in sorted(part["seed"].to_list()))
-        for name, column in ((f"test_{metric}", "test"), (f"gain_{metric}", "gain"),
-                             ("objective", "objective_final")):
+        for name, column in (
+            (f"test_{metric}", "test"),
+            (f"gain_{metric}", "gain"),
+            ("objective", "objective_final"),
+        ):
             ci = mean_ci(part[column].to_list(), confidence)
-            record.update({f"{name}_mean": ci.mean, f"{name}_sd": ci.sd,
-                           f"{name}_ci_low": ci.low, f"{name}_ci_high": ci.high})
+            record.update(
+                {
+                    f"{name}_mean": ci.mean,
+                    f"{name}_sd": ci.sd,
+                    f"{name}_ci_low": ci.low,
+                    f"{name}_ci_high": ci.high,
+                }
+            )
         records.append(record)
     if not records:
         return pl.DataFrame()
-    return pl.DataFrame(records).sort(["cohort", "dataset", f"test_{metric}_mean"],
-                                      descending=[False, False, True])
+    return pl.DataFrame(records).sort(
+        ["cohort", "dataset", f"test_{metric}_mean"], descending=[False, False, True]
+    )

@@ -36,8 +36,14 @@ from medguna.errors import DataError
 
 TRIAL_KEY = ("study", "dataset", "trial")
 # Columns that are strings even when every value is missing (null columns need a dtype).
-_STRING_COLUMNS = (*PROVENANCE, "objective", "status", "description_source", "preprocessing",
-                   "text_wrapper")
+_STRING_COLUMNS = (
+    *PROVENANCE,
+    "objective",
+    "status",
+    "description_source",
+    "preprocessing",
+    "text_wrapper",
+)
 
 
 @dataclass
@@ -72,16 +78,20 @@ def load_results(study_dirs: str | Path | Sequence[str | Path], progress: bool =
     if not folders:
         where = ", ".join(str(s.path) for s in studies)
         raise DataError(
-            f"no trial folders (t<NNNN>_<trial id>/) under {where}: the study has not run any trial "
+            f"no trial folders (t<NNNN>_<trial id>/) under {where}: the study has not run any "
+            "trial "
             "yet, or the path is not a study folder; run the study first or pass the right folder"
         )
-    frames = [_trial_frame(folder) for folder in tqdm(folders, desc="scan trials", disable=not progress)]
+    frames = [
+        _trial_frame(folder) for folder in tqdm(folders, desc="scan trials", disable=not progress)
+    ]
     epochs = _collect(frames, folders)
     param_names = [_param_name(c) for c in epochs.columns if c.startswith("param__")]
     epochs = _finish_epochs(epochs, studies)
     trials = _trial_table(epochs)
-    return ResultSet(studies=studies, epochs=epochs, trials=trials, notes=notes,
-                     param_names=param_names)
+    return ResultSet(
+        studies=studies, epochs=epochs, trials=trials, notes=notes, param_names=param_names
+    )
 
 
 def _param_name(column: str) -> str:
@@ -113,15 +123,19 @@ def _trial_folders(studies: list[StudyInfo], notes: list[str]) -> Iterable[_Tria
         for dataset in study.datasets:
             dataset_dir = study.path / dataset
             if not dataset_dir.is_dir():
-                notes.append(f"study {study.name}: no folder for dataset {dataset} ({dataset_dir}); "
-                             "it has not run")
+                notes.append(
+                    f"study {study.name}: no folder for dataset {dataset} ({dataset_dir}); "
+                    "it has not run"
+                )
                 continue
             found = 0
             for child in sorted(dataset_dir.iterdir()):
                 match = TRIAL_DIR_PATTERN.match(child.name)
                 if child.is_dir() and match:
                     found += 1
-                    yield _TrialFolder(study, dataset, child, int(match["number"]), match["trial_id"])
+                    yield _TrialFolder(
+                        study, dataset, child, int(match["number"]), match["trial_id"]
+                    )
             if not found:
                 notes.append(f"study {study.name}: dataset {dataset} has no trial folders yet")
 
@@ -130,13 +144,16 @@ def _read_params(path: Path) -> dict:
     file = path / PARAMS_FILE
     if not file.is_file():
         raise DataError(
-            f"{file} is missing: every trial folder needs the params.json Ray writes at trial start; "
+            f"{file} is missing: every trial folder needs the params.json Ray writes at trial "
+            "start; "
             "the folder is partial (copy it again or delete the trial folder)"
         )
     try:
         params = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{file} is not valid JSON ({exc}); copy it again or delete the trial") from None
+        raise DataError(
+            f"{file} is not valid JSON ({exc}); copy it again or delete the trial"
+        ) from None
     if not isinstance(params, dict):
         raise DataError(f"{file} must hold a JSON object of hyperparameters")
     # Nested values (lists, dicts) cannot be table cells that group and compare: keep them as text.
@@ -240,8 +257,17 @@ def _finite_or_none(value: object) -> object:
 def _finish_epochs(epochs: pl.DataFrame, studies: list[StudyInfo]) -> pl.DataFrame:
     epochs = _merge_params(epochs)
     objectives = tuple(s.objective for s in studies)
-    for name in (*EPOCH_COLUMNS, *FINAL_ROW_COLUMNS, *PROVENANCE, *DESIGN_PARAMS, *objectives,
-                 "status", "seed", "stage2_epochs", "is_reference_config"):
+    for name in (
+        *EPOCH_COLUMNS,
+        *FINAL_ROW_COLUMNS,
+        *PROVENANCE,
+        *DESIGN_PARAMS,
+        *objectives,
+        "status",
+        "seed",
+        "stage2_epochs",
+        "is_reference_config",
+    ):
         if name not in epochs.columns:
             dtype = pl.String if name in _STRING_COLUMNS else pl.Float64
             epochs = epochs.with_columns(pl.lit(None, dtype=dtype).alias(name))
@@ -262,7 +288,9 @@ def _merge_params(epochs: pl.DataFrame) -> pl.DataFrame:
     for column in [c for c in epochs.columns if c.startswith("param__")]:
         name = _param_name(column)
         if name in epochs.columns:
-            merged = pl.coalesce(pl.col(name), pl.col(column).cast(epochs.schema[name], strict=False))
+            merged = pl.coalesce(
+                pl.col(name), pl.col(column).cast(epochs.schema[name], strict=False)
+            )
             epochs = epochs.with_columns(merged.alias(name)).drop(column)
         else:
             epochs = epochs.rename({column: name})
@@ -272,17 +300,33 @@ def _merge_params(epochs: pl.DataFrame) -> pl.DataFrame:
 def _fill_provenance_from_study(epochs: pl.DataFrame, studies: list[StudyInfo]) -> pl.DataFrame:
     """Trials that reported nothing still get their data source, encoder and checkpoint."""
     rows = [
-        {"study": s.name, "dataset": d, "study_data_source": s.data_source.get(d),
-         "study_encoder": s.encoder, "study_checkpoint": s.checkpoint}
-        for s in studies for d in s.datasets
+        {
+            "study": s.name,
+            "dataset": d,
+            "study_data_source": s.data_source.get(d),
+            "study_encoder": s.encoder,
+            "study_checkpoint": s.checkpoint,
+        }
+        for s in studies
+        for d in s.datasets
     ]
-    defaults = pl.DataFrame(rows, schema={"study": pl.String, "dataset": pl.String,
-                                          "study_data_source": pl.String,
-                                          "study_encoder": pl.String, "study_checkpoint": pl.String})
+    defaults = pl.DataFrame(
+        rows,
+        schema={
+            "study": pl.String,
+            "dataset": pl.String,
+            "study_data_source": pl.String,
+            "study_encoder": pl.String,
+            "study_checkpoint": pl.String,
+        },
+    )
     epochs = epochs.with_columns(pl.col("dataset").cast(pl.String))
     epochs = epochs.join(defaults, on=["study", "dataset"], how="left")
-    fill = {"data_source": "study_data_source", "encoder": "study_encoder",
-            "checkpoint": "study_checkpoint"}
+    fill = {
+        "data_source": "study_data_source",
+        "encoder": "study_encoder",
+        "checkpoint": "study_checkpoint",
+    }
     epochs = epochs.with_columns(
         pl.coalesce(pl.col(col).cast(pl.String), pl.col(default)).alias(col)
         for col, default in fill.items()
@@ -294,7 +338,9 @@ def _objective_expr(studies: list[StudyInfo]) -> pl.Expr:
     """`val_objective`: each row's value of its study's objective metric."""
     expr: pl.Expr = pl.lit(None, dtype=pl.Float64)
     for objective in sorted({s.objective for s in studies}):
-        expr = pl.when(pl.col("study_objective") == objective).then(pl.col(objective)).otherwise(expr)
+        expr = (
+            pl.when(pl.col("study_objective") == objective).then(pl.col(objective)).otherwise(expr)
+        )
     return expr.cast(pl.Float64).alias("val_objective")
 
 
@@ -303,9 +349,12 @@ def _with_trial_status(epochs: pl.DataFrame) -> pl.DataFrame:
     completed = (pl.col("status") == COMPLETED).any().over(key).fill_null(False)
     max_epoch = pl.col("epoch").max().over(key)
     status = (
-        pl.when(pl.col("failed")).then(pl.lit(FAILED))
-        .when(completed).then(pl.lit(COMPLETED))
-        .when(max_epoch < pl.col("stage2_epochs")).then(pl.lit(STOPPED_EARLY))
+        pl.when(pl.col("failed"))
+        .then(pl.lit(FAILED))
+        .when(completed)
+        .then(pl.lit(COMPLETED))
+        .when(max_epoch < pl.col("stage2_epochs"))
+        .then(pl.lit(STOPPED_EARLY))
         .otherwise(pl.lit(INCOMPLETE))
     )
     return epochs.with_columns(status.alias("trial_status"))
@@ -316,13 +365,28 @@ def _trial_table(epochs: pl.DataFrame) -> pl.DataFrame:
     key = list(TRIAL_KEY)
     per_epoch = {*EPOCH_COLUMNS, *FINAL_ROW_COLUMNS, "status", "val_objective"}
     per_epoch |= {c for c in epochs.columns if c.startswith(("val_", "test_", "zeroshot_"))}
-    ray_columns = {"training_iteration", "timestamp", "done", "time_total_s", "time_this_iter_s",
-                   "iterations_since_restore", "date", "hostname", "node_ip", "pid",
-                   "time_since_restore", "checkpoint_dir_name", "should_checkpoint"}
+    ray_columns = {
+        "training_iteration",
+        "timestamp",
+        "done",
+        "time_total_s",
+        "time_this_iter_s",
+        "iterations_since_restore",
+        "date",
+        "hostname",
+        "node_ip",
+        "pid",
+        "time_since_restore",
+        "checkpoint_dir_name",
+        "should_checkpoint",
+    }
     constants = [c for c in epochs.columns if c not in per_epoch | ray_columns | set(key)]
     is_final = pl.col("status") == COMPLETED
-    final = [c for c in epochs.columns
-             if c in FINAL_ROW_COLUMNS or c.startswith(("test_", "zeroshot_test_"))]
+    final = [
+        c
+        for c in epochs.columns
+        if c in FINAL_ROW_COLUMNS or c.startswith(("test_", "zeroshot_test_"))
+    ]
     aggregations = [
         *(pl.col(c).drop_nulls().first().alias(c) for c in constants),
         *(pl.col(c).filter(is_final).last().alias(c) for c in final),
@@ -330,10 +394,13 @@ def _trial_table(epochs: pl.DataFrame) -> pl.DataFrame:
         pl.col("val_objective").sort_by("epoch").drop_nulls().last().alias("last_val_objective"),
         pl.col("val_objective").max().alias("max_val_objective"),
         pl.col("val_objective").min().alias("min_val_objective"),
-        pl.col("zeroshot_val_balanced_accuracy").drop_nulls().first()
+        pl.col("zeroshot_val_balanced_accuracy")
+        .drop_nulls()
+        .first()
         .alias("zeroshot_val_balanced_accuracy"),
         pl.col("val_collapsed").max().alias("ever_collapsed"),
-        pl.col("time_total_s").max().alias("time_total_s") if "time_total_s" in epochs.columns
+        pl.col("time_total_s").max().alias("time_total_s")
+        if "time_total_s" in epochs.columns
         else pl.lit(None, dtype=pl.Float64).alias("time_total_s"),
     ]
     trials = epochs.group_by(key, maintain_order=True).agg(aggregations)
@@ -344,12 +411,19 @@ def _trial_table(epochs: pl.DataFrame) -> pl.DataFrame:
         .unique(key, keep="last")
     )
     trials = trials.join(at_selected, on=key, how="left")
-    best = (pl.when(pl.col("study_mode") == "min").then(pl.col("min_val_objective"))
-            .otherwise(pl.col("max_val_objective")))
-    ranked = pl.coalesce(pl.col("objective_value").cast(pl.Float64), pl.col("objective_at_selected"))
+    best = (
+        pl.when(pl.col("study_mode") == "min")
+        .then(pl.col("min_val_objective"))
+        .otherwise(pl.col("max_val_objective"))
+    )
+    ranked = pl.coalesce(
+        pl.col("objective_value").cast(pl.Float64), pl.col("objective_at_selected")
+    )
     trials = trials.with_columns(
         best.alias("best_val_objective"),
-        pl.when(pl.col("trial_status") == COMPLETED).then(ranked).otherwise(None)
+        pl.when(pl.col("trial_status") == COMPLETED)
+        .then(ranked)
+        .otherwise(None)
         .alias("objective_final"),
     ).drop(["max_val_objective", "min_val_objective", "objective_at_selected"])
     return trials.sort(["study", "dataset", "trial_number"])

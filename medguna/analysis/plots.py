@@ -38,7 +38,8 @@ def _groups(trials: pl.DataFrame) -> list[tuple[str, str, str, pl.DataFrame]]:
     """(dataset, cohort, objective, rows) for each comparable set of trials."""
     out = []
     for (dataset, cohort, objective), part in trials.group_by(
-            ["dataset", "cohort", "study_objective"], maintain_order=True):
+        ["dataset", "cohort", "study_objective"], maintain_order=True
+    ):
         out.append((str(dataset), str(cohort), str(objective), part.sort("trial_number")))
     return sorted(out, key=lambda g: (g[0], g[1], g[2]))
 
@@ -65,8 +66,7 @@ def _studies(rows: pl.DataFrame) -> str:
     return ", ".join(sorted(rows["study"].unique().to_list()))
 
 
-def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str,
-                 path: Path) -> Path:
+def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str, path: Path) -> Path:
     """Objective per trial in launch order, the running best of completed trials, and the
     paper's configuration marked."""
     maximize = rows["study_mode"][0] != "min"
@@ -78,44 +78,72 @@ def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str,
         # Completed trials show their ranked value; the others their best value before stopping.
         column = "objective_final" if state == COMPLETED else "best_val_objective"
         values = part[column].to_numpy().astype(float)
-        ax.scatter(part["trial_number"].to_numpy(), values, color=style["color"],
-                   marker=style["marker"], label=f"{style['label']} ({part.height})", zorder=3)
+        ax.scatter(
+            part["trial_number"].to_numpy(),
+            values,
+            color=style["color"],
+            marker=style["marker"],
+            label=f"{style['label']} ({part.height})",
+            zorder=3,
+        )
     done = rows.filter(pl.col("trial_status") == COMPLETED)
     if done.height:
         values = done["objective_final"].to_numpy().astype(float)
         running = np.fmax.accumulate(values) if maximize else np.fmin.accumulate(values)
-        ax.step(done["trial_number"].to_numpy(), running, where="post", color="black",
-                label="running best (completed)", zorder=2)
+        ax.step(
+            done["trial_number"].to_numpy(),
+            running,
+            where="post",
+            color="black",
+            label="running best (completed)",
+            zorder=2,
+        )
     reference = rows.filter(pl.col("is_reference_config") & (pl.col("trial_status") == COMPLETED))
     if reference.height:
-        ax.scatter(reference["trial_number"].to_numpy(),
-                   reference["objective_final"].to_numpy().astype(float), marker="*", s=260,
-                   facecolor="none", edgecolor="green", linewidth=1.5, zorder=4,
-                   label="paper's configuration")
+        ax.scatter(
+            reference["trial_number"].to_numpy(),
+            reference["objective_final"].to_numpy().astype(float),
+            marker="*",
+            s=260,
+            facecolor="none",
+            edgecolor="green",
+            linewidth=1.5,
+            zorder=4,
+            label="paper's configuration",
+        )
     ax.set_xlabel("trial number (launch order)")
     ax.set_ylabel(f"{objective} ({'higher' if maximize else 'lower'} is better)")
-    ax.set_title(_title(f"{dataset}: optimisation history, study {_studies(rows)}", cohort),
-                 fontsize=10)
+    ax.set_title(
+        _title(f"{dataset}: optimisation history, study {_studies(rows)}", cohort), fontsize=10
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return _save(fig, path)
 
 
-def plot_curves(epochs: pl.DataFrame, dataset: str, cohort: str, objective: str,
-                path: Path) -> Path:
+def plot_curves(
+    epochs: pl.DataFrame, dataset: str, cohort: str, objective: str, path: Path
+) -> Path:
     """Validation objective per epoch for every trial; colour says how the trial ended."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     seen: set[str] = set()
-    for _, part in epochs.filter(pl.col("epoch").is_not_null()).group_by("trial",
-                                                                          maintain_order=True):
+    for _, part in epochs.filter(pl.col("epoch").is_not_null()).group_by(
+        "trial", maintain_order=True
+    ):
         part = part.sort("epoch")
         state = part["trial_status"][0]
         style = STATE_STYLE.get(state, STATE_STYLE[INCOMPLETE])
         label = None if state in seen else style["label"]
         seen.add(state)
-        ax.plot(part["epoch"].to_numpy(), part["val_objective"].to_numpy().astype(float),
-                color=style["color"], marker=style["marker"], markersize=4, alpha=0.7,
-                label=label)
+        ax.plot(
+            part["epoch"].to_numpy(),
+            part["val_objective"].to_numpy().astype(float),
+            color=style["color"],
+            marker=style["marker"],
+            markersize=4,
+            alpha=0.7,
+            label=label,
+        )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("stage-2 epoch")
     ax.set_ylabel(objective)
@@ -130,8 +158,9 @@ def _is_categorical(values: pl.Series) -> bool:
     return values.dtype == pl.String or values.dtype == pl.Boolean or values.n_unique() <= 6
 
 
-def plot_params(rows: pl.DataFrame, params: Sequence[str], dataset: str, cohort: str,
-                objective: str, path: Path) -> Path:
+def plot_params(
+    rows: pl.DataFrame, params: Sequence[str], dataset: str, cohort: str, objective: str, path: Path
+) -> Path:
     """Objective of completed trials against each searched parameter (box plot for few levels,
     scatter for continuous values); the paper's configuration is a green star."""
     done = rows.filter(pl.col("trial_status") == COMPLETED)
@@ -148,12 +177,15 @@ def plot_params(rows: pl.DataFrame, params: Sequence[str], dataset: str, cohort:
             levels = sorted(values.drop_nulls().unique().to_list(), key=lambda v: (str(type(v)), v))
             data = [objective_values[(values == level).to_numpy()] for level in levels]
             ax.boxplot(data, tick_labels=[str(level) for level in levels], showfliers=False)
-            positions = np.array([levels.index(v) + 1 if v in levels else np.nan
-                                  for v in values.to_list()], dtype=float)
+            positions = np.array(
+                [levels.index(v) + 1 if v in levels else np.nan for v in values.to_list()],
+                dtype=float,
+            )
             jitter = positions + rng.uniform(-0.12, 0.12, size=positions.size)
             ax.scatter(jitter, objective_values, s=14, alpha=0.7, color="tab:blue")
-            ax.scatter(jitter[reference], objective_values[reference], marker="*", s=160,
-                       color="green")
+            ax.scatter(
+                jitter[reference], objective_values[reference], marker="*", s=160, color="green"
+            )
             ax.tick_params(axis="x", labelrotation=20, labelsize=8)
         else:
             x = values.cast(pl.Float64).to_numpy()
@@ -164,19 +196,25 @@ def plot_params(rows: pl.DataFrame, params: Sequence[str], dataset: str, cohort:
         ax.set_xlabel(param)
         ax.set_ylabel(objective, fontsize=8)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(params):]:
+    for ax in list(axes.flat)[len(params) :]:
         ax.axis("off")
-    fig.suptitle(_title(f"{dataset}: {objective} by hyperparameter ({done.height} completed "
-                        "trials; ★ = paper's configuration)", cohort), fontsize=10)
+    fig.suptitle(
+        _title(
+            f"{dataset}: {objective} by hyperparameter ({done.height} completed "
+            "trials; ★ = paper's configuration)",
+            cohort,
+        ),
+        fontsize=10,
+    )
     return _save(fig, path)
 
 
-def plot_zeroshot_vs_adapted(trials: pl.DataFrame, cohort: str, metric: str,
-                             path: Path) -> Path:
+def plot_zeroshot_vs_adapted(trials: pl.DataFrame, cohort: str, metric: str, path: Path) -> Path:
     """Per dataset: zero-shot test metric, the paper's configuration, the configuration the
     study selected (best validation objective), and every completed trial as a dot."""
-    done = with_gains(trials.filter((pl.col("cohort") == cohort)
-                                    & (pl.col("trial_status") == COMPLETED)))
+    done = with_gains(
+        trials.filter((pl.col("cohort") == cohort) & (pl.col("trial_status") == COMPLETED))
+    )
     datasets = sorted(done["dataset"].unique().to_list())
     fig, ax = plt.subplots(figsize=(2.0 * len(datasets) + 4.5, 4.5))
     width = 0.25
@@ -186,7 +224,8 @@ def plot_zeroshot_vs_adapted(trials: pl.DataFrame, cohort: str, metric: str,
         bars["zero-shot"].append(part[f"zeroshot_test_{metric}"].median())
         reference = part.filter(pl.col("is_reference_config"))
         bars["paper's configuration"].append(
-            reference[f"test_{metric}"].mean() if reference.height else np.nan)
+            reference[f"test_{metric}"].mean() if reference.height else np.nan
+        )
         maximize = part["study_mode"][0] != "min"
         best = part.sort("objective_final", descending=maximize, nulls_last=True).row(0, named=True)
         bars["selected by validation"].append(best[f"test_{metric}"])
@@ -195,12 +234,17 @@ def plot_zeroshot_vs_adapted(trials: pl.DataFrame, cohort: str, metric: str,
     for i, ((label, heights), colour) in enumerate(zip(bars.items(), colours)):
         heights = np.array([np.nan if h is None else h for h in heights], dtype=float)
         drawn = ax.bar(x + (i - 1) * width, heights, width, label=label, color=colour, alpha=0.85)
-        ax.bar_label(drawn, labels=["" if np.isnan(h) else f"{h:.3f}" for h in heights],
-                     fontsize=7)
+        ax.bar_label(drawn, labels=["" if np.isnan(h) else f"{h:.3f}" for h in heights], fontsize=7)
     for j, dataset in enumerate(datasets):
         values = done.filter(pl.col("dataset") == dataset)[f"test_{metric}"].to_numpy()
-        ax.scatter(np.full(values.size, x[j] + 1.6 * width), values, s=12, color="black",
-                   alpha=0.6, label="every completed trial" if j == 0 else None)
+        ax.scatter(
+            np.full(values.size, x[j] + 1.6 * width),
+            values,
+            s=12,
+            color="black",
+            alpha=0.6,
+            label="every completed trial" if j == 0 else None,
+        )
     ax.set_xticks(x, datasets)
     ax.set_xlim(-0.6, len(datasets) - 0.2)
     ax.set_ylabel(f"test {metric}")
@@ -211,25 +255,35 @@ def plot_zeroshot_vs_adapted(trials: pl.DataFrame, cohort: str, metric: str,
     return _save(fig, path)
 
 
-def write_figures(trials: pl.DataFrame, epochs: pl.DataFrame, param_names: Sequence[str],
-                  out_dir: Path, metric: str = "balanced_accuracy") -> list[Path]:
+def write_figures(
+    trials: pl.DataFrame,
+    epochs: pl.DataFrame,
+    param_names: Sequence[str],
+    out_dir: Path,
+    metric: str = "balanced_accuracy",
+) -> list[Path]:
     """Every figure for a results set; returns the PNG paths in reading order."""
     out_dir.mkdir(parents=True, exist_ok=True)
     several = trials["study_objective"].n_unique() > 1
     paths: list[Path] = []
     for cohort in sorted(trials.filter(pl.col("trial_status") == COMPLETED)["cohort"].unique()):
-        paths.append(plot_zeroshot_vs_adapted(trials, cohort, metric,
-                                              out_dir / f"zeroshot_vs_adapted_{cohort}.png"))
+        paths.append(
+            plot_zeroshot_vs_adapted(
+                trials, cohort, metric, out_dir / f"zeroshot_vs_adapted_{cohort}.png"
+            )
+        )
     for dataset, cohort, objective, rows in _groups(trials):
         tail = _stem("", dataset, cohort, objective, several)  # "_<dataset>_<cohort>[_<obj>]"
-        paths.append(plot_history(rows, dataset, cohort, objective,
-                                  out_dir / f"history{tail}.png"))
-        part = epochs.filter((pl.col("dataset") == dataset) & (pl.col("cohort") == cohort)
-                             & (pl.col("study_objective") == objective))
-        paths.append(plot_curves(part, dataset, cohort, objective,
-                                 out_dir / f"curves{tail}.png"))
+        paths.append(plot_history(rows, dataset, cohort, objective, out_dir / f"history{tail}.png"))
+        part = epochs.filter(
+            (pl.col("dataset") == dataset)
+            & (pl.col("cohort") == cohort)
+            & (pl.col("study_objective") == objective)
+        )
+        paths.append(plot_curves(part, dataset, cohort, objective, out_dir / f"curves{tail}.png"))
         if rows.filter(pl.col("trial_status") == COMPLETED).height:
             params = searched_params(rows, param_names)
-            paths.append(plot_params(rows, params, dataset, cohort, objective,
-                                     out_dir / f"params{tail}.png"))
+            paths.append(
+                plot_params(rows, params, dataset, cohort, objective, out_dir / f"params{tail}.png")
+            )
     return paths

@@ -40,8 +40,12 @@ def _first_dir(study_dirs: StudyDirs) -> Path:
     return Path(study_dirs if isinstance(study_dirs, (str, Path)) else next(iter(study_dirs)))
 
 
-def write_report(study_dirs: StudyDirs, out_dir: str | Path | None = None,
-                 metric: str = DEFAULT_METRIC, progress: bool = True) -> Path:
+def write_report(
+    study_dirs: StudyDirs,
+    out_dir: str | Path | None = None,
+    metric: str = DEFAULT_METRIC,
+    progress: bool = True,
+) -> Path:
     """Write all tables, figures and `index.md` for the studies; returns the index path.
 
     out_dir defaults to `<first study dir>/analysis`.
@@ -53,18 +57,35 @@ def write_report(study_dirs: StudyDirs, out_dir: str | Path | None = None,
 
 def _leaderboard_columns(board: pl.DataFrame, metric: str) -> list[str]:
     shown = ["rank", "trial", "trial_status", "reference"]
-    params = [c for c in board.columns
-              if c not in ("cohort", "study", "dataset", "rank", "trial", "trial_status",
-                           "reference", "seed")
-              and board.columns.index(c) < board.columns.index("seed")]
-    return [*shown, *params, "seed", "objective_value", "selected_epoch",
-            f"test_{metric}", f"zeroshot_test_{metric}", f"gain_{metric}", "note"]
+    params = [
+        c
+        for c in board.columns
+        if c
+        not in ("cohort", "study", "dataset", "rank", "trial", "trial_status", "reference", "seed")
+        and board.columns.index(c) < board.columns.index("seed")
+    ]
+    return [
+        *shown,
+        *params,
+        "seed",
+        "objective_value",
+        "selected_epoch",
+        f"test_{metric}",
+        f"zeroshot_test_{metric}",
+        f"gain_{metric}",
+        "note",
+    ]
 
 
 def _with_schema(frame: pl.DataFrame, note: str) -> pl.DataFrame:
     # An empty result still gets its three files, holding one row that says why it is empty.
-    return frame if frame.width else pl.DataFrame({"cohort": [None], "note": [note]},
-                                                  schema={"cohort": pl.String, "note": pl.String})
+    return (
+        frame
+        if frame.width
+        else pl.DataFrame(
+            {"cohort": [None], "note": [note]}, schema={"cohort": pl.String, "note": pl.String}
+        )
+    )
 
 
 def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC) -> Report:
@@ -72,32 +93,60 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(out_dir=out_dir, index=out_dir / "index.md", notes=list(results.notes))
     trials, names = results.trials, results.param_names
-    objective_note = ("Ranked by the study objective on validation (completed trials only); test "
-                      f"metrics are those of the selected epoch; gain = test {metric} minus "
-                      "zero-shot test. Stopped-early, failed and incomplete trials are listed "
-                      "below the ranked ones, unranked.")
+    objective_note = (
+        "Ranked by the study objective on validation (completed trials only); test "
+        f"metrics are those of the selected epoch; gain = test {metric} minus "
+        "zero-shot test. Stopped-early, failed and incomplete trials are listed "
+        "below the ranked ones, unranked."
+    )
     for dataset in sorted(trials["dataset"].unique().to_list()):
         board = dataset_leaderboard(trials, dataset, names, metric)
-        _write(report, board, f"leaderboard_{dataset}", f"Leaderboard: {dataset}",
-               _leaderboard_columns(board, metric), [objective_note])
+        _write(
+            report,
+            board,
+            f"leaderboard_{dataset}",
+            f"Leaderboard: {dataset}",
+            _leaderboard_columns(board, metric),
+            [objective_note],
+        )
     across = across_leaderboard(trials, names, metric)
-    _write(report, _with_schema(across, "no completed trial"), "leaderboard_across",
-           "Configurations across datasets",
-           notes=[("Per dataset, a configuration's seeds are averaged and configurations are "
-                  "ranked by mean validation objective; here configurations run on more datasets "
-                  "come first (coverage), then lower mean rank, then higher mean gain over "
-                  "zero-shot.")])
+    _write(
+        report,
+        _with_schema(across, "no completed trial"),
+        "leaderboard_across",
+        "Configurations across datasets",
+        notes=[
+            (
+                "Per dataset, a configuration's seeds are averaged and configurations are "
+                "ranked by mean validation objective; here configurations run on more datasets "
+                "come first (coverage), then lower mean rank, then higher mean gain over "
+                "zero-shot."
+            )
+        ],
+    )
     for param in EFFECT_PARAMS:
         table = effect_table(trials, param, metric)
-        _write(report, _with_schema(table, f"no completed trial with {param}"),
-               f"effects_{param}", f"Effect of {param}",
-               notes=[("Completed trials only: median, quartiles (linear interpolation) and IQR "
-                      "of the validation objective and of the test gain over zero-shot.")])
+        _write(
+            report,
+            _with_schema(table, f"no completed trial with {param}"),
+            f"effects_{param}",
+            f"Effect of {param}",
+            notes=[
+                (
+                    "Completed trials only: median, quartiles (linear interpolation) and IQR "
+                    "of the validation objective and of the test gain over zero-shot."
+                )
+            ],
+        )
     _write_importance(report, results)
     seeds = seeds_table(trials, names, metric)
-    _write(report, _with_schema(seeds, "no configuration ran with several seeds"), "seeds",
-           "Seed repeats: mean and 95% confidence interval",
-           notes=["Interval: mean ± t(0.975, n−1)·sd/√n (Student t, sample sd)."])
+    _write(
+        report,
+        _with_schema(seeds, "no configuration ran with several seeds"),
+        "seeds",
+        "Seed repeats: mean and 95% confidence interval",
+        notes=["Interval: mean ± t(0.975, n−1)·sd/√n (Student t, sample sd)."],
+    )
     trials.write_csv(out_dir / "trials.csv")
     trials.write_parquet(out_dir / "trials.parquet")
     results.epochs.write_parquet(out_dir / "epochs.parquet")
@@ -106,8 +155,14 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
     return report
 
 
-def _write(report: Report, frame: pl.DataFrame, stem: str, title: str,
-           columns: Sequence[str] | None = None, notes: Sequence[str] = ()) -> None:
+def _write(
+    report: Report,
+    frame: pl.DataFrame,
+    stem: str,
+    title: str,
+    columns: Sequence[str] | None = None,
+    notes: Sequence[str] = (),
+) -> None:
     write_table(frame, report.out_dir, stem, title, columns, notes)
     report.tables[stem] = frame
 
@@ -126,17 +181,26 @@ def _write_importance(report: Report, results: ResultSet) -> None:
                 notes.setdefault(dataset, []).append(f"{study.name}: {result.note}")
                 report.notes.append(f"{study.name}/{dataset}: {result.note}")
             if result.table.height:
-                by_dataset.setdefault(dataset, []).append(result.table.with_columns(
-                    pl.lit(found["cohort"][0]).alias("cohort"), pl.lit(study.name).alias("study"),
-                ).select("cohort", "study", "param", "importance", "n_trials", "evaluator"))
+                by_dataset.setdefault(dataset, []).append(
+                    result.table.with_columns(
+                        pl.lit(found["cohort"][0]).alias("cohort"),
+                        pl.lit(study.name).alias("study"),
+                    ).select("cohort", "study", "param", "importance", "n_trials", "evaluator")
+                )
             else:
                 by_dataset.setdefault(dataset, [])
     for dataset, frames in sorted(by_dataset.items()):
         frame = pl.concat(frames) if frames else pl.DataFrame()
-        _write(report, _with_schema(frame, "; ".join(notes.get(dataset, []))),
-               f"importance_{dataset}", f"Hyperparameter importance: {dataset}",
-               notes=["From the exported Optuna study, full-budget trials only.",
-                      *notes.get(dataset, [])])
+        _write(
+            report,
+            _with_schema(frame, "; ".join(notes.get(dataset, []))),
+            f"importance_{dataset}",
+            f"Hyperparameter importance: {dataset}",
+            notes=[
+                "From the exported Optuna study, full-budget trials only.",
+                *notes.get(dataset, []),
+            ],
+        )
 
 
 def _state_counts(trials: pl.DataFrame) -> pl.DataFrame:
@@ -152,23 +216,60 @@ def _index_text(report: Report, results: ResultSet, metric: str) -> str:
     cohorts = sorted_cohorts(results.trials["cohort"].unique().to_list())
     stand_ins = [c for c in cohorts if cohort_title(c)]
     if stand_ins:
-        lines += [(f"> **Warning:** this results set contains {', '.join(cohort_heading(c) for c in stand_ins)} "
-                  "rows. They are kept in their own sections and figures, never ranked with real "
-                  "results."), ""]
-    lines += ["## Studies", "", ("| study | folder | objective | mode | encoder | checkpoint | "
-              "created | datasets (data source) |"), "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            (
+                "> **Warning:** this results set contains "
+                f"{', '.join(cohort_heading(c) for c in stand_ins)} "
+                "rows. They are kept in their own sections and figures, never ranked with real "
+                "results."
+            ),
+            "",
+        ]
+    lines += [
+        "## Studies",
+        "",
+        (
+            "| study | folder | objective | mode | encoder | checkpoint | "
+            "created | datasets (data source) |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for s in results.studies:
         datasets = ", ".join(f"{d} ({s.data_source.get(d, '?')})" for d in s.datasets)
-        cells = [s.name, str(s.path), s.objective, s.mode, s.encoder, s.checkpoint, s.created,
-                 datasets]
+        cells = [
+            s.name,
+            str(s.path),
+            s.objective,
+            s.mode,
+            s.encoder,
+            s.checkpoint,
+            s.created,
+            datasets,
+        ]
         lines.append("| " + " | ".join(format_cell(c, "") for c in cells) + " |")
-    lines += ["", f"Headline test metric: `{metric}`.", "", "## Trial states", "",
-              markdown_table(_state_counts(results.trials)), "## Tables", ""]
+    lines += [
+        "",
+        f"Headline test metric: `{metric}`.",
+        "",
+        "## Trial states",
+        "",
+        markdown_table(_state_counts(results.trials)),
+        "## Tables",
+        "",
+    ]
     for stem in report.tables:
-        lines.append(f"- {stem}: [Markdown]({stem}.md) · [CSV]({stem}.csv) · "
-                     f"[Parquet]({stem}.parquet)")
-    lines += [("- every trial: [trials.csv](trials.csv) · [trials.parquet](trials.parquet); every "
-              "epoch: [epochs.parquet](epochs.parquet)"), "", "## Figures", ""]
+        lines.append(
+            f"- {stem}: [Markdown]({stem}.md) · [CSV]({stem}.csv) · [Parquet]({stem}.parquet)"
+        )
+    lines += [
+        (
+            "- every trial: [trials.csv](trials.csv) · [trials.parquet](trials.parquet); every "
+            "epoch: [epochs.parquet](epochs.parquet)"
+        ),
+        "",
+        "## Figures",
+        "",
+    ]
     for path in report.figures:
         rel = path.relative_to(report.out_dir)
         lines += [f"### {path.stem}", "", f"![{path.stem}]({rel.as_posix()})", ""]
@@ -187,15 +288,22 @@ def leaderboard_text(results: ResultSet, top: int = 3, metric: str = DEFAULT_MET
     """`short_leaderboard` of already-loaded results (any number of studies)."""
     trials = results.trials
     studies = ", ".join(f"{s.name} ({s.objective}, {s.mode})" for s in results.studies)
-    lines = [(f"Study {studies}: ranked on validation; test {metric} at the selected epoch, "
-             "gain over zero-shot in brackets")]
+    lines = [
+        (
+            f"Study {studies}: ranked on validation; test {metric} at the selected epoch, "
+            "gain over zero-shot in brackets"
+        )
+    ]
     for dataset in sorted(trials["dataset"].unique().to_list()):
         board = dataset_leaderboard(trials, dataset, results.param_names, metric)
         params = searched_params(trials.filter(pl.col("dataset") == dataset), results.param_names)
         for cohort in sorted_cohorts(board["cohort"].unique().to_list()):
             part = board.filter(pl.col("cohort") == cohort)
-            states = ", ".join(f"{(part['trial_status'] == s).sum()} {s}" for s in TRIAL_STATES
-                               if (part["trial_status"] == s).sum())
+            states = ", ".join(
+                f"{(part['trial_status'] == s).sum()} {s}"
+                for s in TRIAL_STATES
+                if (part["trial_status"] == s).sum()
+            )
             zeroshot = part[f"zeroshot_test_{metric}"].drop_nulls()
             zs_text = format_cell(zeroshot[0], "") if zeroshot.len() else "—"
             lines.append(f"{dataset}{cohort_title(cohort)}: {states}; zero-shot test {zs_text}")
@@ -219,8 +327,10 @@ def across_text(across: pl.DataFrame, top: int = 5, metric: str = DEFAULT_METRIC
         for row in across.filter(pl.col("cohort") == cohort).head(top).iter_rows(named=True):
             gain = format_cell(row[f"mean_gain_{metric}"], "gain")
             mark = " ★ reference" if row["reference"] else ""
-            lines.append(f"  #{row['rank']} datasets {row['coverage']}, mean rank "
-                         f"{row['mean_rank']:.2f}, mean gain {gain} [{row['configuration']}]{mark}")
+            lines.append(
+                f"  #{row['rank']} datasets {row['coverage']}, mean rank "
+                f"{row['mean_rank']:.2f}, mean gain {gain} [{row['configuration']}]{mark}"
+            )
     return "\n".join(lines)
 
 
@@ -232,5 +342,4 @@ def _short_row(row: dict, params: Sequence[str], metric: str) -> str:
     test = format_cell(row[f"test_{metric}"], "")
     gain = format_cell(row[f"gain_{metric}"], "gain")
     objective = format_cell(row["objective_value"], "")
-    return (f"#{row['rank']} {row['trial']}: test {test} ({gain}), val {objective} "
-            f"[{config}]{mark}")
+    return f"#{row['rank']} {row['trial']}: test {test} ({gain}), val {objective} [{config}]{mark}"

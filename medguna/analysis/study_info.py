@@ -37,7 +37,8 @@ def read_study_info(study_dir: str | Path) -> StudyInfo:
     if not path.is_file():
         raise DataError(
             f"{path} is missing: {study_dir} is not a finished or started study folder; pass the "
-            "folder <storage>/<study> that holds study.json (or wait until the runner has written it)"
+            "folder <storage>/<study> that holds study.json (or wait until the runner has "
+            "written it)"
         )
     try:
         raw = json.loads(path.read_text())
@@ -47,16 +48,24 @@ def read_study_info(study_dir: str | Path) -> StudyInfo:
         raise DataError(f"{path} must hold a JSON object, found {type(raw).__name__}")
     for key in ("study", "datasets", "objective"):
         if key not in raw:
-            raise DataError(f"{path} has no key {key!r}; the study runner writes it: restore the file")
+            raise DataError(
+                f"{path} has no key {key!r}; the study runner writes it: restore the file"
+            )
     datasets = raw["datasets"]
-    if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
+    if (
+        not isinstance(datasets, list)
+        or not datasets
+        or not all(isinstance(d, str) for d in datasets)
+    ):
         raise DataError(f"{path}: 'datasets' must be a non-empty list of names, found {datasets!r}")
     mode = raw.get("mode", "max")
     if mode not in ("max", "min"):
-        raise DataError(f"{path}: 'mode' must be \"max\" or \"min\", found {mode!r}")
+        raise DataError(f'{path}: \'mode\' must be "max" or "min", found {mode!r}')
     data_source = raw.get("data_source") or {}
     if not isinstance(data_source, dict):
-        raise DataError(f"{path}: 'data_source' must map dataset -> real|synthetic, found {data_source!r}")
+        raise DataError(
+            f"{path}: 'data_source' must map dataset -> real|synthetic, found {data_source!r}"
+        )
     return StudyInfo(
         path=study_dir,
         name=str(raw["study"]),

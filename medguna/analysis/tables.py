@@ -22,14 +22,15 @@ def format_cell(value: object, column: str, digits: int = 3) -> str:
     if isinstance(value, float):
         if column.startswith(("gain", "mean_gain", "median_gain")) and "_sd" not in column:
             return f"{value:+.{digits}f}"
-        if value != 0 and (abs(value) < 10 ** -digits or abs(value) >= 1e6):
+        if value != 0 and (abs(value) < 10**-digits or abs(value) >= 1e6):
             return f"{value:.{digits}g}"
         return f"{value:.{digits}f}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(frame: pl.DataFrame, columns: Sequence[str] | None = None,
-                   digits: int = 3) -> str:
+def markdown_table(
+    frame: pl.DataFrame, columns: Sequence[str] | None = None, digits: int = 3
+) -> str:
     """A GitHub-flavoured Markdown table of `columns` (all when None)."""
     columns = [c for c in (columns or frame.columns) if c in frame.columns]
     if frame.height == 0:
@@ -43,13 +44,22 @@ def markdown_table(frame: pl.DataFrame, columns: Sequence[str] | None = None,
     return "\n".join([header, rule, *body]) + "\n"
 
 
-def markdown_document(frame: pl.DataFrame, title: str, columns: Sequence[str] | None = None,
-                      notes: Sequence[str] = (), section_by: str | None = "cohort") -> str:
+def markdown_document(
+    frame: pl.DataFrame,
+    title: str,
+    columns: Sequence[str] | None = None,
+    notes: Sequence[str] = (),
+    section_by: str | None = "cohort",
+) -> str:
     """Title, notes, then one table per cohort (real results first), never one mixed table."""
     parts = [f"# {title}\n"]
     parts += [f"> {note}\n" for note in notes]
-    if (section_by is None or section_by not in frame.columns or frame.height == 0
-            or frame[section_by].null_count() == frame.height):
+    if (
+        section_by is None
+        or section_by not in frame.columns
+        or frame.height == 0
+        or frame[section_by].null_count() == frame.height
+    ):
         parts.append(markdown_table(frame, columns))
         return "\n".join(parts)
     for slug in sorted_cohorts(frame[section_by].unique().to_list()):
@@ -60,8 +70,14 @@ def markdown_document(frame: pl.DataFrame, title: str, columns: Sequence[str] | 
     return "\n".join(parts)
 
 
-def write_table(frame: pl.DataFrame, out_dir: Path, stem: str, title: str,
-                columns: Sequence[str] | None = None, notes: Sequence[str] = ()) -> list[Path]:
+def write_table(
+    frame: pl.DataFrame,
+    out_dir: Path,
+    stem: str,
+    title: str,
+    columns: Sequence[str] | None = None,
+    notes: Sequence[str] = (),
+) -> list[Path]:
     """`<stem>.md`, `<stem>.csv`, `<stem>.parquet` under out_dir; returns the three paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / f"{stem}.md"

@@ -10,8 +10,12 @@ from medguna.analysis.importance import param_importance
 def test_importance_over_full_budget_trials(hand_results):
     result = param_importance(hand_results.studies[0], "shenzhen")
     table = result.table
-    assert set(table["param"]) == {"adapter_width", "prompt_length", "entropy_weight",
-                                   "description_source"}
+    assert set(table["param"]) == {
+        "adapter_width",
+        "prompt_length",
+        "entropy_weight",
+        "description_source",
+    }
     assert table["n_trials"].to_list() == [5] * 4  # stopped-early and failed trials left out
     assert sum(table["importance"]) == pytest.approx(1.0)
     assert "noisy" in result.note

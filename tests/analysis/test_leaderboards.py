@@ -13,18 +13,27 @@ from medguna.analysis.leaderboards import across_leaderboard, dataset_leaderboar
 def test_dataset_leaderboard_order_gains_and_reference(hand_results):
     board = dataset_leaderboard(hand_results.trials, "shenzhen", hand_results.param_names)
     assert [t[:5] for t in board["trial"]] == [
-        "t0001", "t0006", "t0005", "t0000", "t0002", "t0003", "t0004"]
+        "t0001",
+        "t0006",
+        "t0005",
+        "t0000",
+        "t0002",
+        "t0003",
+        "t0004",
+    ]
     assert board["rank"].to_list() == [1, 2, 3, 4, 5, None, None]
     assert board["trial_status"].to_list()[-2:] == ["stopped_early", "failed"]
     assert board["gain_balanced_accuracy"].to_list()[:5] == pytest.approx(
-        [0.19, 0.23, 0.15, 0.13, 0.03])
+        [0.19, 0.23, 0.15, 0.13, 0.03]
+    )
     assert board["reference"].to_list()[3] == "★ reference"
     notes = board["note"].to_list()
     assert notes[5] == "stopped after epoch 1 of 3 (best val so far 0.9)"
     assert notes[6].startswith("TrialError: loss became NaN")
     # The searched parameters are columns; fixed ones (batch_size) are not.
     assert {"adapter_width", "prompt_length", "entropy_weight", "description_source"} <= set(
-        board.columns)
+        board.columns
+    )
     assert "batch_size" not in board.columns
 
 
@@ -56,24 +65,28 @@ def test_seed_confidence_interval(hand_results):
 
 def test_effect_of_description_source(hand_results):
     table = effect_table(hand_results.trials, "description_source")
-    llm = table.filter((pl.col("dataset") == "shenzhen")
-                       & (pl.col("description_source") == "llm")).row(0, named=True)
+    llm = table.filter(
+        (pl.col("dataset") == "shenzhen") & (pl.col("description_source") == "llm")
+    ).row(0, named=True)
     assert llm["n"] == 3
     assert llm["objective_median"] == pytest.approx(0.78)
     assert llm["objective_q25"] == pytest.approx(0.77)
     assert llm["objective_iqr"] == pytest.approx(0.02)
     assert llm["gain_balanced_accuracy_iqr"] == pytest.approx(0.04)
     # Stopped (C, seed 2) and failed (A, seed 2) trials are not counted.
-    counts = dict(table.filter(pl.col("dataset") == "shenzhen")
-                  .select("description_source", "n").iter_rows())
+    counts = dict(
+        table.filter(pl.col("dataset") == "shenzhen").select("description_source", "n").iter_rows()
+    )
     assert counts == {"class_name": 1, "lafter": 1, "llm": 3}
 
 
 def test_buckets_of_prompt_length_and_entropy_weight(hand_results):
     prompt = effect_table(hand_results.trials, "prompt_length").filter(
-        pl.col("dataset") == "shenzhen")
+        pl.col("dataset") == "shenzhen"
+    )
     assert prompt["prompt_length"].to_list() == ["0 (no prompts)", "1-16", "65-128"]
     entropy = effect_table(hand_results.trials, "entropy_weight").filter(
-        pl.col("dataset") == "shenzhen")
+        pl.col("dataset") == "shenzhen"
+    )
     assert entropy["entropy_weight"].to_list() == ["(0, 0.5]", "(0.5, 1]", "(1, 2]"]
     assert entropy["n"].to_list() == [3, 1, 1]

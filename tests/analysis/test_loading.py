@@ -20,19 +20,38 @@ def _status(results, dataset: str) -> dict[str, str]:
 
 def test_trial_states_follow_the_contract(hand_results):
     assert _status(hand_results, "shenzhen") == {
-        "t0000": "completed", "t0001": "completed", "t0002": "completed",
-        "t0003": "stopped_early", "t0004": "failed", "t0005": "completed", "t0006": "completed",
+        "t0000": "completed",
+        "t0001": "completed",
+        "t0002": "completed",
+        "t0003": "stopped_early",
+        "t0004": "failed",
+        "t0005": "completed",
+        "t0006": "completed",
     }
-    failed = hand_results.trials.filter(pl.col("trial") == "t0004_abcd0004_00004").row(0, named=True)
+    failed = hand_results.trials.filter(pl.col("trial") == "t0004_abcd0004_00004").row(
+        0, named=True
+    )
     assert failed["error_reason"].startswith("TrialError: loss became NaN at epoch 2")
 
 
 def test_one_row_per_trial_and_epoch_with_config_names(hand_results):
     epochs = hand_results.epochs
     assert epochs.height == 17 + 9 + 3  # shenzhen 3+3+3+1+1+3+3, guangzhou 3x3, montgomery 3
-    for column in ("dataset", "adapter_width", "prompt_length", "entropy_weight",
-                   "description_source", "method_variant", "seed", "data_source", "encoder",
-                   "epoch", "trial_status", "cohort", "val_balanced_accuracy"):
+    for column in (
+        "dataset",
+        "adapter_width",
+        "prompt_length",
+        "entropy_weight",
+        "description_source",
+        "method_variant",
+        "seed",
+        "data_source",
+        "encoder",
+        "epoch",
+        "trial_status",
+        "cohort",
+        "val_balanced_accuracy",
+    ):
         assert column in epochs.columns
     assert "variant" not in epochs.columns  # params.json's `variant` is read as method_variant
     t0001 = epochs.filter((pl.col("dataset") == "shenzhen") & (pl.col("trial_number") == 1))
@@ -43,12 +62,15 @@ def test_one_row_per_trial_and_epoch_with_config_names(hand_results):
 
 def test_final_row_metrics_and_objective(hand_results):
     row = hand_results.trials.filter(
-        (pl.col("dataset") == "shenzhen") & (pl.col("trial_number") == 5)).row(0, named=True)
+        (pl.col("dataset") == "shenzhen") & (pl.col("trial_number") == 5)
+    ).row(0, named=True)
     assert row["selected_epoch"] == 3
     assert row["objective_final"] == pytest.approx(0.76)
     assert row["test_balanced_accuracy"] == pytest.approx(0.70)
     assert row["zeroshot_test_balanced_accuracy"] == pytest.approx(0.55)
-    stopped = hand_results.trials.filter(pl.col("trial_status") == "stopped_early").row(0, named=True)
+    stopped = hand_results.trials.filter(pl.col("trial_status") == "stopped_early").row(
+        0, named=True
+    )
     assert stopped["objective_final"] is None  # never ranked
     assert stopped["best_val_objective"] == pytest.approx(0.90)
 
@@ -59,15 +81,35 @@ def test_synthetic_rows_get_their_own_cohort(hand_results):
 
 
 def test_test_size_model_and_nan_values(tmp_path):
-    study = write_study_json(tmp_path / "tiny", "tiny", ["isic2018"], {"isic2018": "synthetic"},
-                             checkpoint="test-size")
-    folder = write_trial(study, "isic2018", 0, CONFIGS["A"], 1, [0.5, 0.6], test=0.55,
-                         zeroshot=0.5, data_source="synthetic", checkpoint="test-size")
+    study = write_study_json(
+        tmp_path / "tiny", "tiny", ["isic2018"], {"isic2018": "synthetic"}, checkpoint="test-size"
+    )
+    folder = write_trial(
+        study,
+        "isic2018",
+        0,
+        CONFIGS["A"],
+        1,
+        [0.5, 0.6],
+        test=0.55,
+        zeroshot=0.5,
+        data_source="synthetic",
+        checkpoint="test-size",
+    )
     # Ray writes non-finite floats as bare NaN, which Polars' NDJSON reader rejects.
     text = (folder / "result.json").read_text().replace('"val_auroc": 0.5', '"val_auroc": NaN')
     (folder / "result.json").write_text(text)
-    write_trial(study, "isic2018", 1, CONFIGS["B"], 1, [], zeroshot=0.5, data_source="synthetic",
-                checkpoint="test-size")  # started, reported nothing yet
+    write_trial(
+        study,
+        "isic2018",
+        1,
+        CONFIGS["B"],
+        1,
+        [],
+        zeroshot=0.5,
+        data_source="synthetic",
+        checkpoint="test-size",
+    )  # started, reported nothing yet
     results = load_results(study, progress=False)
     assert results.trials["cohort"].to_list() == ["synthetic-testsize", "synthetic-testsize"]
     assert results.trials["trial_status"].to_list() == ["completed", "incomplete"]
@@ -118,8 +160,9 @@ def test_corrupt_result_line_names_file_and_line(tmp_path):
 
 
 def test_missing_dataset_folder_becomes_a_note(tmp_path):
-    study = write_study_json(tmp_path / "s", "s", ["shenzhen", "idrid"],
-                             {"shenzhen": "real", "idrid": "real"})
+    study = write_study_json(
+        tmp_path / "s", "s", ["shenzhen", "idrid"], {"shenzhen": "real", "idrid": "real"}
+    )
     write_trial(study, "shenzhen", 0, CONFIGS["A"], 1, [0.5], zeroshot=0.5)
     results = load_results(study, progress=False)
     assert any("idrid" in note for note in results.notes)

@@ -24,10 +24,19 @@ def report_dir(hand_study: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def test_every_table_in_three_formats(report_dir):
-    stems = ["leaderboard_shenzhen", "leaderboard_guangzhou", "leaderboard_montgomery",
-             "leaderboard_across", "effects_description_source", "effects_prompt_length",
-             "effects_adapter_width", "effects_entropy_weight", "importance_shenzhen",
-             "importance_montgomery", "seeds"]
+    stems = [
+        "leaderboard_shenzhen",
+        "leaderboard_guangzhou",
+        "leaderboard_montgomery",
+        "leaderboard_across",
+        "effects_description_source",
+        "effects_prompt_length",
+        "effects_adapter_width",
+        "effects_entropy_weight",
+        "importance_shenzhen",
+        "importance_montgomery",
+        "seeds",
+    ]
     for stem in stems:
         for suffix in ("md", "csv", "parquet"):
             assert (report_dir / f"{stem}.{suffix}").is_file(), f"{stem}.{suffix}"
@@ -73,18 +82,32 @@ def test_short_leaderboard(hand_study):
     text = short_leaderboard(hand_study, top=2)
     lines = text.splitlines()
     shenzhen = lines.index("shenzhen: 5 completed, 1 stopped_early, 1 failed; zero-shot test 0.550")
-    assert lines[shenzhen + 1].startswith("  #1 t0001_abcd0001_00001: test 0.740 (+0.190), val 0.800")
+    assert lines[shenzhen + 1].startswith(
+        "  #1 t0001_abcd0001_00001: test 0.740 (+0.190), val 0.800"
+    )
     assert lines[shenzhen + 2].startswith("  #2 t0006")
     assert lines[shenzhen + 3].startswith("  #4 t0000") and lines[shenzhen + 3].endswith(
-        "★ reference")
+        "★ reference"
+    )
     assert any(line.startswith("montgomery [SYNTHETIC DATA") for line in lines)
 
 
 def test_default_out_dir_and_test_size_label(tmp_path):
-    study = write_study_json(tmp_path / "tiny", "tiny", ["shenzhen"], {"shenzhen": "real"},
-                             checkpoint="test-size")
-    write_trial(study, "shenzhen", 0, CONFIGS["A"], 1, [0.5, 0.6], test=0.55, zeroshot=0.5,
-                checkpoint="test-size", reference=True)
+    study = write_study_json(
+        tmp_path / "tiny", "tiny", ["shenzhen"], {"shenzhen": "real"}, checkpoint="test-size"
+    )
+    write_trial(
+        study,
+        "shenzhen",
+        0,
+        CONFIGS["A"],
+        1,
+        [0.5, 0.6],
+        test=0.55,
+        zeroshot=0.5,
+        checkpoint="test-size",
+        reference=True,
+    )
     index = write_report(study, progress=False)
     assert index == study / "analysis" / "index.md"
     board = (study / "analysis" / "leaderboard_shenzhen.md").read_text()

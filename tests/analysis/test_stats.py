@@ -8,10 +8,19 @@ from medguna.analysis.stats import mean_ci, t_central_probability, t_quantile_tw
 from medguna.errors import ConfigError
 
 
-@pytest.mark.parametrize(("df", "expected"), [
-    (1, 12.706205), (2, 4.302653), (3, 3.182446), (4, 2.776445), (5, 2.570582),
-    (10, 2.228139), (29, 2.045230), (100, 1.983972),
-])
+@pytest.mark.parametrize(
+    ("df", "expected"),
+    [
+        (1, 12.706205),
+        (2, 4.302653),
+        (3, 3.182446),
+        (4, 2.776445),
+        (5, 2.570582),
+        (10, 2.228139),
+        (29, 2.045230),
+        (100, 1.983972),
+    ],
+)
 def test_t_quantile_matches_printed_tables(df, expected):
     assert t_quantile_two_sided(0.95, df) == pytest.approx(expected, abs=1e-6)
 
@@ -19,7 +28,7 @@ def test_t_quantile_matches_printed_tables(df, expected):
 def test_t_probability_closed_forms():
     # df = 1 is the Cauchy distribution: P(|T| <= 1) = 1/2; df = 2: t / sqrt(2 + t^2).
     assert t_central_probability(1.0, 1) == pytest.approx(0.5)
-    assert t_central_probability(2.0, 2) == pytest.approx(2.0 / 6.0 ** 0.5)
+    assert t_central_probability(2.0, 2) == pytest.approx(2.0 / 6.0**0.5)
 
 
 def test_against_scipy_when_installed():
