@@ -162,6 +162,6 @@ def build_medclip_vit(
         "is_test_size": loaded.config.name == test_size_config().name,
         "tokenizer": str(tokenizer_dir),
         "parameters": parameter_counts(loaded.model),
-        "load_report": loaded.report.counts(),
+        "load_report": {"entries": loaded.report.total_entries, **loaded.report.counts()},
     }
     return Encoder(loaded.model, text_tokenizer, info)

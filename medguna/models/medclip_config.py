@@ -133,3 +133,7 @@ def test_size_config() -> MedClipConfig:
         vision=_swin_settings(24, [2, 2, 2, 2], [1, 2, 4, 8]),
         text=text,
     )
+
+
+# The name starts with "test_"; keep pytest from collecting it when a test module imports it.
+test_size_config.__test__ = False  # type: ignore[attr-defined]
