@@ -104,32 +104,24 @@ def _rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
     maximum, _ = images.max(dim=1)
     minimum, _ = images.min(dim=1)
     delta = maximum - minimum
-    saturation = delta / torch.where(maximum > 0, maximum, torch.ones_like(maximum))
-    safe_delta = torch.where(delta > 0, delta, torch.ones_like(delta))
+    # Where maximum (or delta) is 0 the numerator is 0 too, so a tiny floor gives the right 0.
+    saturation = delta / maximum.clamp_min(1e-12)
+    safe_delta = delta.clamp_min(1e-12)
     hue_red = torch.remainder((green - blue) / safe_delta, 6.0)
     hue_green = (blue - red) / safe_delta + 2.0
     hue_blue = (red - green) / safe_delta + 4.0
     hue = torch.where(maximum == red, hue_red, torch.where(maximum == green, hue_green, hue_blue))
-    hue = torch.where(delta > 0, hue / 6.0, torch.zeros_like(hue))
+    hue = torch.where(delta > 0, hue / 6.0, 0.0)
     return torch.stack([torch.remainder(hue, 1.0), saturation, maximum], dim=1)
 
 
 def _hsv_to_rgb(images: torch.Tensor) -> torch.Tensor:
-    hue, saturation, value = images.unbind(dim=1)
-    sector = torch.floor(hue * 6.0)
-    fraction = hue * 6.0 - sector
-    sector = torch.remainder(sector, 6).long()
-    p = value * (1 - saturation)
-    q = value * (1 - saturation * fraction)
-    t = value * (1 - saturation * (1 - fraction))
-    # Rows: the (r, g, b) source for each of the six hue sectors.
-    choices = torch.stack([
-        torch.stack([value, q, p, p, t, value], dim=1),
-        torch.stack([t, value, value, q, p, p], dim=1),
-        torch.stack([p, p, t, value, value, q], dim=1),
-    ], dim=1)  # (B, 3, 6, H, W)
-    index = sector.unsqueeze(1).unsqueeze(2).expand(-1, 3, 1, -1, -1)
-    return choices.gather(2, index).squeeze(2)
+    """Inverse of _rgb_to_hsv: channel = v - v*s*clamp(min(k, 4 - k), 0, 1), k = (n + 6h) mod 6,
+    with n = 5, 3, 1 for red, green, blue (the closed form of the six-sector table)."""
+    hue, saturation, value = images[:, 0:1], images[:, 1:2], images[:, 2:3]
+    offsets = torch.tensor([5.0, 3.0, 1.0], device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    k = torch.remainder(offsets + hue * 6.0, 6.0)
+    return value - value * saturation * torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
 def _adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -143,29 +135,33 @@ def _color_jitter(images: torch.Tensor, generator: torch.Generator | None) -> to
     batch_size, channels = images.shape[:2]
     device = images.device
     applied = _uniform((batch_size,), 0.0, 1.0, generator, device) < JITTER_PROBABILITY
-    brightness = _uniform((batch_size,), 1 - BRIGHTNESS, 1 + BRIGHTNESS, generator, device)
-    contrast = _uniform((batch_size,), 1 - CONTRAST, 1 + CONTRAST, generator, device)
-    saturation = _uniform((batch_size,), 1 - SATURATION, 1 + SATURATION, generator, device)
-    hue = _uniform((batch_size,), -HUE, HUE, generator, device)
+    factors = torch.stack([
+        _uniform((batch_size,), 1 - BRIGHTNESS, 1 + BRIGHTNESS, generator, device),
+        _uniform((batch_size,), 1 - CONTRAST, 1 + CONTRAST, generator, device),
+        _uniform((batch_size,), 1 - SATURATION, 1 + SATURATION, generator, device),
+        _uniform((batch_size,), -HUE, HUE, generator, device),
+    ], dim=1)
     order = torch.argsort(_uniform((batch_size, 4), 0.0, 1.0, generator, device), dim=1)
 
-    def apply(op: int, x: torch.Tensor) -> torch.Tensor:
+    def apply(op: int, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
         if op == 0:
-            return _blend(x, torch.zeros_like(x), brightness)
+            return (x * factor.view(-1, 1, 1, 1)).clamp(0.0, 1.0)
         if op == 1:
             mean = _grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
-            return _blend(x, mean.expand_as(x), contrast)
-        if channels == 1:  # saturation and hue do not exist for grayscale images
-            return x
+            return _blend(x, mean.expand_as(x), factor)
         if op == 2:
-            return _blend(x, _grayscale(x).expand_as(x), saturation)
-        return _adjust_hue(x, hue)
+            return _blend(x, _grayscale(x).expand_as(x), factor)
+        return _adjust_hue(x, factor)
 
+    # Saturation and hue do not exist for grayscale images.
+    ops = range(4) if channels == 3 else range(2)
+    images = images.clone()
     for position in range(4):
-        for op in range(4):
-            chosen = applied & (order[:, position] == op)
-            if chosen.any():
-                images = torch.where(chosen.view(-1, 1, 1, 1), apply(op, images), images)
+        for op in ops:
+            # Work only on the images that run this op at this position: no wasted full-batch passes.
+            chosen = torch.nonzero(applied & (order[:, position] == op)).flatten()
+            if chosen.numel():
+                images[chosen] = apply(op, images[chosen], factors[chosen, op])
     return images
 
 
