@@ -23,6 +23,8 @@ from medguna.method.teacher import student_logits
 class Stage2Hyperparameters:
     """Loss settings of stage 2; defaults are the reference numbers with medguna's two fixes on.
 
+    entropy_weight > 0 (the reference's +1.5) rewards confident rows agreeing on one class, which
+    works against class balance; < 0 turns the term into a diversity term (see losses.py).
     safe_entropy: keep at least one confident row (the reference gets NaN for batches under 10).
     normalize_student: L2-normalise student features like the teacher's (the reference does not).
     """
