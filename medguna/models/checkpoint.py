@@ -216,10 +216,11 @@ def map_state_dict(
 ) -> tuple[dict[str, torch.Tensor], LoadReport]:
     """Translate a checkpoint to today's keys and account for every entry."""
     expected = model.state_dict()
+    expected_keys = set(expected)
     report = LoadReport(source=source)
     mapped: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
-        mapping = map_checkpoint_key(key, set(expected))
+        mapping = map_checkpoint_key(key, expected_keys)
         if mapping.action == "unknown":
             report.unexpected.append(key)
         elif mapping.action == "dropped":
@@ -248,7 +249,7 @@ def map_state_dict(
         else:
             mapped[mapping.target] = tensor
             report.used.append(key)
-    shaped_wrong = {map_checkpoint_key(key, set(expected)).target for key, _, _ in report.misshaped}
+    shaped_wrong = {map_checkpoint_key(key, expected_keys).target for key, _, _ in report.misshaped}
     report.missing = [key for key in expected if key not in mapped and key not in shaped_wrong]
     return mapped, report
 
@@ -275,9 +276,10 @@ def load_medclip_checkpoint(checkpoint: str | Path) -> LoadedMedClip:
 def released_state_dict(model: MedClipModel) -> dict[str, torch.Tensor]:
     """Today's model as the flat dict MedCLIP's code saved under transformers 4.2x."""
     current = model.state_dict()
+    current_keys = set(current)
     out: dict[str, torch.Tensor] = {}
     for released in released_state_dict_keys(model.config):
-        mapping = map_checkpoint_key(released, set(current))
+        mapping = map_checkpoint_key(released, current_keys)
         if mapping.action == "used":
             out[released] = current[mapping.target].detach().cpu().clone()
         elif mapping.action == "recomputed":
@@ -285,7 +287,7 @@ def released_state_dict(model: MedClipModel) -> dict[str, torch.Tensor]:
             out[released] = released_buffer_value(mapping.target, buffer).cpu()
         else:
             raise CheckpointError(f"released key {released} has no counterpart in today's model")
-    used = {map_checkpoint_key(key, set(current)).target for key in out}
+    used = {map_checkpoint_key(key, current_keys).target for key in out}
     left_over = sorted(set(current) - used)
     if left_over:
         raise CheckpointError(

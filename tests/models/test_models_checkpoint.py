@@ -198,3 +198,12 @@ def test_tokenizer_directory_without_vocab(tmp_path):
         load_tokenizer(tmp_path)
     with pytest.raises(CheckpointError, match="tokenizer directory .* does not exist"):
         load_tokenizer(tmp_path / "missing")
+
+
+def test_token_type_ids_buffer_is_knowingly_dropped(tmp_path, test_size_dir):
+    state = torch.load(test_size_dir / BIN_NAME, weights_only=True)
+    state["text_model.model.embeddings.token_type_ids"] = torch.zeros(1, 128, dtype=torch.long)
+    folder = _copy_with(test_size_dir, tmp_path / "dropped", state)
+    report = load_medclip_checkpoint(folder).report
+    assert report.dropped == ["text_model.model.embeddings.token_type_ids"]
+    assert report.total_entries == 219 and report.ok
