@@ -261,7 +261,11 @@ def config_for_checkpoint(weights: Path) -> MedClipConfig:
 
 
 def load_medclip_checkpoint(checkpoint: str | Path) -> LoadedMedClip:
-    """Build MedCLIP-ViT from config and load a checkpoint into it strictly."""
+    """Build MedCLIP-ViT from config and load a checkpoint into it strictly.
+
+    The model comes back in eval mode (as from_pretrained does): Swin's drop-path and BERT's
+    dropout are training-time noise, and MedUnA only ever uses MedCLIP frozen.
+    """
     weights = find_weights_file(checkpoint)
     config = config_for_checkpoint(weights)
     state = read_state_dict(weights)
@@ -270,6 +274,7 @@ def load_medclip_checkpoint(checkpoint: str | Path) -> LoadedMedClip:
     mapped, report = map_state_dict(model, state, str(weights))
     report.raise_if_incompatible()
     model.load_state_dict(mapped, strict=True)
+    model.eval()
     return LoadedMedClip(model, config, report, weights, file_sha256(weights))
 
 

@@ -55,8 +55,9 @@ def test_checkpoint_none_builds_test_size_and_says_so(tmp_path, vocab_texts):
     )
     assert info["load_report"]["entries"] == 218 and info["load_report"]["missing"] == 0
     assert (encoder.embed_dim, encoder.prompt_dim, encoder.image_size) == (512, 24, 224)
-    # nothing is frozen here
+    # nothing is frozen here; eval mode so drop-path/dropout add no noise to frozen features
     assert all(p.requires_grad for p in encoder.parameters())
+    assert not encoder.training and not encoder.model.vision_model.model.training
 
 
 def test_checkpoint_without_tokenizer_is_a_clear_error(tmp_path, test_size_dir):
