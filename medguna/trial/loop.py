@@ -152,7 +152,8 @@ def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: di
     from medguna.method.stage1 import make_teacher, train_text_adapter
     from medguna.method.stage2 import check_finite, make_stage2_optimizer
     from medguna.method.losses import stage2_loss
-    from medguna.method.teacher import teacher_labels, zero_shot_logits
+    from medguna.method.teacher import teacher_labels
+    from medguna.method.zeroshot import zero_shot_logits
     from medguna.models.adapter import Adapter
 
     cfg.validate()
@@ -254,7 +255,7 @@ def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: di
             optimizer.step()
             step += 1
             n_batches += 1
-            sums["loss"] += float(loss)
+            sums["loss"] += float(loss.detach())
             sums["loss_ce"] += float(terms["loss_ce"])
             sums["loss_entropy"] += float(terms["loss_entropy"])
             if tb is not None and step % r.log_every_steps == 0:
@@ -296,7 +297,7 @@ def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: di
             reporter.report(row, state)
 
     # Select on validation (or the label-free score), then touch the test split exactly once.
-    selected = select_epoch(history, r.objective)
+    selected = select_epoch(history, r.objective) + 1  # 1-based epoch number
     plain_student.load_state_dict(epoch_states[selected - 1])
     test_probs = _evaluate(plain_student, shared, "test", device=device, autocast=autocast,
                            batch_size=r.eval_batch_size)

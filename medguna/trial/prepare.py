@@ -139,7 +139,7 @@ def encode_images(encoder, images: torch.Tensor, preprocessing: str, *, device, 
 
 
 def prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path) -> SharedWork:
-    from medguna.data.images import build_image_cache
+    from medguna.data.cache import build_image_cache
     from medguna.text.sources import flatten_descriptions, load_descriptions
     from medguna.text.wrappers import class_prompts, descriptions_fingerprint, wrap_texts
 
