@@ -34,6 +34,7 @@ class Encoder(nn.Module):
         self.model = model
         self.tokenizer = tokenizer
         self.info = info
+        self.train(model.training)  # a loaded model is in eval mode; the wrapper says the same
 
     @property
     def embed_dim(self) -> int:
