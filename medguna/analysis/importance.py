@@ -84,6 +84,13 @@ def param_importance(study: StudyInfo, dataset: str) -> Importance:
             return _skip(
                 study, dataset, f"no parameter varies among the {len(full)} full-budget trials"
             )
+        values = {t.value for t in full}
+        if len(values) < 2:
+            return _skip(
+                study, dataset,
+                f"the objective is the same ({values.pop():.4g}) in all {len(full)} full-budget "
+                "trials, so no parameter explains any of its variance",
+            )
         subset = optuna.create_study(directions=loaded.directions)
         subset.add_trials(full)
         evaluator, evaluator_name = _evaluator()

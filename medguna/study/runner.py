@@ -156,7 +156,11 @@ class _TaggedReporter:
 # ---- running ----
 
 def _trial_dirname(trial) -> str:
-    return f"t_{trial.trial_id}"  # short: Ray's default names embed every parameter and break paths
+    """t<NNNN>_<trial id>: short (Ray's default embeds every parameter and breaks long paths),
+    ordered by the searcher's trial number, which Tune puts first in the experiment tag."""
+    head = str(getattr(trial, "experiment_tag", "")).split("_", 1)[0]
+    number = int(head) if head.isdigit() else 0
+    return f"t{number:04d}_{trial.trial_id}"
 
 
 def _max_concurrent(cfg: StudyConfig) -> int:
@@ -233,7 +237,7 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
     import ray
     from ray import tune
 
-    from medguna.study.storage import check_storage_for_cluster, count_alive_nodes
+    from medguna.study.storage import check_storage_for_cluster, expected_cluster_nodes
 
     plan = plan_study(cfg)
     log(banner(plan))
@@ -241,7 +245,7 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
         address = cfg.resources.address
         ray.init(address=address if address != "local" else "local", include_dashboard=False,
                  log_to_driver=True, configure_logging=False)
-    check_storage_for_cluster(plan.storage, count_alive_nodes())
+    check_storage_for_cluster(plan.storage, expected_cluster_nodes())
     if fresh and not is_uri(plan.storage) and Path(plan.study_dir).exists():
         log(f"--fresh: removing the earlier results in {plan.study_dir}")
         shutil.rmtree(plan.study_dir)
@@ -253,7 +257,7 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
         if _read_text(join(exp_dir, COMPLETE_MARKER)) is not None:
             log(f"[{p.dataset}] already complete in {exp_dir}: nothing rerun (use --fresh to start over)")
             continue
-        if tune.Tuner.can_restore(exp_dir):
+        if _restorable(exp_dir):
             log(f"[{p.dataset}] resuming the interrupted experiment in {exp_dir}; finished trials are kept")
             tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
         else:
@@ -264,6 +268,18 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
         _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps(summary, indent=2))
         log(f"[{p.dataset}] done: {summary['counts']}")
     return plan
+
+
+def _restorable(exp_dir: str) -> bool:
+    """Tune can resume only once it has written both tuner.pkl and an experiment state."""
+    from ray import tune
+    import pyarrow.fs as pafs
+
+    if not tune.Tuner.can_restore(exp_dir):
+        return False
+    fs, inner = _filesystem(exp_dir)
+    entries = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
+    return any(Path(e.path).name.startswith("experiment_state-") for e in entries)
 
 
 def trial_budget(metrics: dict[str, Any], error: Any, epochs: int) -> str:

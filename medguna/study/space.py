@@ -46,10 +46,18 @@ def fixed_params(method: MethodConfig, space: dict[str, dict], **extra: Any) -> 
     return {**{k: values[k] for k in method_field_names() if k not in space}, **extra}
 
 
-def define_by_run(space: dict[str, dict], constants: dict[str, Any]) -> Callable[[optuna.Trial], dict]:
-    """The define-by-run function OptunaSearch calls; its return value is merged into the config."""
-    def suggest(trial: optuna.Trial) -> dict[str, Any]:
-        for name, spec in space.items():
+class DefineByRun:
+    """The define-by-run function OptunaSearch calls; its return value is merged into the config.
+
+    A class, not a closure: Tune pickles the searcher into its experiment state for resume.
+    """
+
+    def __init__(self, space: dict[str, dict], constants: dict[str, Any]) -> None:
+        self.space = space
+        self.constants = constants
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        for name, spec in self.space.items():
             kind = spec["type"]
             if kind == "categorical":
                 trial.suggest_categorical(name, list(spec["choices"]))
@@ -59,9 +67,11 @@ def define_by_run(space: dict[str, dict], constants: dict[str, Any]) -> Callable
                 step = spec.get("step")
                 trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=kind == "log",
                                     step=float(step) if step is not None else None)
-        return dict(constants)
+        return dict(self.constants)
 
-    return suggest
+
+def define_by_run(space: dict[str, dict], constants: dict[str, Any]) -> Callable[[optuna.Trial], dict]:
+    return DefineByRun(space, constants)
 
 
 def reference_point(space: dict[str, dict]) -> dict[str, Any] | None:

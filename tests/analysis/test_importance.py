@@ -27,3 +27,23 @@ def test_skipped_with_a_note(hand_results):
     assert "1 complete full-budget trial(s)" in too_few.note and "need at least 2" in too_few.note
     missing = param_importance(hand_results.studies[0], "guangzhou")
     assert missing.table.height == 0 and "no Optuna export" in missing.note
+
+
+def test_constant_objective_is_skipped_not_crashed(tmp_path):
+    import json
+
+    from medguna.analysis.study_info import read_study_info
+    from analysis_fixtures import write_optuna_db
+
+    study_dir = tmp_path / "flat"
+    (study_dir / "shenzhen").mkdir(parents=True)
+    (study_dir / "study.json").write_text(json.dumps({
+        "study": "flat", "datasets": ["shenzhen"], "objective": "val_balanced_accuracy", "mode": "max",
+        "data_source": {"shenzhen": "real"}, "encoder": "medclip-vit", "checkpoint": "/m"}))
+    configs = [{"adapter_width": w, "prompt_length": p, "entropy_weight": e, "description_source": "llm"}
+               for w, p, e in ((0, 0, 0.5), (64, 8, 1.0), (128, 32, 1.5))]
+    write_optuna_db(study_dir, "shenzhen", [
+        {"config": c, "value": 0.5, "budget": "full", "trial_id": f"t{i}"} for i, c in enumerate(configs)])
+    result = param_importance(read_study_info(study_dir), "shenzhen")
+    assert result.table.height == 0
+    assert "the objective is the same (0.5) in all 3 full-budget trials" in result.note
