@@ -114,11 +114,31 @@ class SharedWork:
     text_labels: torch.Tensor  # (T,)
     class_prototypes: torch.Tensor  # (K, D), zero-shot prompts' embeddings
     preprocessing: str
-    cache_hits: dict[str, bool]
+    cache_hits: dict[str, bool]  # entry name (text_embeddings, images_<split>, features_<split>) -> hit
+    image_keys: dict[str, str]  # split -> content key of its decoded images
+    precision: str  # dtype the frozen features were computed in
 
 
 def _tensor_cache_dir(cfg: TrialConfig) -> Path | None:
     return Path(cfg.data.cache_dir) / "tensors" if cfg.runtime.caches else None
+
+
+def compute_precision(device, autocast) -> str:
+    """The dtype frozen features are computed in under `autocast` ("float32", "bfloat16", ...).
+
+    Part of every feature key: bf16 features from a GPU trial must not be reused by an fp32 trial
+    on CPU (or the reverse), or results would depend on which trial filled the cache first.
+    """
+    device_type = torch.device(device).type
+    with autocast():
+        if torch.is_autocast_enabled(device_type):
+            return str(torch.get_autocast_dtype(device_type)).removeprefix("torch.")
+    return "float32"
+
+
+def encoder_id(encoder) -> str:
+    """What identifies an encoder's weights and architecture in cache keys."""
+    return str(encoder.info.get("checkpoint_sha256", "")) + ":" + str(encoder.info.get("encoder", ""))
 
 
 def encode_images(encoder, images: torch.Tensor, preprocessing: str, *, device, batch_size: int,
@@ -139,7 +159,7 @@ def encode_images(encoder, images: torch.Tensor, preprocessing: str, *, device, 
 
 
 def prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path) -> SharedWork:
-    from medguna.data.cache import build_image_cache
+    from medguna.data.cache import build_image_cache, cache_file, cache_key
     from medguna.text.sources import flatten_descriptions, load_descriptions
     from medguna.text.wrappers import class_prompts, descriptions_fingerprint, wrap_texts
 
@@ -149,7 +169,8 @@ def prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path) 
     wrapper = method.resolved_text_wrapper
     manifest = load_trial_manifest(cfg)
     encoder = get_encoder(cfg).to(device)
-    enc_id = encoder.info.get("checkpoint_sha256", "") + ":" + encoder.info.get("encoder", "")
+    enc_id = encoder_id(encoder)
+    precision = compute_precision(device, autocast)
     tensor_dir = _tensor_cache_dir(cfg)
     hits: dict[str, bool] = {}
 
@@ -168,14 +189,18 @@ def prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path) 
 
     text, hits["text_embeddings"] = cached_tensors(tensor_dir, "text", text_key, encode_all_texts)
 
-    images, labels, features = {}, {}, {}
+    images, labels, features, image_keys = {}, {}, {}, {}
     size = cfg.data.image_size
     for split in ("train", "val", "test"):
         paths = manifest.paths(split)
         labels[split] = manifest.labels(split)
+        # Keyed by this split's own images (paths, sizes, mtimes, preprocessing, size), not by the
+        # whole manifest: a changed test image or a moved val/train boundary must not throw away
+        # the features of splits whose images did not change.
+        image_keys[split] = cache_key(paths, preprocessing, size) if paths else "empty"
+        hits[f"images_{split}"] = bool(paths) and cache_file(paths, preprocessing, size, image_dir).is_file()
         images[split] = build_image_cache(paths, preprocessing, size, image_dir, progress=True)
-        key = content_key(encoder=enc_id, data=manifest.fingerprint, split=split,
-                          preprocessing=preprocessing, size=size)
+        key = content_key(encoder=enc_id, images=image_keys[split], precision=precision)
         feats, hits[f"features_{split}"] = cached_tensors(
             tensor_dir, "features", key,
             lambda split=split: {"features": encode_images(
@@ -189,6 +214,7 @@ def prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path) 
         clean_features=features, text_embeddings=text["texts"],
         text_labels=torch.as_tensor(text_labels, dtype=torch.long),
         class_prototypes=text["prototypes"], preprocessing=preprocessing, cache_hits=hits,
+        image_keys=image_keys, precision=precision,
     )
 
 
@@ -201,9 +227,8 @@ def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast) -> t
     from medguna.data.augment import strong_view
 
     r = cfg.runtime
-    enc_id = shared.encoder.info.get("checkpoint_sha256", "")
-    key = content_key(encoder=enc_id, data=shared.manifest.fingerprint, preprocessing=shared.preprocessing,
-                      size=cfg.data.image_size, views=r.feature_bank_views, seed=r.feature_bank_seed)
+    key = content_key(encoder=encoder_id(shared.encoder), images=shared.image_keys["train"],
+                      precision=shared.precision, views=r.feature_bank_views, seed=r.feature_bank_seed)
 
     def compute() -> dict[str, torch.Tensor]:
         generator = torch.Generator(device="cpu").manual_seed(r.feature_bank_seed)
