@@ -85,9 +85,33 @@ def provenance(cfg: TrialConfig, shared: SharedWork) -> dict[str, Any]:
     }
 
 
+def _reset_peak_memory(device: torch.device) -> None:
+    """Start this trial's peak-memory count, so a reused worker does not report an earlier trial's peak."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:  # Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM)
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
 def _peak_memory_mb(device: torch.device) -> float:
+    """Peak memory since _reset_peak_memory: CUDA allocations, or the process's peak RSS on CPU.
+
+    The RSS includes pages of the memory-mapped image cache this trial touched; those are shared
+    page cache, not a private copy per trial.
+    """
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
@@ -162,6 +186,7 @@ def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: di
     device = accelerator.device
     autocast = accelerator.autocast
     torch.manual_seed(m.seed)
+    _reset_peak_memory(device)
     started = time.perf_counter()
 
     shared = prepare_shared_work(cfg, device=device, autocast=autocast, image_dir=image_dir)
