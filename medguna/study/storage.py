@@ -22,6 +22,12 @@ REMOTE_URI_SCHEMES: tuple[str, ...] = ("s3", "gs", "abfs")
 DEFAULT_SHARED_MOUNTS: tuple[str, ...] = ("/mnt", "/shared", "/efs", "/nfs")
 """Directories that, by convention on our clusters, hold filesystems every node mounts."""
 
+SHARED_ROOTS_ENV = "MEDGUNA_SHARED_STORAGE_ROOTS"
+"""Environment variable: more directories (separated by `:`) that every node of the cluster
+sees, for a shared filesystem mounted elsewhere than DEFAULT_SHARED_MOUNTS or not recognisable
+from /proc/mounts (a bind mount of NFS, a one-machine test cluster whose nodes share one disk).
+It is the user's statement that the path is shared; nothing can verify it from one node."""
+
 NETWORK_FILESYSTEM_TYPES: frozenset[str] = frozenset(
     {"nfs", "nfs4", "lustre", "efs", "cifs", "smb3", "ceph", "glusterfs", "gpfs", "beegfs"}
 )
@@ -142,12 +148,26 @@ def filesystem_of(path: str, mounts: Iterable[MountEntry]) -> MountEntry | None:
     return holder
 
 
+def declared_shared_roots() -> list[str]:
+    """The directories listed in $MEDGUNA_SHARED_STORAGE_ROOTS (empty entries skipped)."""
+    value = os.environ.get(SHARED_ROOTS_ENV, "")
+    roots = [entry.strip() for entry in value.split(os.pathsep) if entry.strip()]
+    for root in roots:
+        if not os.path.isabs(os.path.expanduser(root)):
+            raise ConfigError(
+                f"{SHARED_ROOTS_ENV}={value!r} lists {root!r}, which is not an absolute path; "
+                f"list absolute directories that every node mounts, separated by "
+                f"'{os.pathsep}' (e.g. {SHARED_ROOTS_ENV}=/data/shared{os.pathsep}/scratch/team)."
+            )
+    return [os.path.expanduser(root) for root in roots]
+
+
 def _validated_shared_mounts(shared_mounts: Sequence[str]) -> list[str]:
     if isinstance(shared_mounts, str):
         # A bare string would be iterated letter by letter: "/mnt" would accept every path.
         shared_mounts = (shared_mounts,)
     mounts = []
-    for mount in shared_mounts:
+    for mount in [*shared_mounts, *declared_shared_roots()]:
         if not os.path.isabs(mount):
             raise ConfigError(
                 f"shared mount {mount!r} is not an absolute path; list directories like "
@@ -167,8 +187,9 @@ def check_storage_for_cluster(
     """Refuse a node-local storage path when the cluster has more than one node.
 
     Accepted: any path on a one-node cluster; `s3://`, `gs://`, `abfs://` URIs; paths under one
-    of `shared_mounts` (the user's statement that those are shared); paths whose filesystem in
-    `mounts_file` is a network filesystem. Raises ConfigError naming what to set instead.
+    of `shared_mounts` or of the directories in $MEDGUNA_SHARED_STORAGE_ROOTS (the user's
+    statement that those are shared); paths whose filesystem in `mounts_file` is a network
+    filesystem. Raises ConfigError naming what to set instead.
     """
     if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
         raise ValueError(f"num_nodes must be a positive int (alive Ray nodes), got {num_nodes!r}")
@@ -195,7 +216,8 @@ def check_storage_for_cluster(
         "study. Set storage.path=s3://<bucket>/medguna (or gs://, abfs://), or a directory "
         "every node mounts, like storage.path=/mnt/shared/medguna (accepted: paths under "
         f"{', '.join(mounts) or '(no shared mounts configured)'}, or on an nfs, lustre, efs, "
-        "cifs or fuse.* mount)."
+        f"cifs or fuse.* mount). If the directory is in fact shared by every node, declare "
+        f"its shared root in the environment: {SHARED_ROOTS_ENV}=/path/to/shared/root."
     )
 
 
