@@ -7,8 +7,10 @@ reporter differs. Training goes through accelerate (device placement, bf16 autoc
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import resource
+import sys
 import time
 from typing import Any
 
@@ -82,7 +84,30 @@ def provenance(cfg: TrialConfig, shared: SharedWork) -> dict[str, Any]:
         "checkpoint_sha256": str(info.get("checkpoint_sha256", ""))[:12],
         "method_variant": cfg.method.variant,
         "code_version": medguna.__version__,
+        "node_id": _ray_node_id(),
     }
+
+
+def _ray_node_id() -> str:
+    """The Ray node running this trial, "" outside Ray: says which machine of a cluster ran it.
+
+    Read from Ray only when the process already runs inside Ray, so a plain `medguna trial`
+    neither imports nor starts it.
+    """
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return ""
+    return ray.get_runtime_context().get_node_id()
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and bytes: equal only for equal states."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _reset_peak_memory(device: torch.device) -> None:
@@ -293,6 +318,7 @@ def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: di
                                         teacher=val_teacher, threshold=r.collapse_threshold)
         row = {
             **prov,
+            "num_processes": accelerator.num_processes,
             "epoch": epoch,
             **{k: v / max(n_batches, 1) for k, v in sums.items()},
             "lr": optimizer.param_groups[0]["lr"],
@@ -321,6 +347,13 @@ def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: di
             }
             reporter.report(row, state)
 
+    # Every process's trained student, in rank order: with synchronised gradients they are equal,
+    # so the row shows a multi-process trial trained one model, not one per data shard.
+    trained_digests = [state_digest(epoch_states[-1])]
+    if accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        trained_digests = gather_object(trained_digests)
     # Select on validation (or the label-free score), then touch the test split exactly once.
     selected = select_epoch(history, r.objective) + 1  # 1-based epoch number
     plain_student.load_state_dict(epoch_states[selected - 1])
@@ -337,6 +370,7 @@ def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: di
         "objective_value": history[selected - 1].get(r.objective, math.nan),
         "trial_seconds": time.perf_counter() - started,
         "status": "completed",
+        "student_sha256_by_rank": ",".join(d[:16] for d in trained_digests),
     }
     final["setup_share"] = setup_seconds / max(final["trial_seconds"], 1e-9)
     if tb is not None:
