@@ -17,6 +17,12 @@ import torch
 
 from medguna.config import TrialConfig, apply_method_params, from_dict, to_dict
 
+DRIVER_RESOURCES: dict[str, float] = {"cpu": 0, "memory": 256 * 2**20}
+"""What the Tune trial driving a TorchTrainer reserves. It only waits on the trainer, whose
+workers hold the CPUs and GPUs; Tune refuses an all-zero request ({"cpu": 0}: "empty head and
+zero worker bundles"), so the driver reserves the memory of its Python process instead, which
+takes no CPU away from the workers."""
+
 
 class TrainReporter:
     """Reports through Ray Train from every worker (Train V2 expects all ranks to report)."""
