@@ -220,14 +220,14 @@ def _trainable(plan: StudyPlan, p: DatasetPlan):
     r = plan.config.resources
     base, study = to_dict(p.trial), plan.config.study.name
     if r.distributed:
-        from medguna.study.distributed import distributed_trainable
+        from medguna.study.distributed import DRIVER_RESOURCES, distributed_trainable
 
         fn = tune.with_parameters(
             distributed_trainable, base=base, study=study, num_workers=r.num_workers,
             use_gpu=r.gpus_per_trial > 1, cpus_per_worker=r.cpus_per_trial,
             storage_path=join(plan.study_dir, "_train"), max_failures=r.max_failures)
         # The driver only waits on its TorchTrainer, whose workers hold the CPUs and GPUs.
-        return tune.with_resources(fn, {"cpu": 0})
+        return tune.with_resources(fn, DRIVER_RESOURCES)
     fn = tune.with_parameters(medguna_trainable, base=base, study=study)
     return tune.with_resources(fn, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
 
