@@ -158,7 +158,25 @@ def encode_images(encoder, images: torch.Tensor, preprocessing: str, *, device, 
     return torch.cat(out) if out else torch.empty(0, encoder.embed_dim)
 
 
+def _rng_neutral(device):
+    """Leave the caller's global RNG state as it was, whatever the shared work computes.
+
+    Building an encoder (random init before loading) draws from the global generator, but only in
+    the first trial of a process, and a cache miss may draw where a hit does not. The trial seeds
+    once and then initialises its adapter from the global generator, so without this its result
+    would depend on whether the encoder or the caches were already warm.
+    """
+    device = torch.device(device)
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
 def prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path) -> SharedWork:
+    """Images, labels, frozen clean-view features and text embeddings of cfg's dataset (cached)."""
+    with _rng_neutral(device):
+        return _prepare_shared_work(cfg, device=device, autocast=autocast, image_dir=image_dir)
+
+
+def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path) -> SharedWork:
     from medguna.data.cache import build_image_cache, cache_file, cache_key
     from medguna.text.sources import flatten_descriptions, load_descriptions
     from medguna.text.wrappers import class_prompts, descriptions_fingerprint, wrap_texts
@@ -243,5 +261,6 @@ def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast) -> t
                 for _ in range(r.feature_bank_views)]
         return {"bank": torch.stack(bank)}
 
-    bank, shared.cache_hits["feature_bank"] = cached_tensors(_tensor_cache_dir(cfg), "bank", key, compute)
+    with _rng_neutral(device):
+        bank, shared.cache_hits["feature_bank"] = cached_tensors(_tensor_cache_dir(cfg), "bank", key, compute)
     return bank["bank"]
