@@ -26,12 +26,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = compose_study([f"study={args.study}", *args.overrides])
-        from medguna.study.runner import run_study
+        from medguna.study.runner import StudyInterrupted, run_study
 
         plan = run_study(cfg, fresh=args.fresh)
     except MedgunaError as err:
         print(f"studies/run.py: error: {err}", file=sys.stderr)
         return 2
+    except StudyInterrupted:
+        return 130
     if not args.no_report:
         from medguna.analysis.report import short_leaderboard, write_report
 

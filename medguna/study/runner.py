@@ -265,9 +265,25 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
             tuner = _make_tuner(plan, p, trainable)
         results = tuner.fit()
         summary = export_optuna(plan, p, results)
+        unfinished = _unfinished_trials(results, p.num_samples)
+        if unfinished:
+            # Tune returns normally after Ctrl-C; the experiment state it saved is what resume reads.
+            log(f"[{p.dataset}] interrupted: {p.num_samples - unfinished} of {p.num_samples} trials finished; "
+                f"results so far are kept in {exp_dir}. Run the same command again to resume.")
+            raise StudyInterrupted(p.dataset)
         _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps(summary, indent=2))
         log(f"[{p.dataset}] done: {summary['counts']}")
     return plan
+
+
+class StudyInterrupted(Exception):
+    """The study stopped before every trial of a dataset finished (Ctrl-C, lost driver)."""
+
+
+def _unfinished_trials(results, num_samples: int) -> int:
+    trials = results._experiment_analysis.trials  # Tune's own record of each trial's status
+    done = sum(1 for t in trials if t.status in ("TERMINATED", "ERROR"))
+    return max(num_samples - done, 0)
 
 
 def _restorable(exp_dir: str) -> bool:

@@ -1,0 +1,164 @@
+"""A real small study on synthetic data: Ray Tune + Optuna, results, TensorBoard, Optuna export."""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+
+import optuna
+import polars as pl
+import pytest
+from conftest import tiny_overrides
+
+from medguna.compose import compose_study
+from medguna.errors import ConfigError
+from medguna.study.runner import COMPLETE_MARKER, run_study
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory, shared_cache, local_ray):
+    tmp = tmp_path_factory.mktemp("study")
+    cfg = compose_study(["study=chestxray", "study.datasets=[montgomery]", "study.demo_num_samples=3",
+                         *tiny_overrides(tmp, shared_cache),
+                         "search.space.prompt_length.choices=[0,4,113]"])
+    lines: list[str] = []
+    plan = run_study(cfg, log=lines.append)
+    return plan, Path(plan.study_dir), "\n".join(lines)
+
+
+def _trial_dirs(exp: Path) -> list[Path]:
+    return sorted(p for p in exp.iterdir() if p.is_dir() and p.name.startswith("t0"))
+
+
+def test_banner_says_what_runs(small_study):
+    plan, _, log = small_study
+    assert plan.budget == "demo"
+    assert "DEMONSTRATION" in log and "synthetic" in log and "test-size MedCLIP" in log
+    assert "3 per dataset" in log and "tensorboard --logdir" in log
+
+
+def test_every_trial_completed_with_results_checkpoints_and_params(small_study):
+    _, study_dir, _ = small_study
+    info = json.loads((study_dir / "study.json").read_text())
+    assert info["datasets"] == ["montgomery"] and info["data_source"] == {"montgomery": "synthetic"}
+    exp = study_dir / "montgomery"
+    trials = _trial_dirs(exp)
+    assert len(trials) == 3
+    for trial in trials:
+        params = json.loads((trial / "params.json").read_text())
+        for name in ("adapter_width", "entropy_weight", "prompt_length", "description_source", "seed"):
+            assert name in params
+        assert params["stage2_epochs"] == 2 and params["dataset"] == "montgomery"
+        rows = pl.read_ndjson(trial / "result.json")
+        assert rows["epoch"].to_list() == [1, 2]
+        final = rows.row(-1, named=True)
+        assert final["status"] == "completed" and final["data_source"] == "synthetic"
+        assert final["checkpoint"] == "test-size" and final["selected_epoch"] in (1, 2)
+        assert 0.0 <= final["test_balanced_accuracy"] <= 1.0
+        assert final["objective_value"] == max(rows["val_balanced_accuracy"].to_list())
+        assert list(trial.glob("checkpoint_*")), f"no epoch checkpoint in {trial}"
+    assert (exp / COMPLETE_MARKER).is_file()
+
+
+def test_reference_configuration_runs_first(small_study):
+    _, study_dir, _ = small_study
+    first = _trial_dirs(study_dir / "montgomery")[0]
+    params = json.loads((first / "params.json").read_text())
+    paper = (params["adapter_width"], params["entropy_weight"], params["prompt_length"],
+             params["description_source"])
+    assert paper == (0, 1.5, 113, "reference")
+    flags = [pl.read_ndjson(t / "result.json")["is_reference_config"].to_list()
+             for t in _trial_dirs(study_dir / "montgomery")]
+    assert flags[0] == [True, True] and not any(any(f) for f in flags[1:])
+
+
+def test_tensorboard_events_hold_the_trial_tags(small_study):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, study_dir, _ = small_study
+    trial = _trial_dirs(study_dir / "montgomery")[0]
+    assert glob.glob(str(trial / "events.out.tfevents.*")), "events not synced into the storage path"
+    events = EventAccumulator(str(trial), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    for tag in ("loss", "loss_ce", "loss_entropy", "lr", "images_per_second", "pseudo_label_accuracy",
+                "val_balanced_accuracy", "val_information_maximization", "zeroshot_val_balanced_accuracy",
+                "test_balanced_accuracy", "ray/tune/val_balanced_accuracy"):
+        assert tag in scalars, tag
+    assert [e.step for e in events.Scalars("val_balanced_accuracy")] == [1, 2]
+    assert "test_confusion_matrix" in events.Tags()["images"]
+    hparams = glob.glob(str(trial / "**" / "events.out.tfevents.*"), recursive=True)
+    assert len(hparams) >= 2  # scalars and the HPARAMS summary
+
+
+def test_optuna_study_exported_to_sqlite(small_study):
+    _, study_dir, _ = small_study
+    storage = f"sqlite:///{study_dir / 'montgomery' / 'optuna.db'}"
+    study = optuna.load_study(study_name="chestxray-montgomery", storage=storage)
+    assert len(study.trials) == 3
+    assert {t.user_attrs["budget"] for t in study.trials} == {"full"}
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert set(study.trials[0].params) == {"adapter_width", "entropy_weight", "prompt_length",
+                                           "description_source"}
+
+
+def test_rerun_of_a_finished_study_reruns_nothing(small_study, shared_cache):
+    plan, study_dir, _ = small_study
+    before = {p.name: (p / "result.json").stat().st_mtime_ns for p in _trial_dirs(study_dir / "montgomery")}
+    lines: list[str] = []
+    run_study(plan.config, log=lines.append)
+    after = {p.name: (p / "result.json").stat().st_mtime_ns for p in _trial_dirs(study_dir / "montgomery")}
+    assert before == after
+    assert any("already complete" in line for line in lines)
+
+
+def test_analysis_reads_the_study(small_study, tmp_path):
+    from medguna.analysis.report import short_leaderboard, write_report
+
+    _, study_dir, _ = small_study
+    text = short_leaderboard(study_dir)
+    assert "montgomery" in text and "SYNTHETIC" in text
+    index = write_report([study_dir], tmp_path / "report", progress=False)
+    assert index.is_file()
+    assert (tmp_path / "report" / "leaderboard_montgomery.csv").is_file()
+
+
+def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path, shared_cache, local_ray):
+    # The reference entropy term is NaN when floor(0.1 * batch) == 0 (METHOD.md 5.6): batch 8
+    # trials fail with that reason, batch 16 trials complete.
+    overrides = [o for o in tiny_overrides(tmp_path, shared_cache) if not o.startswith(("search.", "study.demo_method.batch"))]
+    cfg = compose_study([
+        "study=chestxray", "study.datasets=[montgomery]", "study.demo_num_samples=4", "method=reference",
+        *overrides, "~search.space", "+search.space={batch_size: {type: categorical, choices: [8, 16]}}",
+        "~study.demo_method.batch_size", "+study.demo_method.prompt_length=0", "search.sampler_seed=0",
+        "resources.max_failures=0",
+    ])
+    plan = run_study(cfg, log=lambda line: None)
+    exp = Path(plan.study_dir) / "montgomery"
+    outcomes = {}
+    for trial in _trial_dirs(exp):
+        batch = json.loads((trial / "params.json").read_text())["batch_size"]
+        error = trial / "error.txt"
+        outcomes.setdefault(batch, set()).add("failed" if error.is_file() else "completed")
+        if error.is_file():
+            assert "loss became nan" in error.read_text().lower()
+    assert outcomes == {8: {"failed"}, 16: {"completed"}}
+    study = optuna.load_study(study_name="chestxray-montgomery", storage=f"sqlite:///{exp / 'optuna.db'}")
+    budgets = sorted(t.user_attrs["budget"] for t in study.trials)
+    assert "failed" in budgets and "full" in budgets
+
+
+def test_config_errors_are_reported_before_ray_starts(tmp_path, monkeypatch):
+    import ray
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray must not start for a bad configuration")
+
+    monkeypatch.setattr(ray, "init", no_ray)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    cfg = compose_study([f"storage.path={tmp_path}", f"data.roots.shenzhen={tmp_path / 'missing'}"])
+    with pytest.raises(ConfigError, match="data.roots.shenzhen=.*does not exist"):
+        run_study(cfg, log=lambda line: None)
