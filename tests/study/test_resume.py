@@ -1,0 +1,58 @@
+"""Ctrl-C in the middle of a study, then the same command again: finished trials are not rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import tiny_overrides
+
+pytestmark = pytest.mark.slow
+
+RUN = Path(__file__).resolve().parents[2] / "studies" / "run.py"
+
+
+def _completed(exp: Path) -> dict[str, int]:
+    """Trial folder -> number of result rows, for trials whose last row says completed."""
+    done = {}
+    for result in exp.glob("t0*/result.json"):
+        lines = result.read_text().splitlines()
+        if lines and json.loads(lines[-1]).get("status") == "completed":
+            done[result.parent.name] = len(lines)
+    return done
+
+
+def test_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path, shared_cache):
+    args = [sys.executable, str(RUN), "--study", "fundus", "--no-report",
+            *tiny_overrides(tmp_path, shared_cache), "study.demo_num_samples=3",
+            "resources.max_concurrent_trials=1"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    exp = tmp_path / "runs" / "fundus" / "idrid"
+    first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while not _completed(exp) and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.5)
+    assert _completed(exp), "no trial finished before the deadline"
+    first.send_signal(signal.SIGINT)  # Ctrl-C
+    out, _ = first.communicate(timeout=120)
+    assert first.returncode == 130, out[-3000:]
+    assert "Run the same command again to resume" in out
+    finished = _completed(exp)
+    mtimes = {name: (exp / name / "result.json").stat().st_mtime_ns for name in finished}
+    assert len(finished) < 3
+
+    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=400)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "resuming the interrupted experiment" in second.stdout
+    final = _completed(exp)
+    assert len(final) == 3
+    for name, rows in finished.items():  # untouched: same rows, same file
+        assert final[name] == rows
+        assert (exp / name / "result.json").stat().st_mtime_ns == mtimes[name]
+    assert (exp / "medguna_complete.json").is_file()
