@@ -9,6 +9,8 @@ saved in the released layout, with a WordPiece vocab.txt built from medguna's ow
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from PIL import Image
@@ -38,7 +40,8 @@ def real_resolution_stand_in(dataset: str, out_dir: Path, *, scale: float, side:
         return out_dir
     root = synthesize(dataset, out_dir, seed=0, scale=scale, image_size=1024)
     paths = sorted(root.glob(STAND_IN_FILES[dataset]))
-    for path in tqdm(paths, desc=f"writing {side}px {dataset} stand-ins", unit="img"):
+
+    def upscale(path: Path) -> None:
         with Image.open(path) as opened:
             width, height = opened.size
             factor = side / max(width, height)
@@ -47,6 +50,13 @@ def real_resolution_stand_in(dataset: str, out_dir: Path, *, scale: float, side:
             large.save(path, optimize=False, compress_level=6)
         else:
             large.save(path, quality=95)
+
+    # PIL releases the GIL while resizing and encoding, so threads use every core.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        futures = [pool.submit(upscale, path) for path in paths]
+        for future in tqdm(as_completed(futures), total=len(futures),
+                           desc=f"writing {side}px {dataset} stand-ins", unit="img"):
+            future.result()
     marker.write_text(json.dumps(settings))
     return root
 

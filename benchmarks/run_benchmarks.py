@@ -178,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--reference-steps", type=int, default=3, help="timed reference-style steps")
     parser.add_argument("--study-samples", type=int, default=4)
+    parser.add_argument("--scale", type=float, default=0.4, help="size of the Shenzhen stand-in relative to "
+                        "medguna's synthetic default (0.4: 33 images, enough for 2 CPU cores; on a GPU use 4 "
+                        "or more so an epoch is many batches)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's "
                         "default). On a machine other jobs are using, 1 avoids OpenMP threads spinning "
                         "on each other, which made timings swing 10x here")
@@ -190,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results: dict[str, Any] = {"machine": machine(), "image_side": 3000, "sizes": {}}
     print(f"work folder: {work}\nmachine: {results['machine']}", flush=True)
-    shenzhen = real_resolution_stand_in("shenzhen", work / "data" / "shenzhen", scale=0.4)
+    shenzhen = real_resolution_stand_in("shenzhen", work / "data" / "shenzhen", scale=args.scale)
     results["sizes"]["test-size"] = stage2_figures(
         "test-size", shenzhen, work, None, batch_size=args.batch_size, epochs=3,
         reference_steps=max(args.reference_steps, 4), prompt_free=args.quick)

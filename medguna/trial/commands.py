@@ -41,7 +41,7 @@ def trial_overrides(overrides: list[str]) -> tuple[list[str], str]:
 
 def run_command(args: argparse.Namespace) -> int:
     from medguna.compose import compose_study
-    from medguna.trial.loop import run_trial
+    from medguna.trial.loop import _mixed_precision, run_trial
     from medguna.trial.reporting import PrintReporter
 
     overrides, dataset = trial_overrides(list(args.overrides))
@@ -54,7 +54,8 @@ def run_command(args: argparse.Namespace) -> int:
           f"{'SYNTHETIC stand-in data (demonstration)' if synthetic else 'real data at ' + str(cfg.data.root)}; "
           f"encoder {cfg.model.encoder} "
           f"{'test-size MedCLIP (random weights, demonstration)' if cfg.model.checkpoint is None else 'checkpoint ' + cfg.model.checkpoint}; "
-          f"variant {cfg.method.variant}; TensorBoard: {log_dir}", file=sys.stderr)
+          f"variant {cfg.method.variant}; mixed precision {_mixed_precision(cfg)}; TensorBoard: {log_dir}",
+          file=sys.stderr)
     reporter = PrintReporter(verbose=not args.quiet)
     try:
         final = run_trial(cfg, reporter, log_dir=log_dir)

@@ -64,6 +64,13 @@ def _mixed_precision(cfg: TrialConfig) -> str:
     return "no"
 
 
+def device_name(device: torch.device) -> str:
+    """What a result row records as the device: the GPU's model, not only its index."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
 def make_accelerator(cfg: TrialConfig):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
@@ -197,10 +204,10 @@ def run_trial(cfg: TrialConfig, reporter: Reporter, *, log_dir=None, params: dic
 def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: dict) -> dict:
     from medguna.data.augment import strong_view
     from medguna.data.images import normalize
+    from medguna.method.losses import stage2_loss
     from medguna.method.selection import select_epoch
     from medguna.method.stage1 import make_teacher, train_text_adapter
     from medguna.method.stage2 import check_finite, make_stage2_optimizer
-    from medguna.method.losses import stage2_loss
     from medguna.method.teacher import teacher_labels
     from medguna.method.zeroshot import zero_shot_logits
     from medguna.models.adapter import Adapter
@@ -216,7 +223,8 @@ def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: di
 
     shared = prepare_shared_work(cfg, device=device, autocast=autocast, image_dir=image_dir)
     spec, encoder = shared.spec, shared.encoder
-    prov = provenance(cfg, shared)
+    prov = {**provenance(cfg, shared), "device": device_name(device),
+            "mixed_precision": accelerator.mixed_precision}
     tb = None
     if log_dir is not None and accelerator.is_main_process:
         from medguna.trial.reporting import TensorBoardLog
