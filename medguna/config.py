@@ -8,6 +8,7 @@ Ray work starts. Nothing here imports the rest of medguna.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ MIXED_PRECISIONS = ("auto", "no", "bf16", "fp16")
 # The largest prompt length the reference's square-grid trick admits below 2000 tokens is far
 # above anything useful; cap it so a typo (1130) fails fast instead of exhausting memory.
 MAX_PROMPT_LENGTH = 1024
+SWIN_PATCH_SIZE = 4  # MedCLIP-ViT's Swin-T: a 224 px image is a 56 x 56 patch grid
 MAX_ADAPTER_WIDTH = 8192
 
 
@@ -117,9 +119,9 @@ class TrialConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
-    def validate(self) -> "TrialConfig":
-        validate_method(self.method)
-        m, d, r = self.method, self.data, self.runtime
+    def validate(self) -> TrialConfig:
+        validate_method(self.method, self.data.image_size)
+        d, r = self.data, self.runtime
         _check(0 < d.val_fraction < 1, "data.val_fraction", d.val_fraction, "a fraction in (0, 1)")
         _check(0 < d.test_fraction < 1, "data.test_fraction", d.test_fraction, "a fraction in (0, 1)")
         _check(d.synthetic_scale > 0, "data.synthetic_scale", d.synthetic_scale, "> 0")
@@ -129,11 +131,27 @@ class TrialConfig:
         _check(r.feature_bank_views >= 1, "runtime.feature_bank_views", r.feature_bank_views, ">= 1")
         _check(0.5 < r.collapse_threshold <= 1, "runtime.collapse_threshold",
                r.collapse_threshold, "in (0.5, 1]")
-        del m
         return self
 
 
-def validate_method(m: MethodConfig) -> None:
+def reference_prompt_lengths(image_size: int, up_to: int = MAX_PROMPT_LENGTH) -> list[int]:
+    """Prompt lengths the reference insertion accepts: patches + prompts must fill a square grid."""
+    grid = image_size // SWIN_PATCH_SIZE
+    return [0] + [(grid + k) ** 2 - grid**2 for k in range(1, up_to) if (grid + k) ** 2 - grid**2 <= up_to]
+
+
+def _check_reference_prompt_length(m: MethodConfig, image_size: int) -> None:
+    # Checked here, before any trial starts, rather than at the first forward pass.
+    if m.prompt_insertion != "reference" or m.prompt_length == 0:
+        return
+    grid = image_size // SWIN_PATCH_SIZE
+    side = math.isqrt(grid * grid + m.prompt_length)
+    _check(side * side == grid * grid + m.prompt_length, "method.prompt_length", m.prompt_length,
+           f"one of {reference_prompt_lengths(image_size)} with method.variant=reference (its prompts "
+           f"and the {grid}x{grid} patches must form a square grid); method.variant=medguna takes any length")
+
+
+def validate_method(m: MethodConfig, image_size: int = 224) -> None:
     _check(m.variant in VARIANTS, "method.variant", m.variant, f"one of {VARIANTS}")
     _check(0 <= m.adapter_width <= MAX_ADAPTER_WIDTH, "method.adapter_width", m.adapter_width,
            f"0 (linear adapter) or a bottleneck width up to {MAX_ADAPTER_WIDTH}")
@@ -157,6 +175,7 @@ def validate_method(m: MethodConfig) -> None:
            f"one of {TEXT_WRAPPERS}")
     _check(bool(m.description_source), "method.description_source", m.description_source,
            "a source name (curated, templates, classname, reference) or file:PATH")
+    _check_reference_prompt_length(m, image_size)
 
 
 def _check(ok: bool, key: str, value: Any, expected: str) -> None:
@@ -308,7 +327,7 @@ class StudyConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
-    def validate(self) -> "StudyConfig":
+    def validate(self) -> StudyConfig:
         s, r, q = self.study, self.resources, self.search
         if not s.datasets:
             raise ConfigError("study.datasets is empty: name at least one of " + ", ".join(DATASET_NAMES))

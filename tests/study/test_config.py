@@ -1,10 +1,22 @@
 """The composed configuration: defaults, overrides, and errors named before any Ray work."""
 
+import dataclasses
+
 import pytest
 
 from medguna.compose import compose_study
-from medguna.config import MethodConfig, TrialConfig, apply_method_params, from_dict
+from medguna.config import (
+    MethodConfig,
+    TrialConfig,
+    apply_method_params,
+    from_dict,
+    validate_method,
+    validate_space,
+)
 from medguna.errors import ConfigError
+
+# The reference variant's prompt insertion only takes lengths that square its patch grid.
+REFERENCE_PROMPTS = "search.space.prompt_length.choices=[0,113]"
 
 
 def test_default_study_composes_to_the_chestxray_datasets():
@@ -22,7 +34,7 @@ def test_every_study_names_its_datasets(study, datasets):
 
 
 def test_reference_method_group_sets_the_papers_values():
-    m = compose_study(["method=reference"]).method
+    m = compose_study(["method=reference", REFERENCE_PROMPTS]).method
     assert (m.variant, m.prompt_length, m.entropy_weight, m.ce_weight, m.batch_size) == (
         "reference", 113, 1.5, 0.7, 50)
     assert m.resolved_preprocessing == "clip" and m.resolved_text_wrapper == "reference"
@@ -66,3 +78,20 @@ def test_apply_method_params_checks_ranges_and_keeps_the_rest():
     assert (m.adapter_width, m.entropy_weight, m.ce_weight) == (64, 0.5, 0.7)
     with pytest.raises(ConfigError, match="confident_ratio"):
         apply_method_params(MethodConfig(), {"confident_ratio": 0.0})
+
+
+def test_reference_variant_accepts_only_prompt_lengths_that_square_its_grid():
+    reference = compose_study(["method=reference", REFERENCE_PROMPTS]).method
+    for ok in (0, 113, 228):  # (56 + k)^2 - 56^2 at 224 px
+        validate_method(dataclasses.replace(reference, prompt_length=ok))
+    with pytest.raises(ConfigError, match=r"method.prompt_length=8 is invalid: expected one of \[0, 113, 228"):
+        validate_method(dataclasses.replace(reference, prompt_length=8))
+    # The corrected insertion takes any length.
+    validate_method(dataclasses.replace(compose_study([]).method, prompt_length=8))
+
+
+def test_reference_study_with_the_default_space_is_refused_with_the_bad_choice_named():
+    with pytest.raises(ConfigError, match=r"search.space.prompt_length: value 8 is out of range"):
+        compose_study(["method=reference"])
+    study = compose_study(["method=reference", REFERENCE_PROMPTS])
+    validate_space(study.search.space, study.method)
