@@ -41,6 +41,7 @@ def trial_overrides(overrides: list[str]) -> tuple[list[str], str]:
 
 def run_command(args: argparse.Namespace) -> int:
     from medguna.compose import compose_study
+    from medguna.data.manifest import SYNTHETIC_MARKER
     from medguna.trial.loop import _mixed_precision, run_trial
     from medguna.trial.reporting import PrintReporter
 
@@ -49,9 +50,13 @@ def run_command(args: argparse.Namespace) -> int:
     cfg = study.trial_config(dataset).validate()
     log_dir = Path(args.logdir) if args.logdir else (
         Path(study.storage.path) / "trials" / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
-    synthetic = cfg.data.root is None
-    print(f"[medguna] trial on {dataset}: "
-          f"{'SYNTHETIC stand-in data (demonstration)' if synthetic else 'real data at ' + str(cfg.data.root)}; "
+    if cfg.data.root is None:
+        data_text = "SYNTHETIC stand-in data (demonstration)"
+    elif (Path(cfg.data.root).expanduser() / SYNTHETIC_MARKER).is_file():
+        data_text = f"SYNTHETIC stand-in data at {cfg.data.root}"
+    else:
+        data_text = f"real data at {cfg.data.root}"
+    print(f"[medguna] trial on {dataset}: {data_text}; "
           f"encoder {cfg.model.encoder} "
           f"{'test-size MedCLIP (random weights, demonstration)' if cfg.model.checkpoint is None else 'checkpoint ' + cfg.model.checkpoint}; "
           f"variant {cfg.method.variant}; mixed precision {_mixed_precision(cfg)}; TensorBoard: {log_dir}",

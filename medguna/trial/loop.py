@@ -317,7 +317,7 @@ def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: di
             sums["loss_ce"] += float(terms["loss_ce"])
             sums["loss_entropy"] += float(terms["loss_entropy"])
             if tb is not None and step % r.log_every_steps == 0:
-                tb.scalars({"step_loss": float(loss)}, step)
+                tb.scalars({"step_loss": float(loss.detach())}, step)
         train_seconds = time.perf_counter() - epoch_start
 
         val_probs = _evaluate(plain_student, shared, "val", device=device, autocast=autocast,

@@ -1,0 +1,89 @@
+"""`medguna trial`: one trial from the command line, on the synthetic stand-in and test-size MedCLIP."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from medguna.cli import main
+from medguna.data.synthetic import synthesize
+
+TINY = ["method.stage1_steps=20", "method.stage2_epochs=2", "method.batch_size=8",
+        "method.prompt_length=4", "runtime.eval_batch_size=32"]
+
+
+def _storage(tmp: Path) -> list[str]:
+    return [f"storage.cache_dir={tmp / 'cache'}", f"storage.path={tmp / 'runs'}"]
+
+
+def _final_row(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_trial_prints_final_metrics_and_writes_tensorboard(tmp_path, capsys):
+    code = main(["trial", "dataset=montgomery", *_storage(tmp_path), *TINY,
+                 "--logdir", str(tmp_path / "tb"), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "SYNTHETIC stand-in data (demonstration)" in captured.err
+    assert "test-size MedCLIP" in captured.err and "mixed precision no" in captured.err
+
+    final = _final_row(captured.out)
+    assert final["status"] == "completed"
+    assert (final["dataset"], final["data_source"], final["checkpoint"]) == ("montgomery", "synthetic", "test-size")
+    assert (final["device"], final["mixed_precision"]) == ("cpu", "no")
+    assert final["selected_epoch"] in (1, 2)
+    for prefix in ("test_", "zeroshot_test_", "val_"):
+        assert 0.0 <= final[f"{prefix}balanced_accuracy"] <= 1.0
+        assert {f"{prefix}recall_NORMAL", f"{prefix}recall_TB"} <= final.keys()
+    assert math.isfinite(final["loss"]) and final["images_per_second"] > 0
+
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    # One value per epoch under the result column's own name.
+    assert [e.step for e in events.Scalars("val_balanced_accuracy")] == [1, 2]
+    assert {"loss", "loss_entropy", "pseudo_label_accuracy"} <= set(scalars)
+    assert events.Scalars("loss")[-1].value == pytest.approx(final["loss"], rel=1e-5)
+
+
+def test_data_root_shorthand_reads_the_given_folder(tmp_path, capsys):
+    root = synthesize("shenzhen", tmp_path / "ChinaSet", seed=3, scale=0.5)
+    code = main(["trial", "dataset=shenzhen", f"data.root={root}", *_storage(tmp_path), *TINY,
+                 "--logdir", str(tmp_path / "tb"), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    # A stand-in passed as a root is still labelled synthetic (its marker file says so).
+    assert f"SYNTHETIC stand-in data at {root}" in captured.err
+    assert _final_row(captured.out)["data_source"] == "synthetic"
+    # The trial read the given folder: no demonstration stand-in was written to the cache.
+    assert not (tmp_path / "cache" / "synthetic").exists()
+
+
+def test_unknown_hyperparameter_is_a_clear_error(tmp_path, capsys):
+    code = main(["trial", "dataset=shenzhen", *_storage(tmp_path), "method.entropy_wieght=1.0"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "entropy_wieght" in err
+
+
+def test_diverging_trial_fails_with_its_reason(tmp_path, capsys):
+    # The reference variant's entropy term is NaN when floor(confident_ratio * batch) == 0.
+    code = main(["trial", "dataset=shenzhen", *_storage(tmp_path), "method=reference",
+                 "method.stage1_steps=20", "method.stage2_epochs=1", "method.batch_size=8",
+                 "method.prompt_length=0", "--logdir", str(tmp_path / "tb"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "trial failed: TrialError: loss became nan" in err
+
+
+def test_reference_variant_refuses_an_impossible_prompt_length_before_training(tmp_path, capsys):
+    code = main(["trial", "dataset=shenzhen", *_storage(tmp_path), "method=reference", "method.prompt_length=4"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "method.prompt_length=4 is invalid" in err and "[0, 113, 228," in err
+    assert not (tmp_path / "cache").exists()  # refused before any data or model work
