@@ -94,8 +94,8 @@ def banner(plan: StudyPlan) -> str:
         + (f"checkpoint {cfg.model.checkpoint}" if cfg.model.checkpoint
            else "test-size MedCLIP (random weights, built offline)"),
         f"  method     variant={cfg.method.variant}; searching {', '.join(cfg.search.space) or 'nothing'}",
-        f"  trials     {plan.datasets[0].num_samples} per dataset ({plan.budget} budget), "
-        f"{plan.datasets[0].trial.method.stage2_epochs} stage-2 epochs, objective {cfg.runtime.objective}",
+        (f"  trials     {plan.datasets[0].num_samples} per dataset ({plan.budget} budget), "
+         f"{plan.datasets[0].trial.method.stage2_epochs} stage-2 epochs, objective {cfg.runtime.objective}"),
         f"  resources  {r.cpus_per_trial:g} CPU + {r.gpus_per_trial:g} GPU per trial, Ray at {r.address}",
         f"  storage    {plan.study_dir}",
         f"  TensorBoard: tensorboard --logdir {plan.study_dir}",
@@ -288,8 +288,8 @@ def _unfinished_trials(results, num_samples: int) -> int:
 
 def _restorable(exp_dir: str) -> bool:
     """Tune can resume only once it has written both tuner.pkl and an experiment state."""
-    from ray import tune
     import pyarrow.fs as pafs
+    from ray import tune
 
     if not tune.Tuner.can_restore(exp_dir):
         return False
@@ -344,7 +344,7 @@ def export_optuna(plan: StudyPlan, p: DatasetPlan, results) -> dict[str, Any]:
         del study
         _copy_to(db, join(plan.study_dir, p.dataset, "optuna.db"))
     return {"optuna_study": name, "counts": counts,
-            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
 def _write_study_json(plan: StudyPlan) -> None:
@@ -355,7 +355,7 @@ def _write_study_json(plan: StudyPlan) -> None:
         "data_source": {p.dataset: p.data_source for p in plan.datasets},
         "encoder": cfg.model.encoder, "checkpoint": cfg.model.checkpoint or "test-size",
         "search_space": cfg.search.space, "method": dataclasses.asdict(plan.datasets[0].trial.method),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     _write_text(join(plan.study_dir, "study.json"), json.dumps(info, indent=2))
 

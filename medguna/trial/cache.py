@@ -8,6 +8,7 @@ entry at once never leave a torn file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 
@@ -39,10 +41,8 @@ def cached_tensors(
         return compute(), False
     path = Path(cache_dir) / kind / f"{key}.safetensors"
     if path.is_file():
-        try:
+        with contextlib.suppress(SafetensorError, OSError, ValueError):  # a torn or foreign file: recompute
             return load_file(path), True
-        except Exception:  # a torn or foreign file: recompute and replace it
-            pass
     tensors = {name: t.detach().contiguous().cpu() for name, t in compute().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")

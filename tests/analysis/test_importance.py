@@ -32,8 +32,9 @@ def test_skipped_with_a_note(hand_results):
 def test_constant_objective_is_skipped_not_crashed(tmp_path):
     import json
 
-    from medguna.analysis.study_info import read_study_info
     from analysis_fixtures import write_optuna_db
+
+    from medguna.analysis.study_info import read_study_info
 
     study_dir = tmp_path / "flat"
     (study_dir / "shenzhen").mkdir(parents=True)
