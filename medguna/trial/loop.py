@@ -73,11 +73,14 @@ def device_name(device: torch.device) -> str:
 
 def make_accelerator(cfg: TrialConfig):
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
+    from accelerate.state import AcceleratorState, PartialState
 
     # AcceleratorState is a per-process singleton: reset it so trials of different precision can
-    # share a reused Ray actor.
-    AcceleratorState._reset_state(reset_partial_state=False)
+    # share a reused Ray actor. PartialState holds the device: a CPU trial before a GPU one in the
+    # same process would otherwise leave the GPU trial on the CPU.
+    want_cpu = cfg.runtime.cpu or not torch.cuda.is_available()
+    stale_device = bool(PartialState._shared_state) and (PartialState().device.type == "cpu") != want_cpu
+    AcceleratorState._reset_state(reset_partial_state=stale_device)
     return Accelerator(mixed_precision=_mixed_precision(cfg), cpu=cfg.runtime.cpu)
 
 
