@@ -39,6 +39,6 @@ def compose_dict(overrides: list[str] | tuple[str, ...] = ()) -> dict:
         raise ConfigError(f"cannot compose the configuration with overrides {list(overrides)}: {err}") from None
 
 
-def compose_study(overrides: list[str] | tuple[str, ...] = ()) -> StudyConfig:
-    """Compose, type-check and validate a study configuration."""
-    return from_dict(StudyConfig, compose_dict(overrides)).validate()
+def compose_study(overrides: list[str] | tuple[str, ...] = (), *, search: bool = True) -> StudyConfig:
+    """Compose, type-check and validate a study configuration (search=False: not its search space)."""
+    return from_dict(StudyConfig, compose_dict(overrides)).validate(search=search)

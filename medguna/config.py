@@ -327,7 +327,8 @@ class StudyConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
-    def validate(self) -> StudyConfig:
+    def validate(self, search: bool = True) -> StudyConfig:
+        """search=False skips the search space: a single trial (`medguna trial`) searches nothing."""
         s, r, q = self.study, self.resources, self.search
         if not s.datasets:
             raise ConfigError("study.datasets is empty: name at least one of " + ", ".join(DATASET_NAMES))
@@ -342,7 +343,8 @@ class StudyConfig:
         _check(q.scheduler in ("asha", "none"), "search.scheduler", q.scheduler, "asha or none")
         _check(q.grace_period >= 1, "search.grace_period", q.grace_period, ">= 1")
         _check(q.reduction_factor >= 2, "search.reduction_factor", q.reduction_factor, ">= 2")
-        validate_space(q.space, self.method)
+        if search:
+            validate_space(q.space, self.method)
         _check(r.cpus_per_trial > 0, "resources.cpus_per_trial", r.cpus_per_trial, "> 0")
         _check(r.gpus_per_trial >= 0, "resources.gpus_per_trial", r.gpus_per_trial, ">= 0")
         if r.gpus_per_trial > 1 and not float(r.gpus_per_trial).is_integer():

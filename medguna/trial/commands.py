@@ -46,7 +46,7 @@ def run_command(args: argparse.Namespace) -> int:
     from medguna.trial.reporting import PrintReporter
 
     overrides, dataset = trial_overrides(list(args.overrides))
-    study = compose_study(overrides)
+    study = compose_study(overrides, search=False)  # one trial: the study's search space plays no part
     cfg = study.trial_config(dataset).validate()
     log_dir = Path(args.logdir) if args.logdir else (
         Path(study.storage.path) / "trials" / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from medguna.cli import main
@@ -14,6 +15,9 @@ from medguna.data.synthetic import synthesize
 
 TINY = ["method.stage1_steps=20", "method.stage2_epochs=2", "method.batch_size=8",
         "method.prompt_length=4", "runtime.eval_batch_size=32"]
+# What accelerate picks with runtime.mixed_precision=auto: bf16 on a GPU that has it (GPU runs of the suite).
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+PRECISION = "bf16" if DEVICE == "cuda" and torch.cuda.is_bf16_supported() else "no"
 
 
 def _storage(tmp: Path) -> list[str]:
@@ -30,12 +34,12 @@ def test_trial_prints_final_metrics_and_writes_tensorboard(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "SYNTHETIC stand-in data (demonstration)" in captured.err
-    assert "test-size MedCLIP" in captured.err and "mixed precision no" in captured.err
+    assert "test-size MedCLIP" in captured.err and f"mixed precision {PRECISION}" in captured.err
 
     final = _final_row(captured.out)
     assert final["status"] == "completed"
     assert (final["dataset"], final["data_source"], final["checkpoint"]) == ("montgomery", "synthetic", "test-size")
-    assert (final["device"], final["mixed_precision"]) == ("cpu", "no")
+    assert (final["device"].split(" ")[0], final["mixed_precision"]) == (DEVICE, PRECISION)
     assert final["selected_epoch"] in (1, 2)
     for prefix in ("test_", "zeroshot_test_", "val_"):
         assert 0.0 <= final[f"{prefix}balanced_accuracy"] <= 1.0
@@ -87,3 +91,12 @@ def test_reference_variant_refuses_an_impossible_prompt_length_before_training(t
     assert code == 2
     assert "method.prompt_length=4 is invalid" in err and "[0, 113, 228," in err
     assert not (tmp_path / "cache").exists()  # refused before any data or model work
+
+
+def test_reference_trial_ignores_the_study_search_space(tmp_path, capsys):
+    # The default space lists prompt lengths the reference variant refuses; one trial searches nothing.
+    code = main(["trial", "dataset=montgomery", *_storage(tmp_path), "method=reference", *TINY[:2],
+                 "method.batch_size=16", "method.prompt_length=0", "--logdir", str(tmp_path / "tb"), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert _final_row(captured.out)["method_variant"] == "reference"
