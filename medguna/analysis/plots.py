@@ -155,6 +155,10 @@ def plot_curves(
 
 
 def _is_categorical(values: pl.Series) -> bool:
+    # Floats (entropy_weight, learning rates) sit on a numeric axis even when few trials sampled
+    # them: as box-plot levels they would be labelled 0.2613878991046221.
+    if values.dtype.is_float():
+        return False
     return values.dtype == pl.String or values.dtype == pl.Boolean or values.n_unique() <= 6
 
 
