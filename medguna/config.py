@@ -295,7 +295,7 @@ class ResourcesConfig:
     gpus_per_trial: float = 0.0
     max_concurrent_trials: int | None = None
     max_failures: int = 1
-    reuse_actors: bool = False
+    reuse_actors: bool = True  # multi-GPU (TorchTrainer) trials never reuse: see _make_tuner
     # Training processes per trial on CPU (a TorchTrainer when > 1); with gpus_per_trial > 1
     # there is one process per GPU instead.
     workers_per_trial: int = 1

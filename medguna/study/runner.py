@@ -201,7 +201,9 @@ def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable):
         tune_config=tune.TuneConfig(
             metric=TUNE_METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
             num_samples=p.num_samples, max_concurrent_trials=_max_concurrent(cfg),
-            reuse_actors=cfg.resources.reuse_actors, trial_dirname_creator=_trial_dirname,
+            # A Ray Train driver starts its own worker group per trial, so reusing it saves nothing.
+            reuse_actors=cfg.resources.reuse_actors and not cfg.resources.distributed,
+            trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=p.dataset, storage_path=plan.study_dir,
