@@ -9,6 +9,7 @@ from pathlib import Path
 import optuna
 import polars as pl
 import pytest
+import torch
 from conftest import tiny_overrides
 
 from medguna.compose import compose_study
@@ -162,3 +163,34 @@ def test_config_errors_are_reported_before_ray_starts(tmp_path, monkeypatch):
     cfg = compose_study([f"storage.path={tmp_path}", f"data.roots.shenzhen={tmp_path / 'missing'}"])
     with pytest.raises(ConfigError, match="data.roots.shenzhen=.*does not exist"):
         run_study(cfg, log=lambda line: None)
+
+
+def test_a_trial_under_tune_equals_the_same_trial_run_directly(tmp_path, shared_cache, local_ray):
+    # One trial function, run directly or under Ray Tune: the same results for a seed (DESIGN.md).
+    cfg = compose_study([
+        "study=chestxray", "study.datasets=[montgomery]", "study.demo_num_samples=1",
+        *[o for o in tiny_overrides(tmp_path, shared_cache) if not o.startswith("search.")],
+        "~search.space", "+search.space={entropy_weight: {type: categorical, choices: [1.0]}}",
+        "+study.demo_method.prompt_length=4",
+    ])
+    plan = run_study(cfg, log=lambda line: None)
+    (trial,) = _trial_dirs(Path(plan.study_dir) / "montgomery")
+    tuned = pl.read_ndjson(trial / "result.json").row(-1, named=True)
+
+    from medguna.config import apply_method_params
+    from medguna.trial.loop import run_trial
+    from medguna.trial.reporting import PrintReporter
+
+    direct_cfg = plan.datasets[0].trial
+    direct_cfg.method = apply_method_params(direct_cfg.method, {"entropy_weight": 1.0})
+    # Ray runs a 1-CPU trial with one torch thread; other thread counts change float summation order.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        direct = run_trial(direct_cfg, PrintReporter(verbose=False))
+    finally:
+        torch.set_num_threads(threads)
+
+    assert tuned["student_sha256_by_rank"] == direct["student_sha256_by_rank"]  # the same weights
+    for metric in ("loss", "val_balanced_accuracy", "test_balanced_accuracy", "test_auroc", "selected_epoch"):
+        assert tuned[metric] == pytest.approx(direct[metric], abs=1e-9), metric

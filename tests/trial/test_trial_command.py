@@ -100,3 +100,13 @@ def test_reference_trial_ignores_the_study_search_space(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert _final_row(captured.out)["method_variant"] == "reference"
+
+
+def test_python_dash_m_medguna_trial_is_the_trial_command():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "medguna.trial", "--help"], check=False,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: medguna trial") and "--logdir" in done.stdout

@@ -1,0 +1,8 @@
+"""`python -m medguna.trial [overrides]`: the same as `medguna trial [overrides]`."""
+
+import sys
+
+from medguna.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["trial", *sys.argv[1:]]))
