@@ -267,7 +267,7 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
             tuner = _make_tuner(plan, p, trainable)
         results = tuner.fit()
         summary = export_optuna(plan, p, results)
-        unfinished = _unfinished_trials(results, p.num_samples)
+        unfinished = _unfinished_trials(exp_dir, results, p.num_samples)
         if unfinished:
             # Tune returns normally after Ctrl-C; the experiment state it saved is what resume reads.
             log(f"[{p.dataset}] interrupted: {p.num_samples - unfinished} of {p.num_samples} trials finished; "
@@ -282,10 +282,34 @@ class StudyInterrupted(Exception):
     """The study stopped before every trial of a dataset finished (Ctrl-C, lost driver)."""
 
 
-def _unfinished_trials(results, num_samples: int) -> int:
-    trials = results._experiment_analysis.trials  # Tune's own record of each trial's status
-    done = sum(1 for t in trials if t.status in ("TERMINATED", "ERROR"))
+FINISHED_STATUSES = ("TERMINATED", "ERROR")
+
+
+def _unfinished_trials(exp_dir: str, results, num_samples: int) -> int:
+    """Trials that must still run: read from the experiment state Tune saved, which is what resume
+    reads. The in-memory statuses are not enough: a trial running when Ctrl-C arrived can show as
+    TERMINATED there while its saved status is RUNNING, and the study would be marked complete."""
+    statuses = saved_trial_statuses(exp_dir)
+    if statuses is None:
+        statuses = [t.status for t in results._experiment_analysis.trials]
+    done = sum(1 for status in statuses if status in FINISHED_STATUSES)
     return max(num_samples - done, 0)
+
+
+def saved_trial_statuses(exp_dir: str) -> list[str] | None:
+    """Each trial's status in the newest experiment_state-*.json, or None if there is none."""
+    import pyarrow.fs as pafs
+
+    fs, inner = _filesystem(exp_dir)
+    entries = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
+    states = sorted(e.path for e in entries if Path(e.path).name.startswith("experiment_state-")
+                    and e.path.endswith(".json"))
+    if not states:
+        return None
+    with fs.open_input_stream(states[-1]) as f:
+        state = json.loads(f.read().decode())
+    # trial_data: [trial JSON, runtime metadata JSON] per trial (Ray 2.60's layout).
+    return [json.loads(entry[0])["status"] for entry in state.get("trial_data", [])]
 
 
 def _restorable(exp_dir: str) -> bool:

@@ -30,7 +30,7 @@ def _completed(exp: Path) -> dict[str, int]:
 
 def test_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path, shared_cache):
     args = [sys.executable, str(RUN), "--study", "fundus", "--no-report",
-            *tiny_overrides(tmp_path, shared_cache), "study.demo_num_samples=3",
+            *tiny_overrides(tmp_path, shared_cache), "study.demo_num_samples=4",
             "resources.max_concurrent_trials=1"]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
     exp = tmp_path / "runs" / "fundus" / "idrid"
@@ -45,13 +45,13 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path, s
     assert "Run the same command again to resume" in out
     finished = _completed(exp)
     mtimes = {name: (exp / name / "result.json").stat().st_mtime_ns for name in finished}
-    assert len(finished) < 3
+    assert len(finished) < 4
 
     second = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=400)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resuming the interrupted experiment" in second.stdout
     final = _completed(exp)
-    assert len(final) == 3
+    assert len(final) == 4
     for name, rows in finished.items():  # untouched: same rows, same file
         assert final[name] == rows
         assert (exp / name / "result.json").stat().st_mtime_ns == mtimes[name]

@@ -1,0 +1,42 @@
+"""Which trials of an experiment still have to run, read from the state Tune saved for resume."""
+
+from __future__ import annotations
+
+import json
+
+from medguna.study.runner import _unfinished_trials, saved_trial_statuses
+
+
+def _write_state(exp, stamp: str, statuses: list[str]) -> None:
+    trial_data = [[json.dumps({"trial_id": f"t{i}", "status": s}), json.dumps({"num_failures": 0})]
+                  for i, s in enumerate(statuses)]
+    (exp / f"experiment_state-{stamp}.json").write_text(json.dumps({"trial_data": trial_data}))
+
+
+def test_a_trial_saved_as_running_is_unfinished_whatever_memory_says(tmp_path):
+    # Ctrl-C while the last trial ran: Tune saved it as RUNNING, while its in-memory record (the
+    # second argument's role) may already say TERMINATED. The saved state decides.
+    _write_state(tmp_path, "2026-11-26_01-35-13", ["TERMINATED", "RUNNING", "TERMINATED"])
+    assert saved_trial_statuses(str(tmp_path)) == ["TERMINATED", "RUNNING", "TERMINATED"]
+    assert _unfinished_trials(str(tmp_path), None, 3) == 1
+
+
+def test_failed_trials_count_as_finished_and_missing_ones_as_unfinished(tmp_path):
+    _write_state(tmp_path, "2026-11-26_01-35-13", ["TERMINATED", "ERROR"])
+    assert _unfinished_trials(str(tmp_path), None, 2) == 0
+    assert _unfinished_trials(str(tmp_path), None, 4) == 2  # two never generated before the stop
+
+
+def test_the_newest_state_file_wins(tmp_path):
+    _write_state(tmp_path, "2026-11-26_01-35-13", ["TERMINATED", "RUNNING"])
+    _write_state(tmp_path, "2026-11-26_02-10-00", ["TERMINATED", "TERMINATED"])  # after a resume
+    assert _unfinished_trials(str(tmp_path), None, 2) == 0
+
+
+def test_without_a_saved_state_the_in_memory_statuses_are_used(tmp_path):
+    from types import SimpleNamespace
+
+    trials = [SimpleNamespace(status="TERMINATED"), SimpleNamespace(status="PENDING")]
+    results = SimpleNamespace(_experiment_analysis=SimpleNamespace(trials=trials))  # Tune's shape
+    assert saved_trial_statuses(str(tmp_path)) is None
+    assert _unfinished_trials(str(tmp_path), results, 2) == 1
