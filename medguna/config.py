@@ -52,7 +52,7 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
-    """MedUnA hyperparameters, named as in METHOD.md section 7 everywhere they appear."""
+    """MedUnA hyperparameters, named as in docs/method.md §7 everywhere they appear."""
 
     variant: str = "medguna"
     adapter_width: int = 0
@@ -403,4 +403,7 @@ def validate_space(space: dict, method: MethodConfig) -> None:
             try:
                 apply_method_params(method, {name: value})
             except ConfigError as err:
-                raise ConfigError(f"{key}: value {value!r} is out of range: {err}") from None
+                hint = ""
+                if name == "prompt_length" and method.prompt_insertion == "reference":
+                    hint = f"; search lengths the reference accepts, e.g. {key}.choices=[0,113]"
+                raise ConfigError(f"{key}: value {value!r} is out of range: {err}{hint}") from None

@@ -1,4 +1,4 @@
-"""Batched tensor augmentations for the two views of stage 2 (METHOD.md section 4), no torchvision.
+"""Batched tensor augmentations for the two views of stage 2 (docs/method.md §4), no torchvision.
 
 Random numbers come from the caller's generator (on its device, CPU by default) and are moved to
 the batch's device, so a seeded generator gives the same views on CPU and GPU up to float rounding.

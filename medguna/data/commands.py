@@ -6,12 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
+import polars as pl
+
+from medguna.config import StorageConfig
 from medguna.data.datasets import DATASETS
 from medguna.data.manifest import load_manifest
 from medguna.data.synthetic import synthesize
 from medguna.errors import MedgunaError
 
-DEFAULT_SPLIT_DIR = "splits"
+# Where studies and trials keep split files with the default storage.cache_dir, so `medguna data`
+# shows (and, the first time, writes) the very split they will use.
+DEFAULT_SPLIT_DIR = str(Path(StorageConfig.cache_dir) / "splits")
 
 
 def _report_error(error: MedgunaError) -> int:
@@ -41,7 +46,8 @@ def run_data(args: argparse.Namespace) -> int:
     source = "SYNTHETIC stand-in" if manifest.is_synthetic else "real data"
     print(f"{manifest.spec.name} at {manifest.root} ({source})")
     print(f"classes (label order): {', '.join(manifest.spec.classes)}")
-    print(manifest.counts())
+    with pl.Config(tbl_cols=-1, tbl_width_chars=160):  # every class column, even ISIC's seven
+        print(manifest.counts())
     print(f"split file: {manifest.split_file}")
     print(f"fingerprint: {manifest.fingerprint}")
     return 0
@@ -62,7 +68,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("dataset", choices=datasets)
     data.add_argument("--root", type=Path, required=True, help="folder holding the official layout")
     data.add_argument("--split-dir", type=Path, default=Path(DEFAULT_SPLIT_DIR),
-                      help=f"where split files are kept (default: ./{DEFAULT_SPLIT_DIR})")
+                      help=f"where split files are kept (default: ./{DEFAULT_SPLIT_DIR}, the studies' "
+                      "default; use <storage.cache_dir>/splits if you set storage.cache_dir)")
     data.add_argument("--split-seed", type=int, default=0)
     data.add_argument("--val-fraction", type=float, default=0.2)
     data.add_argument("--test-fraction", type=float, default=0.2)

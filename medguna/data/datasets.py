@@ -1,4 +1,4 @@
-"""The five MedUnA datasets: names, classes in label order, modality (METHOD.md section 6)."""
+"""The five MedUnA datasets: names, classes in label order, modality (docs/method.md §6)."""
 
 from __future__ import annotations
 

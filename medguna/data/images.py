@@ -1,4 +1,4 @@
-"""Decode images and turn them into fixed-size square uint8 arrays (METHOD.md sections 1 and 4)."""
+"""Decode images and turn them into fixed-size square uint8 arrays (docs/method.md §1 and §4)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from medguna.errors import ConfigError, DataError
 
 PREPROCESSINGS = ("medclip", "clip")
 
-# MedCLIP's own single-channel statistics (METHOD.md section 1).
+# MedCLIP's own single-channel statistics (docs/method.md §1).
 MEDCLIP_MEAN = 0.5862785803043838
 MEDCLIP_STD = 0.27950088968644304
-# CLIP's RGB statistics, used by the reference for both views (METHOD.md section 4).
+# CLIP's RGB statistics, used by the reference for both views (docs/method.md §4).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 

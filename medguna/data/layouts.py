@@ -1,4 +1,4 @@
-"""Parsers for the official folder layouts of the five datasets (METHOD.md section 6).
+"""Parsers for the official folder layouts of the five datasets (docs/method.md §6).
 
 Each parser takes the folder the user named and returns one `ImageRecord` per image, with its path
 relative to that folder, its label (index into the DatasetSpec's classes) and the official split it

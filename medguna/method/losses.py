@@ -1,6 +1,6 @@
 """MedUnA's losses: label-smoothed cross-entropy and the confident-rows marginal entropy.
 
-Stage 2 (METHOD §4) minimises
+Stage 2 (docs/method.md §4) minimises
 
     loss = ce_weight * LSCE(z, y_teacher) + entropy_weight * H(mean softmax of confident rows of z)
 
@@ -8,7 +8,7 @@ with ce_weight 0.7 and entropy_weight 1.5 in the reference. Note the sign: H of 
 distribution is ADDED, so minimising the loss drives the most confident rows towards agreeing on
 one class. That is the opposite of SHOT's diversity term (which maximises H(mean p) to keep
 classes balanced): with a positive entropy_weight this term pushes towards class imbalance and, left
-alone, towards the single-class collapse seen in the reference's logs (METHOD §5 item 7). A
+alone, towards the single-class collapse seen in the reference's logs (docs/method.md §5 item 7). A
 negative entropy_weight turns it into a diversity (balancing) term; a study can search both signs.
 """
 
@@ -71,7 +71,7 @@ def confident_marginal_entropy(
     """Entropy of the mean softmax over the floor(ratio * B) rows with the lowest entropy.
 
     safe=False reproduces the reference: with floor(ratio * B) = 0 the mean runs over an empty set
-    and the result is NaN (METHOD §5 item 6). safe=True always keeps at least one row.
+    and the result is NaN (docs/method.md §5 item 6). safe=True always keeps at least one row.
     """
     _check_logits(logits)
     if not 0.0 < confident_ratio <= 1.0:

@@ -137,7 +137,7 @@ def label_free_metrics(
     teacher_labels: ArrayLike | None = None,
     collapse_threshold: float = 0.95,
 ) -> dict[str, float]:
-    """Scores that need no image labels (METHOD §8), all in nats.
+    """Scores that need no image labels (docs/method.md §8), all in nats.
 
     - marginal_entropy: H(mean_i p_i); mean_entropy: mean_i H(p_i).
     - information_maximization: H(mean p) - mean H(p) (SHOT): high when each prediction is confident

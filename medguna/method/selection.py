@@ -1,4 +1,4 @@
-"""Pick the epoch to report from per-epoch metrics, never looking at test metrics (METHOD §5.1)."""
+"""Pick the epoch to report from per-epoch metrics, never looking at test metrics (docs/method.md §5.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stage 1 (METHOD §3): train the adapter on text embeddings alone, then freeze a teacher copy."""
+"""Stage 1 (docs/method.md §3): train the adapter on text embeddings alone, then freeze a teacher copy."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stage 2 (METHOD §4): one loss computation of the unsupervised adaptation, and its optimiser.
+"""Stage 2 (docs/method.md §4): one loss computation of the unsupervised adaptation, and its optimiser.
 
 The trial owns the loop (views, encoder, accelerate); this module owns the arithmetic. The step
 returns the loss instead of calling backward, so the caller can use ``accelerator.backward`` and

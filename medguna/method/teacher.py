@@ -1,4 +1,4 @@
-"""Teacher pseudo-labels and student logits (METHOD §4, §5 item 3).
+"""Teacher pseudo-labels and student logits (docs/method.md §4, §5 item 3).
 
 The reference L2-normalises the clean-view features it gives the frozen teacher, but feeds the
 student adapter the raw (unnormalised) prompted features, so the student's logit scale, and with it

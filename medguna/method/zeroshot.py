@@ -1,4 +1,4 @@
-"""Zero-shot baseline (METHOD §2): cosine similarity between images and class prototypes."""
+"""Zero-shot baseline (docs/method.md §2): cosine similarity between images and class prototypes."""
 
 from __future__ import annotations
 

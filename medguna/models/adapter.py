@@ -1,13 +1,13 @@
 """The classification adapter MedUnA trains on text (stage 1) and then on images (stage 2).
 
-width 0 is the reference adapter: one bias-free ``Linear(embed_dim, num_classes)`` (METHOD §3).
-width > 0 is a bottleneck ``embed_dim -> width -> num_classes`` (METHOD §7):
+width 0 is the reference adapter: one bias-free ``Linear(embed_dim, num_classes)`` (docs/method.md §3).
+width > 0 is a bottleneck ``embed_dim -> width -> num_classes`` (docs/method.md §7):
 
     Linear(embed_dim, width, bias=False) -> LayerNorm(width) -> GELU -> Linear(width, K, bias=False)
 
 Why this shape:
 - LayerNorm on the hidden layer makes the logit scale independent of the input norm. Stage 1 sees
-  unit-norm text embeddings, while the reference student (METHOD §5 item 3) feeds raw image
+  unit-norm text embeddings, while the reference student (docs/method.md §5 item 3) feeds raw image
   features whose norm is far from 1; without a norm the bottleneck's non-linearity would sit in a
   different regime in the two stages.
 - GELU is smooth, so the entropy term of stage 2 gets useful gradients from every hidden unit

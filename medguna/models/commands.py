@@ -8,7 +8,7 @@ import tempfile
 
 import torch
 
-from medguna.errors import MedgunaError
+from medguna.errors import CheckpointError, MedgunaError
 from medguna.models.registry import build_encoder, list_encoders
 
 # Vocabulary texts for the --test-size model (it has no real tokenizer).
@@ -19,7 +19,7 @@ _TEST_SIZE_TEXTS = [
     "a fundus photograph showing diabetic retinopathy",
     "a dermoscopy image of a melanoma",
 ]
-_SMOKE_TEXT = "a photo of a normal chest x_ray"
+_SMOKE_TEXT = "a chest x-ray with no abnormal findings"
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -75,11 +75,18 @@ def _report(encoder) -> None:
     print("load report: " + ", ".join(f"{name} {count}" for name, count in report.items()))
     encoder.eval()
     with torch.no_grad():
-        blank = torch.zeros(1, 1, encoder.image_size, encoder.image_size)
-        image = encoder.image_features(blank)
+        # A smooth radial pattern, not a blank image: with zero biases a constant input can map to
+        # exactly zero, which would hide a broken tower.
+        axis = torch.linspace(-1.0, 1.0, encoder.image_size)
+        radius = (axis[None, :] ** 2 + axis[:, None] ** 2).sqrt()
+        pattern = (0.5 + 0.5 * torch.cos(6.0 * radius)).reshape(1, 1, encoder.image_size, encoder.image_size)
+        image = encoder.image_features(pattern)
         text = encoder.encode_texts([_SMOKE_TEXT])
+    if not (torch.isfinite(image).all() and torch.isfinite(text).all()):
+        raise CheckpointError("the smoke forward produced NaN or infinite features: the weights are damaged "
+                              "or do not belong to this architecture")
     print(
-        f"smoke image_features(blank 1x1x{encoder.image_size}x{encoder.image_size}): "
+        f"smoke image_features(radial pattern 1x1x{encoder.image_size}x{encoder.image_size}): "
         f"shape {tuple(image.shape)}, norm {image.norm().item():.4f}"
     )
     print(

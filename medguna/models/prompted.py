@@ -1,4 +1,4 @@
-"""Visual prompts in the Swin tower (METHOD sections 4-5), two ways.
+"""Visual prompts in the Swin tower (docs/method.md §4-5), two ways.
 
 reference: MedUnA's insertion. Prompt tokens go into the flat patch sequence after token 0 and
     the encoder is told the longer sequence is an s x s grid. Swin has no CLS token, so this

@@ -1,7 +1,7 @@
 """A MedUnA study: per dataset, one Ray Tune experiment whose trials Optuna proposes.
 
 Layout of results (the contract with analysis/): <storage>/<study>/study.json and, per dataset,
-<storage>/<study>/<dataset>/ holding Ray's experiment files, one `t_<trial id>/` folder per trial
+<storage>/<study>/<dataset>/ holding Ray's experiment files, one `t<NNNN>_<trial id>/` folder per trial (t0001_3a09613b)
 (params.json, result.json, TensorBoard events, checkpoints, error.txt) and `optuna.db`.
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+import medguna
 from medguna.config import StudyConfig, TrialConfig, apply_method_params, from_dict, to_dict
 from medguna.errors import ConfigError
 from medguna.study.space import define_by_run, fixed_params, is_reference_config, reference_point
@@ -382,6 +383,8 @@ def _write_study_json(plan: StudyPlan) -> None:
         "encoder": cfg.model.encoder, "checkpoint": cfg.model.checkpoint or "test-size",
         "search_space": cfg.search.space, "method": dataclasses.asdict(plan.datasets[0].trial.method),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "code_version": medguna.__version__,
+        "config": to_dict(cfg),  # everything composed, so a study can be rerun from this file alone
     }
     _write_text(join(plan.study_dir, "study.json"), json.dumps(info, indent=2))
 

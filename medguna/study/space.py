@@ -13,7 +13,7 @@ import optuna
 
 from medguna.config import MethodConfig, method_field_names, to_dict
 
-# The paper's setting of the searched dimensions (METHOD.md 3-4): enqueued as every study's first trial.
+# The paper's setting of the searched dimensions (docs/method.md §3-4): enqueued as every study's first trial.
 REFERENCE_POINT: dict[str, Any] = {
     "adapter_width": 0,
     "entropy_weight": 1.5,

@@ -1,4 +1,4 @@
-"""Description sources: where the class sentences for stage 1 come from (METHOD.md section 2).
+"""Description sources: where the class sentences for stage 1 come from (docs/method.md §2).
 
 A description file is JSON ``{class_name: [sentence, ...]}``, the MedUnA reference's format, so a
 user's own LLM file can be dropped in unchanged. ``load_descriptions`` selects a source by the
@@ -16,7 +16,7 @@ from typing import Any
 from medguna.data.datasets import DatasetSpec
 from medguna.errors import DescriptionError
 
-# The 7 CLIP-style templates of METHOD.md section 2, filled with the class name.
+# The 7 CLIP-style templates of docs/method.md §2, filled with the class name.
 CLASS_TEMPLATES: tuple[str, ...] = (
     "a bad photo of the {}.",
     "a blurred photo of the {}.",

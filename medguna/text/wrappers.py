@@ -1,4 +1,4 @@
-"""Text wrappers: the frame put around each text before it is encoded (METHOD.md 2 and 5.5).
+"""Text wrappers: the frame put around each text before it is encoded (docs/method.md §2 and §5.5).
 
 ``reference`` reproduces MedUnA: every text goes into "a photo of a {} chest x_ray", even for
 fundus and skin images. ``modality`` (the default) names the images' real modality, and treats a
@@ -88,7 +88,7 @@ def class_prompts(spec: DatasetSpec, wrapper: str = DEFAULT_WRAPPER) -> list[str
 def descriptions_fingerprint(texts: list[str], labels: list[int], wrapper: str) -> str:
     """sha256 hex of the exact texts, their labels, order and wrapper (a text-embedding cache key).
 
-    Any change of one sentence, label, order or wrapper changes the key (METHOD.md 5.8); the
+    Any change of one sentence, label, order or wrapper changes the key (docs/method.md §5.8); the
     encoder's own identity (checkpoint hash) is for the caller to add to the cache key.
     """
     if len(texts) != len(labels):

@@ -23,7 +23,7 @@ from medguna.errors import TrialError
 from medguna.trial.prepare import SharedWork, feature_bank, image_cache_dir, prepare_shared_work
 from medguna.trial.reporting import Reporter
 
-# The reference initialises its prompt tokens uniformly in [-0.0833, 0.0833] (METHOD.md 4).
+# The reference initialises its prompt tokens uniformly in [-0.0833, 0.0833] (docs/method.md §4).
 PROMPT_INIT_BOUND = 0.0833
 
 

@@ -192,7 +192,7 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
     tensor_dir = _tensor_cache_dir(cfg)
     hits: dict[str, bool] = {}
 
-    # Texts: keyed by the sentences themselves, never by the source's name (METHOD.md 5.8).
+    # Texts: keyed by the sentences themselves, never by the source's name (docs/method.md §5.8).
     descriptions = load_descriptions(method.description_source, spec)
     texts, text_labels = flatten_descriptions(descriptions, spec)
     wrapped = wrap_texts(texts, wrapper, spec.modality)

@@ -128,7 +128,7 @@ def test_analysis_reads_the_study(small_study, tmp_path):
 
 
 def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path, shared_cache, local_ray):
-    # The reference entropy term is NaN when floor(0.1 * batch) == 0 (METHOD.md 5.6): batch 8
+    # The reference entropy term is NaN when floor(0.1 * batch) == 0 (docs/method.md §5.6): batch 8
     # trials fail with that reason, batch 16 trials complete.
     overrides = [o for o in tiny_overrides(tmp_path, shared_cache) if not o.startswith(("search.", "study.demo_method.batch"))]
     cfg = compose_study([

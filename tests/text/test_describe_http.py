@@ -252,6 +252,13 @@ def test_bad_base_url_and_api_are_rejected() -> None:
         OpenAICompatibleBackend("http://127.0.0.1:1/v1", "m", api="edit")
 
 
+def test_openai_without_a_key_is_refused_before_any_request() -> None:
+    with pytest.raises(ConfigError, match=r"no API key for api\.openai\.com: export MY_KEY=\.\.\."):
+        OpenAICompatibleBackend("https://api.openai.com/v1", "gpt-4o-mini", api_key=None, api_key_env="MY_KEY")
+    # A local server needs no key.
+    OpenAICompatibleBackend("http://127.0.0.1:8000/v1", "local-model", api_key=None)
+
+
 def test_credential_free_url_drops_userinfo_query_and_fragment() -> None:
     assert credential_free_url("https://user:pw@llm.example:8443/v1/?api-key=abc#x") == (
         "https://llm.example:8443/v1")

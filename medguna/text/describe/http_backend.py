@@ -58,6 +58,12 @@ class OpenAICompatibleBackend:
             raise ConfigError(f"--api must be one of {', '.join(API_KINDS)}, got {api!r}")
         if not model:
             raise ConfigError("--model is empty; name the model the server serves")
+        if not api_key and parts.hostname.endswith("openai.com"):
+            # Fail before any request: OpenAI answers 401 to a key-less call anyway.
+            raise ConfigError(
+                f"no API key for {parts.hostname}: export {api_key_env}=... (or name another variable "
+                "with --api-key-env), or point --base-url at a local server that needs none"
+            )
         self.model = model
         self.api = api
         self._api_key = api_key
