@@ -268,8 +268,8 @@ def _finish_epochs(epochs: pl.DataFrame, studies: list[StudyInfo]) -> pl.DataFra
         "stage2_epochs",
         "is_reference_config",
     ):
-        if name not in epochs.columns:
-            dtype = pl.String if name in _STRING_COLUMNS else pl.Float64
+        if name not in epochs.columns:  # e.g. no trial reported an epoch: every one failed at start
+            dtype = pl.String if name in _STRING_COLUMNS else pl.Int64 if name == "epoch" else pl.Float64
             epochs = epochs.with_columns(pl.lit(None, dtype=dtype).alias(name))
     epochs = epochs.with_columns(
         pl.col("epoch").cast(pl.Int64),

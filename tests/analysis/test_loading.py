@@ -174,3 +174,15 @@ def test_same_study_name_twice_is_refused(tmp_path: Path):
         write_trial(study, "shenzhen", 0, CONFIGS["A"], 1, [0.5], zeroshot=0.5)
     with pytest.raises(DataError, match="both hold study 's'"):
         load_results([tmp_path / "a" / "s", tmp_path / "b" / "s"], progress=False)
+
+
+def test_a_study_whose_trials_all_failed_before_any_epoch_loads_as_failed(tmp_path):
+    # A checkpoint every trial fails to load: no result rows at all, only params and error.txt.
+    study = write_study_json(tmp_path / "s", "s", ["idrid"], {"idrid": "real"})
+    for number in (1, 2):
+        write_trial(study, "idrid", number, CONFIGS["A"], seed=number, val=[], zeroshot=0.2,
+                    error="CheckpointError: checkpoint path /nowhere does not exist")
+    results = load_results([study], progress=False)
+    assert results.trials["trial_status"].to_list() == ["failed", "failed"]
+    assert results.trials["error_reason"].to_list() == ["CheckpointError: checkpoint path /nowhere does not exist"] * 2
+    assert results.epochs.height == 2 and results.epochs["epoch"].null_count() == 2
