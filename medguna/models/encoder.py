@@ -116,9 +116,14 @@ class Encoder(nn.Module):
         return self.image_features(pixels, prompts, insertion)
 
 
-def _tokenizer_folder(tokenizer: str | None, weights: Path) -> Path:
+def tokenizer_folder(tokenizer: str | None, weights: Path) -> Path:
+    """The folder holding Bio_ClinicalBERT's vocab.txt: the one given, or the checkpoint's own."""
     if tokenizer is not None:
-        return Path(tokenizer)
+        folder = Path(tokenizer).expanduser()
+        if not (folder / VOCAB_FILE_NAME).is_file():
+            raise CheckpointError(f"tokenizer folder {folder} has no {VOCAB_FILE_NAME}: pass the folder of "
+                                  "Bio_ClinicalBERT's vocab.txt (check-model --tokenizer DIR)")
+        return folder
     if (weights.parent / VOCAB_FILE_NAME).is_file():
         return weights.parent
     raise CheckpointError(
@@ -147,7 +152,7 @@ def build_medclip_vit(
     else:
         source = checkpoint
     loaded = load_medclip_checkpoint(source)
-    tokenizer_dir = _tokenizer_folder(tokenizer, loaded.weights_path)
+    tokenizer_dir = tokenizer_folder(tokenizer, loaded.weights_path)
     text_tokenizer = load_tokenizer(tokenizer_dir)
     vocab_rows = loaded.config.text["vocab_size"]
     if len(text_tokenizer) > vocab_rows:

@@ -65,6 +65,7 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
     real = real_data and cfg.model.checkpoint is not None
     method = cfg.method if real else apply_method_params(cfg.method, cfg.study.demo_method)
     num_samples = cfg.study.num_samples if real else cfg.study.demo_num_samples
+    checkpoint, tokenizer = _checked_model_paths(cfg)
     plans = []
     for dataset in cfg.study.datasets:
         root = cfg.data.roots.get(dataset)
@@ -75,9 +76,25 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
         if root is not None:
             trial.data.root = str(Path(root).expanduser().resolve())
         trial.data.cache_dir = str(Path(cfg.storage.cache_dir).expanduser().resolve())
+        trial.model.checkpoint, trial.model.tokenizer = checkpoint, tokenizer
         trial.validate()
         plans.append(DatasetPlan(dataset, "real" if root else "synthetic", trial, num_samples))
     return StudyPlan(cfg, resolve_storage(cfg.storage.path), "real" if real else "demo", plans)
+
+
+def _checked_model_paths(cfg: StudyConfig) -> tuple[str | None, str | None]:
+    """MedCLIP's weights and tokenizer as absolute paths, found before any Ray work: every trial
+    would otherwise fail on its own, and Tune runs trials in their own folders, where a relative
+    path points elsewhere. Checked on the machine that runs the study driver."""
+    m = cfg.model
+    if m.checkpoint is None or m.encoder != "medclip-vit" or is_uri(m.checkpoint):
+        return m.checkpoint, m.tokenizer
+    from medguna.models.checkpoint import find_weights_file
+    from medguna.models.encoder import tokenizer_folder
+
+    weights = find_weights_file(m.checkpoint)
+    tokenizer = tokenizer_folder(m.tokenizer, weights)
+    return str(Path(m.checkpoint).expanduser().resolve()), str(tokenizer.resolve())
 
 
 def banner(plan: StudyPlan) -> str:

@@ -1,0 +1,50 @@
+"""What a study checks and resolves before any Ray work: data roots, checkpoint, tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+
+from medguna.compose import compose_study
+from medguna.errors import CheckpointError
+from medguna.study.runner import plan_study, run_study
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    import ray
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Ray must not start for a bad configuration")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+
+def test_a_missing_checkpoint_stops_the_study_before_ray(tmp_path, no_ray):
+    cfg = compose_study([f"storage.path={tmp_path}", f"model.checkpoint={tmp_path / 'nowhere'}"])
+    with pytest.raises(CheckpointError, match=r"checkpoint path .*nowhere does not exist"):
+        run_study(cfg, log=lambda line: None)
+
+
+def test_a_checkpoint_without_a_tokenizer_stops_the_study_before_ray(tmp_path, no_ray):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "pytorch_model.bin").write_bytes(b"weights")
+    cfg = compose_study([f"storage.path={tmp_path}", f"model.checkpoint={tmp_path / 'ckpt'}"])
+    with pytest.raises(CheckpointError, match="no tokenizer given and no vocab.txt beside"):
+        run_study(cfg, log=lambda line: None)
+    cfg = compose_study([f"storage.path={tmp_path}", f"model.checkpoint={tmp_path / 'ckpt'}",
+                         f"model.tokenizer={tmp_path}"])
+    with pytest.raises(CheckpointError, match=r"tokenizer folder .* has no vocab.txt"):
+        run_study(cfg, log=lambda line: None)
+
+
+def test_relative_model_paths_reach_trials_as_absolute_paths(tmp_path, monkeypatch):
+    # Tune runs each trial inside its own folder, where a relative path would point elsewhere.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "pytorch_model.bin").write_bytes(b"weights")
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "vocab.txt").write_text("[PAD]\n")
+    plan = plan_study(compose_study(["model.checkpoint=ckpt", "model.tokenizer=bert"]))
+    model = plan.datasets[0].trial.model
+    assert (model.checkpoint, model.tokenizer) == (str(tmp_path / "ckpt"), str(tmp_path / "bert"))
