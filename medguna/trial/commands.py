@@ -24,7 +24,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
     p.add_argument("--logdir", default=None,
                    help="TensorBoard folder (default: <storage.path>/trials/<dataset>-<time>)")
-    p.add_argument("--quiet", action="store_true", help="print only the final JSON line")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines: only the final JSON line")
     p.set_defaults(func=run_command)
 
 
@@ -43,7 +43,7 @@ def run_command(args: argparse.Namespace) -> int:
     from medguna.compose import compose_study
     from medguna.data.manifest import SYNTHETIC_MARKER
     from medguna.trial.loop import _mixed_precision, run_trial
-    from medguna.trial.reporting import PrintReporter
+    from medguna.trial.reporting import PrintReporter, jsonable_row
 
     overrides, dataset = trial_overrides(list(args.overrides))
     study = compose_study(overrides, search=False)  # one trial: the study's search space plays no part
@@ -67,6 +67,5 @@ def run_command(args: argparse.Namespace) -> int:
     except MedgunaError as err:
         print(f"[medguna] trial failed: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
-    if args.quiet:
-        print(json.dumps({k: v for k, v in final.items()}, default=str))
+    print(json.dumps(jsonable_row(final), default=str))  # the machine-readable result, on stdout
     return 0

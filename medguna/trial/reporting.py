@@ -7,7 +7,6 @@ sees in TensorBoard, in result.json and in the leaderboards is named the same.
 from __future__ import annotations
 
 import io
-import json
 import math
 import sys
 from pathlib import Path
@@ -21,10 +20,10 @@ class Reporter(Protocol):
 
 
 class PrintReporter:
-    """The reporter of `medguna trial`: one JSON line per epoch, keeps the last state in memory."""
+    """The reporter of `medguna trial`: keeps every row, prints one readable line per epoch."""
 
     def __init__(self, stream=None, verbose: bool = True) -> None:
-        self.stream = stream or sys.stdout
+        self.stream = stream or sys.stderr  # stdout is left for the final JSON line
         self.verbose = verbose
         self.rows: list[dict[str, Any]] = []
         self.last_state: dict[str, Any] | None = None
@@ -33,13 +32,32 @@ class PrintReporter:
         self.rows.append(dict(metrics))
         self.last_state = state
         if self.verbose:
-            print(json.dumps(_jsonable(metrics)), file=self.stream, flush=True)
+            print(epoch_line(metrics), file=self.stream, flush=True)
 
     def resume_state(self) -> dict[str, Any] | None:
-        return None
+        return None  # a trial from the command line always starts fresh
 
 
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+def epoch_line(row: dict[str, Any]) -> str:
+    """`epoch 2: loss 1.512 (ce 0.676, entropy 0.693) | val balanced_accuracy 0.500 ...`."""
+    def num(key: str) -> str:
+        value = row.get(key)
+        return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
+
+    line = (f"epoch {row.get('epoch', '?')}: loss {num('loss')} (ce {num('loss_ce')}, entropy "
+            f"{num('loss_entropy')}) | val balanced_accuracy {num('val_balanced_accuracy')}, "
+            f"information_maximization {num('val_information_maximization')}, zero-shot "
+            f"{num('zeroshot_val_balanced_accuracy')} | {row.get('images_per_second', 0):.0f} img/s")
+    if row.get("val_collapsed"):
+        line += " | COLLAPSED onto one class"
+    if "test_balanced_accuracy" in row:
+        line += (f"\nselected epoch {row.get('selected_epoch')} by {row.get('objective')}: test "
+                 f"balanced_accuracy {num('test_balanced_accuracy')} vs zero-shot "
+                 f"{num('zeroshot_test_balanced_accuracy')}")
+    return line
+
+
+def jsonable_row(row: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for k, v in row.items():
         if isinstance(v, float) and not math.isfinite(v):

@@ -58,9 +58,13 @@ def test_trial_prints_final_metrics_and_writes_tensorboard(tmp_path, capsys):
 def test_data_root_shorthand_reads_the_given_folder(tmp_path, capsys):
     root = synthesize("shenzhen", tmp_path / "ChinaSet", seed=3, scale=0.5)
     code = main(["trial", "dataset=shenzhen", f"data.root={root}", *_storage(tmp_path), *TINY,
-                 "--logdir", str(tmp_path / "tb"), "--quiet"])
+                 "--logdir", str(tmp_path / "tb")])
     captured = capsys.readouterr()
     assert code == 0, captured.err
+    # Without --quiet: a readable line per epoch and the selection on stderr, JSON alone on stdout.
+    assert "epoch 1: loss " in captured.err and "epoch 2: loss " in captured.err
+    assert "selected epoch " in captured.err and "by val_balanced_accuracy: test balanced_accuracy" in captured.err
+    assert len(captured.out.strip().splitlines()) == 1
     # A stand-in passed as a root is still labelled synthetic (its marker file says so).
     assert f"SYNTHETIC stand-in data at {root}" in captured.err
     assert _final_row(captured.out)["data_source"] == "synthetic"
