@@ -261,6 +261,8 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
 
     plan = plan_study(cfg)
     log(banner(plan))
+    # Ray reports usage statistics over the network unless told not to; medguna asks for no network.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():
         address = cfg.resources.address
         ray.init(address=address if address != "local" else "local", include_dashboard=False,
