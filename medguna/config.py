@@ -8,7 +8,6 @@ Ray work starts. Nothing here imports the rest of medguna.
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -145,10 +144,10 @@ def _check_reference_prompt_length(m: MethodConfig, image_size: int) -> None:
     if m.prompt_insertion != "reference" or m.prompt_length == 0:
         return
     grid = image_size // SWIN_PATCH_SIZE
-    side = math.isqrt(grid * grid + m.prompt_length)
-    _check(side * side == grid * grid + m.prompt_length, "method.prompt_length", m.prompt_length,
-           f"one of {reference_prompt_lengths(image_size)} with method.variant=reference (its prompts "
-           f"and the {grid}x{grid} patches must form a square grid); method.variant=medguna takes any length")
+    allowed = reference_prompt_lengths(image_size)
+    _check(m.prompt_length in allowed, "method.prompt_length", m.prompt_length,
+           f"one of {allowed} with method.variant=reference (its prompts and the {grid}x{grid} patches "
+           "must form a square grid); method.variant=medguna takes any length")
 
 
 def validate_method(m: MethodConfig, image_size: int = 224) -> None:
