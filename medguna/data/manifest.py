@@ -63,6 +63,11 @@ class Manifest:
         return json.loads(marker.read_text()) if marker.is_file() else None
 
 
+def is_synthetic_root(root: str | Path) -> bool:
+    """A folder medguna's synthesiser wrote (its marker file is there), wherever it was passed from."""
+    return (Path(root).expanduser() / SYNTHETIC_MARKER).is_file()
+
+
 def manifest_fingerprint(root: Path, rows: list[tuple[str, int, str]]) -> str:
     """sha256 over sorted (relative path, size, mtime_ns, label, split): any file/label/split change shows."""
     digest = hashlib.sha256()
@@ -106,7 +111,7 @@ def load_manifest(
         spec=spec,
         table=table,
         root=root_path,
-        is_synthetic=(root_path / SYNTHETIC_MARKER).is_file(),
+        is_synthetic=is_synthetic_root(root_path),
         split_file=split_file,
         fingerprint=manifest_fingerprint(root_path, rows),
     )

@@ -59,6 +59,7 @@ def is_uri(path: str) -> bool:
 
 def plan_study(cfg: StudyConfig) -> StudyPlan:
     """Decide what will run, checking data roots before any Ray work."""
+    from medguna.data.manifest import is_synthetic_root
     from medguna.study.storage import resolve_storage
 
     real_data = all(cfg.data.roots.get(d) for d in cfg.study.datasets)
@@ -78,7 +79,8 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
         trial.data.cache_dir = str(Path(cfg.storage.cache_dir).expanduser().resolve())
         trial.model.checkpoint, trial.model.tokenizer = checkpoint, tokenizer
         trial.validate()
-        plans.append(DatasetPlan(dataset, "real" if root else "synthetic", trial, num_samples))
+        source = "real" if root is not None and not is_synthetic_root(root) else "synthetic"
+        plans.append(DatasetPlan(dataset, source, trial, num_samples))
     return StudyPlan(cfg, resolve_storage(cfg.storage.path), "real" if real else "demo", plans)
 
 

@@ -41,8 +41,8 @@ def trial_overrides(overrides: list[str]) -> tuple[list[str], str]:
 
 def run_command(args: argparse.Namespace) -> int:
     from medguna.compose import compose_study
-    from medguna.data.manifest import SYNTHETIC_MARKER
-    from medguna.trial.loop import _mixed_precision, run_trial
+    from medguna.data.manifest import is_synthetic_root
+    from medguna.trial.loop import mixed_precision, run_trial
     from medguna.trial.reporting import PrintReporter, jsonable_row
 
     overrides, dataset = trial_overrides(list(args.overrides))
@@ -52,14 +52,14 @@ def run_command(args: argparse.Namespace) -> int:
         Path(study.storage.path) / "trials" / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     if cfg.data.root is None:
         data_text = "SYNTHETIC stand-in data (demonstration)"
-    elif (Path(cfg.data.root).expanduser() / SYNTHETIC_MARKER).is_file():
+    elif is_synthetic_root(cfg.data.root):
         data_text = f"SYNTHETIC stand-in data at {cfg.data.root}"
     else:
         data_text = f"real data at {cfg.data.root}"
     print(f"[medguna] trial on {dataset}: {data_text}; "
           f"encoder {cfg.model.encoder} "
           f"{'test-size MedCLIP (random weights, demonstration)' if cfg.model.checkpoint is None else 'checkpoint ' + cfg.model.checkpoint}; "
-          f"variant {cfg.method.variant}; mixed precision {_mixed_precision(cfg)}; TensorBoard: {log_dir}",
+          f"variant {cfg.method.variant}; mixed precision {mixed_precision(cfg)}; TensorBoard: {log_dir}",
           file=sys.stderr)
     reporter = PrintReporter(verbose=not args.quiet)
     try:

@@ -55,7 +55,7 @@ class Student(nn.Module):
         return student_logits(self.adapter, features.float(), normalize=self.normalize_features)
 
 
-def _mixed_precision(cfg: TrialConfig) -> str:
+def mixed_precision(cfg: TrialConfig) -> str:
     choice = cfg.runtime.mixed_precision
     if choice != "auto":
         return choice
@@ -81,7 +81,7 @@ def make_accelerator(cfg: TrialConfig):
     want_cpu = cfg.runtime.cpu or not torch.cuda.is_available()
     stale_device = bool(PartialState._shared_state) and (PartialState().device.type == "cpu") != want_cpu
     AcceleratorState._reset_state(reset_partial_state=stale_device)
-    return Accelerator(mixed_precision=_mixed_precision(cfg), cpu=cfg.runtime.cpu)
+    return Accelerator(mixed_precision=mixed_precision(cfg), cpu=cfg.runtime.cpu)
 
 
 def provenance(cfg: TrialConfig, shared: SharedWork) -> dict[str, Any]:

@@ -48,3 +48,12 @@ def test_relative_model_paths_reach_trials_as_absolute_paths(tmp_path, monkeypat
     plan = plan_study(compose_study(["model.checkpoint=ckpt", "model.tokenizer=bert"]))
     model = plan.datasets[0].trial.model
     assert (model.checkpoint, model.tokenizer) == (str(tmp_path / "ckpt"), str(tmp_path / "bert"))
+
+
+def test_a_stand_in_passed_as_a_data_root_is_planned_as_synthetic(tmp_path):
+    from medguna.data.synthetic import synthesize
+
+    root = synthesize("montgomery", tmp_path / "MontgomerySet", seed=1, scale=0.2)
+    plan = plan_study(compose_study(["study.datasets=[montgomery]", f"data.roots.montgomery={root}"]))
+    assert plan.datasets[0].data_source == "synthetic"
+    assert plan.datasets[0].trial.data.root == str(root.resolve())
