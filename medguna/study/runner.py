@@ -320,14 +320,10 @@ def _unfinished_trials(exp_dir: str, results, num_samples: int) -> int:
 
 def saved_trial_statuses(exp_dir: str) -> list[str] | None:
     """Each trial's status in the newest experiment_state-*.json, or None if there is none."""
-    import pyarrow.fs as pafs
-
-    fs, inner = _filesystem(exp_dir)
-    entries = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
-    states = sorted(e.path for e in entries if Path(e.path).name.startswith("experiment_state-")
-                    and e.path.endswith(".json"))
+    states = _experiment_states(exp_dir)
     if not states:
         return None
+    fs, _ = _filesystem(exp_dir)
     with fs.open_input_stream(states[-1]) as f:
         state = json.loads(f.read().decode())
     # trial_data: [trial JSON, runtime metadata JSON] per trial (Ray 2.60's layout).
@@ -336,14 +332,19 @@ def saved_trial_statuses(exp_dir: str) -> list[str] | None:
 
 def _restorable(exp_dir: str) -> bool:
     """Tune can resume only once it has written both tuner.pkl and an experiment state."""
-    import pyarrow.fs as pafs
     from ray import tune
 
-    if not tune.Tuner.can_restore(exp_dir):
-        return False
+    return tune.Tuner.can_restore(exp_dir) and bool(_experiment_states(exp_dir))
+
+
+def _experiment_states(exp_dir: str) -> list[str]:
+    """The experiment_state-<time>.json files Tune wrote in exp_dir, oldest first."""
+    import pyarrow.fs as pafs
+
     fs, inner = _filesystem(exp_dir)
     entries = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
-    return any(Path(e.path).name.startswith("experiment_state-") for e in entries)
+    return sorted(e.path for e in entries
+                  if Path(e.path).name.startswith("experiment_state-") and e.path.endswith(".json"))
 
 
 def trial_budget(metrics: dict[str, Any], error: Any, epochs: int) -> str:
