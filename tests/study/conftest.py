@@ -39,3 +39,15 @@ def local_ray():
     yield ray
     if started:
         ray.shutdown()
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fails the test if Ray starts: for configurations that must be refused before any Ray work."""
+    import ray
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Ray must not start for a bad configuration")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)

@@ -9,17 +9,6 @@ from medguna.errors import CheckpointError
 from medguna.study.runner import plan_study, run_study
 
 
-@pytest.fixture
-def no_ray(monkeypatch):
-    import ray
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("Ray must not start for a bad configuration")
-
-    monkeypatch.setattr(ray, "init", refuse)
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-
-
 def test_a_missing_checkpoint_stops_the_study_before_ray(tmp_path, no_ray):
     cfg = compose_study([f"storage.path={tmp_path}", f"model.checkpoint={tmp_path / 'nowhere'}"])
     with pytest.raises(CheckpointError, match=r"checkpoint path .*nowhere does not exist"):

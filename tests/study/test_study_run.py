@@ -152,14 +152,7 @@ def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path, shared_cach
     assert "failed" in budgets and "full" in budgets
 
 
-def test_config_errors_are_reported_before_ray_starts(tmp_path, monkeypatch):
-    import ray
-
-    def no_ray(*args, **kwargs):
-        raise AssertionError("Ray must not start for a bad configuration")
-
-    monkeypatch.setattr(ray, "init", no_ray)
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+def test_config_errors_are_reported_before_ray_starts(tmp_path, no_ray):
     cfg = compose_study([f"storage.path={tmp_path}", f"data.roots.shenzhen={tmp_path / 'missing'}"])
     with pytest.raises(ConfigError, match="data.roots.shenzhen=.*does not exist"):
         run_study(cfg, log=lambda line: None)
