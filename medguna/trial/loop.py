@@ -12,6 +12,7 @@ import math
 import resource
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -204,63 +205,133 @@ def run_trial(cfg: TrialConfig, reporter: Reporter, *, log_dir=None, params: dic
         return _run(cfg, reporter, image_dir=image_dir, log_dir=log_dir, params=params or {})
 
 
-def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: dict) -> dict:
-    from medguna.data.augment import strong_view
-    from medguna.data.images import normalize
-    from medguna.method.losses import stage2_loss
-    from medguna.method.selection import select_epoch
-    from medguna.method.stage1 import make_teacher, train_text_adapter
-    from medguna.method.stage2 import check_finite, make_stage2_optimizer
-    from medguna.method.teacher import teacher_labels
-    from medguna.method.zeroshot import zero_shot_logits
-    from medguna.models.adapter import Adapter
+@dataclass
+class TrialContext:
+    """What every phase of one trial reads: config, accelerator, shared work, provenance, logs."""
 
+    cfg: TrialConfig
+    accelerator: Any
+    shared: SharedWork
+    provenance: dict[str, Any]
+    tb: Any  # TensorBoardLog on the main process, else None
+    started: float
+    zero_shot: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> zeroshot_<split>_ metrics
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def autocast(self):
+        return self.accelerator.autocast
+
+
+@dataclass
+class Stage1Result:
+    """The stage-1 adapter, its frozen copy (the teacher) and the teacher's hard labels."""
+
+    adapter: nn.Module
+    teacher_state: dict[str, torch.Tensor]
+    losses: list[float]
+    teacher_labels: dict[str, torch.Tensor]  # "train", "val"
+    pseudo_label_accuracy: float
+
+
+@dataclass
+class Stage2State:
+    """The student being trained and what has been recorded of it, epoch by epoch."""
+
+    student: Any  # as prepared by accelerate (maybe DDP-wrapped)
+    plain_student: Student
+    optimizer: Any
+    generator: torch.Generator
+    bank: torch.Tensor | None  # prompt-free trials: frozen features of augmented views
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch_states: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    first_epoch: int = 1
+    step: int = 0
+
+
+def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: dict) -> dict:
     cfg.validate()
-    m, r = cfg.method, cfg.runtime
+    ctx = _prepare(cfg, image_dir=image_dir, log_dir=log_dir)
+    resume = reporter.resume_state()
+    generator = torch.Generator().manual_seed(cfg.method.seed)
+    stage1 = _stage1(ctx, generator, resume)
+    state = _start_stage2(ctx, stage1, generator, resume)
+    setup_seconds = time.perf_counter() - ctx.started
+    for epoch in range(state.first_epoch, cfg.method.stage2_epochs + 1):
+        row = _stage2_epoch(ctx, stage1, state, epoch, setup_seconds)
+        if epoch < cfg.method.stage2_epochs:
+            reporter.report(row, _checkpoint(stage1, state, epoch))
+    final, confusion, selected = _select_and_test(ctx, state, setup_seconds)
+    _write_final_logs(ctx, final, confusion, selected, params)
+    reporter.report(final, None)
+    return final
+
+
+def _prepare(cfg: TrialConfig, *, image_dir, log_dir) -> TrialContext:
+    """Shared work (cached images, features, texts), provenance, TensorBoard and zero-shot."""
+    from medguna.method.zeroshot import zero_shot_logits
+
     accelerator = make_accelerator(cfg)
     device = accelerator.device
-    autocast = accelerator.autocast
-    torch.manual_seed(m.seed)
+    torch.manual_seed(cfg.method.seed)
     _reset_peak_memory(device)
     started = time.perf_counter()
-
-    shared = prepare_shared_work(cfg, device=device, autocast=autocast, image_dir=image_dir)
-    spec, encoder = shared.spec, shared.encoder
+    shared = prepare_shared_work(cfg, device=device, autocast=accelerator.autocast, image_dir=image_dir)
     prov = {**provenance(cfg, shared), "device": device_name(device),
             "mixed_precision": accelerator.mixed_precision}
     tb = None
     if log_dir is not None and accelerator.is_main_process:
         from medguna.trial.reporting import TensorBoardLog
         tb = TensorBoardLog(log_dir)
-
-    # Zero-shot baseline and teacher labels come from the cached clean-view features.
-    zero_shot = {}
+    ctx = TrialContext(cfg=cfg, accelerator=accelerator, shared=shared, provenance=prov, tb=tb,
+                       started=started)
+    # Zero-shot baseline from the cached clean-view features.
     for split in ("val", "test"):
-        probs = torch.softmax(zero_shot_logits(shared.clean_features[split], shared.class_prototypes) * 100.0,
-                              dim=1)
-        zero_shot[split], _ = _split_metrics(probs, shared.labels[split], spec, f"zeroshot_{split}_")
+        logits = zero_shot_logits(shared.clean_features[split], shared.class_prototypes) * 100.0
+        ctx.zero_shot[split], _ = _split_metrics(torch.softmax(logits, dim=1), shared.labels[split],
+                                                 shared.spec, f"zeroshot_{split}_")
+    return ctx
 
-    generator = torch.Generator().manual_seed(m.seed)
-    resume = reporter.resume_state()
-    adapter = Adapter(encoder.embed_dim, spec.num_classes, m.adapter_width)
-    stage1_losses: list[float] = []
+
+def _stage1(ctx: TrialContext, generator: torch.Generator, resume: dict | None) -> Stage1Result:
+    """Train the adapter on text embeddings (or restore it), freeze a copy as the teacher."""
+    from medguna.method.stage1 import make_teacher, train_text_adapter
+    from medguna.method.teacher import teacher_labels
+    from medguna.models.adapter import Adapter
+
+    m, shared = ctx.cfg.method, ctx.shared
+    adapter = Adapter(shared.encoder.embed_dim, shared.spec.num_classes, m.adapter_width)
+    losses: list[float] = []
     if resume is not None:
         adapter.load_state_dict(resume["teacher"])
     else:
-        stage1_losses = train_text_adapter(
+        losses = train_text_adapter(
             adapter, shared.text_embeddings, shared.text_labels, steps=m.stage1_steps,
             noise_std=m.stage1_noise_std, lr=m.stage1_lr, weight_decay=m.weight_decay,
             label_smoothing=m.label_smoothing, generator=generator,
         )
     teacher = make_teacher(adapter)
-    teacher_state = {k: v.detach().clone() for k, v in teacher.state_dict().items()}
-    train_teacher = teacher_labels(teacher, shared.clean_features["train"], normalize=True)
-    val_teacher = teacher_labels(teacher, shared.clean_features["val"], normalize=True)
-    pseudo_label_accuracy = float((train_teacher == shared.labels["train"]).float().mean()) \
-        if len(train_teacher) else math.nan
+    labels = {split: teacher_labels(teacher, shared.clean_features[split], normalize=True)
+              for split in ("train", "val")}
+    accuracy = float((labels["train"] == shared.labels["train"]).float().mean()) \
+        if len(labels["train"]) else math.nan
+    return Stage1Result(
+        adapter=adapter, teacher_state={k: v.detach().clone() for k, v in teacher.state_dict().items()},
+        losses=losses, teacher_labels=labels, pseudo_label_accuracy=accuracy,
+    )
 
-    student = Student(encoder, copy.deepcopy(adapter).requires_grad_(True), m.prompt_length,
-                      m.prompt_insertion, m.normalize_student, generator)
+
+def _start_stage2(ctx: TrialContext, stage1: Stage1Result, generator: torch.Generator,
+                  resume: dict | None) -> Stage2State:
+    """The student (prompts + a copy of the stage-1 adapter) and its optimiser, fresh or resumed."""
+    from medguna.method.stage2 import make_stage2_optimizer
+
+    m, shared = ctx.cfg.method, ctx.shared
+    student = Student(shared.encoder, copy.deepcopy(stage1.adapter).requires_grad_(True),
+                      m.prompt_length, m.prompt_insertion, m.normalize_student, generator)
     optimizer = make_stage2_optimizer(list(student.parameters()), name=m.stage2_optimizer,
                                       lr=m.stage2_lr, weight_decay=m.weight_decay)
     history: list[dict[str, Any]] = []
@@ -272,128 +343,163 @@ def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: di
         history, epoch_states = resume["history"], resume["epoch_states"]
         first_epoch = int(resume["epoch"]) + 1
         generator.set_state(resume["generator"])
-    student, optimizer = accelerator.prepare(student, optimizer)
-    plain_student: Student = accelerator.unwrap_model(student)
-
+    prepared, optimizer = ctx.accelerator.prepare(student, optimizer)
     bank = None
     if m.prompt_length == 0:
-        bank = feature_bank(cfg, shared, device=device, autocast=autocast)
-    train_images = shared.images["train"]
-    n_train = train_images.shape[0]
-    batch = min(m.batch_size, n_train)
+        bank = feature_bank(ctx.cfg, shared, device=ctx.device, autocast=ctx.autocast)
+    n_train = shared.images["train"].shape[0]
     if n_train == 0:
-        raise TrialError(f"dataset {spec.name} has no training images: check data.root")
-    setup_seconds = time.perf_counter() - started
-    step = (first_epoch - 1) * (n_train // batch)
+        raise TrialError(f"dataset {shared.spec.name} has no training images: check data.root")
+    return Stage2State(
+        student=prepared, plain_student=ctx.accelerator.unwrap_model(prepared), optimizer=optimizer,
+        generator=generator, bank=bank, history=history, epoch_states=epoch_states,
+        first_epoch=first_epoch, step=(first_epoch - 1) * (n_train // _batch_size(ctx)),
+    )
 
-    for epoch in range(first_epoch, m.stage2_epochs + 1):
-        epoch_start = time.perf_counter()
-        sums = {"loss": 0.0, "loss_ce": 0.0, "loss_entropy": 0.0}
-        n_batches = 0
-        order = torch.randperm(n_train, generator=generator)
-        for start in range(0, n_train - batch + 1, batch):  # drop_last, as the reference
-            idx = order[start:start + batch]
-            if accelerator.num_processes > 1:  # every process draws the same order, takes its shard
-                idx = idx[accelerator.process_index::accelerator.num_processes]
-            targets = train_teacher[idx].to(device)
-            if bank is not None:
-                view_idx = torch.randint(0, bank.shape[0], (len(idx),), generator=generator)
-                logits = student(features=bank[view_idx, idx].to(device))
-            else:
-                views = strong_view(train_images[idx].to(device), out_size=encoder.image_size,
-                                    generator=generator)
-                with autocast():
-                    logits = student(pixels=normalize(views, shared.preprocessing))
-            loss, terms = stage2_loss(
-                logits.float(), targets, ce_weight=m.ce_weight, entropy_weight=m.entropy_weight,
-                confident_ratio=m.confident_ratio, label_smoothing=m.label_smoothing,
-                safe_entropy=m.safe_entropy,
-            )
-            check_finite(loss, f"epoch {epoch}, step {step + 1} (loss_ce={float(terms['loss_ce']):.4g}, "
-                               f"loss_entropy={float(terms['loss_entropy']):.4g})")
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            optimizer.step()
-            step += 1
-            n_batches += 1
-            sums["loss"] += float(loss.detach())
-            sums["loss_ce"] += float(terms["loss_ce"])
-            sums["loss_entropy"] += float(terms["loss_entropy"])
-            if tb is not None and step % r.log_every_steps == 0:
-                tb.scalars({"step_loss": float(loss.detach())}, step)
-        train_seconds = time.perf_counter() - epoch_start
 
-        val_probs = _evaluate(plain_student, shared, "val", device=device, autocast=autocast,
-                              batch_size=r.eval_batch_size)
-        val_metrics, _ = _split_metrics(val_probs, shared.labels["val"], spec, "val_",
-                                        teacher=val_teacher, threshold=r.collapse_threshold)
-        row = {
-            **prov,
-            "num_processes": accelerator.num_processes,
-            "epoch": epoch,
-            **{k: v / max(n_batches, 1) for k, v in sums.items()},
-            "lr": optimizer.param_groups[0]["lr"],
-            "images_per_second": n_batches * batch / max(train_seconds, 1e-9),
-            "pseudo_label_accuracy": pseudo_label_accuracy,
-            **val_metrics,
-            **zero_shot["val"],
-            "setup_seconds": setup_seconds,
-            "peak_memory_mb": _peak_memory_mb(device),
-        }
-        if epoch == 1 and stage1_losses:
-            row["stage1_final_loss"] = stage1_losses[-1]
-        history.append(row)
-        # Tune's metric: the best objective so far, so ASHA and Optuna judge a trial by the epoch
-        # that selection would keep, not by whichever epoch happened to come last.
-        row["objective_value"] = _best_so_far(history, r.objective)
-        epoch_states.append({k: v.detach().cpu().clone() for k, v in plain_student.state_dict().items()})
-        if tb is not None:
-            tb.scalars(row, epoch)
-        state = None
-        if epoch < m.stage2_epochs:
-            state = {
-                "epoch": epoch, "teacher": teacher_state, "student": plain_student.state_dict(),
-                "optimizer": optimizer.state_dict(), "history": history, "epoch_states": epoch_states,
-                "generator": generator.get_state(),
-            }
-            reporter.report(row, state)
+def _batch_size(ctx: TrialContext) -> int:
+    return min(ctx.cfg.method.batch_size, ctx.shared.images["train"].shape[0])
 
+
+def _train_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, epoch: int) -> dict[str, float]:
+    """One pass over the unlabelled training images; mean losses and images/s."""
+    from medguna.data.augment import strong_view
+    from medguna.data.images import normalize
+    from medguna.method.losses import stage2_loss
+    from medguna.method.stage2 import check_finite
+
+    m, shared, accelerator, device = ctx.cfg.method, ctx.shared, ctx.accelerator, ctx.device
+    train_images, train_teacher = shared.images["train"], stage1.teacher_labels["train"]
+    n_train, batch = train_images.shape[0], _batch_size(ctx)
+    started = time.perf_counter()
+    sums = {"loss": 0.0, "loss_ce": 0.0, "loss_entropy": 0.0}
+    n_batches = 0
+    order = torch.randperm(n_train, generator=state.generator)
+    for start in range(0, n_train - batch + 1, batch):  # drop_last, as the reference
+        idx = order[start:start + batch]
+        if accelerator.num_processes > 1:  # every process draws the same order, takes its shard
+            idx = idx[accelerator.process_index::accelerator.num_processes]
+        targets = train_teacher[idx].to(device)
+        if state.bank is not None:
+            view_idx = torch.randint(0, state.bank.shape[0], (len(idx),), generator=state.generator)
+            logits = state.student(features=state.bank[view_idx, idx].to(device))
+        else:
+            views = strong_view(train_images[idx].to(device), out_size=shared.encoder.image_size,
+                                generator=state.generator)
+            with ctx.autocast():
+                logits = state.student(pixels=normalize(views, shared.preprocessing))
+        loss, terms = stage2_loss(
+            logits.float(), targets, ce_weight=m.ce_weight, entropy_weight=m.entropy_weight,
+            confident_ratio=m.confident_ratio, label_smoothing=m.label_smoothing,
+            safe_entropy=m.safe_entropy,
+        )
+        check_finite(loss, f"epoch {epoch}, step {state.step + 1} (loss_ce={float(terms['loss_ce']):.4g}, "
+                           f"loss_entropy={float(terms['loss_entropy']):.4g})")
+        state.optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        state.optimizer.step()
+        state.step += 1
+        n_batches += 1
+        sums["loss"] += float(loss.detach())
+        sums["loss_ce"] += float(terms["loss_ce"])
+        sums["loss_entropy"] += float(terms["loss_entropy"])
+        if ctx.tb is not None and state.step % ctx.cfg.runtime.log_every_steps == 0:
+            ctx.tb.scalars({"step_loss": float(loss.detach())}, state.step)
+    seconds = time.perf_counter() - started
+    return {**{k: v / max(n_batches, 1) for k, v in sums.items()},
+            "images_per_second": n_batches * batch / max(seconds, 1e-9)}
+
+
+def _stage2_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, epoch: int,
+                  setup_seconds: float) -> dict[str, Any]:
+    """Train one epoch, evaluate on validation, record the epoch's row and student weights."""
+    r = ctx.cfg.runtime
+    train = _train_epoch(ctx, stage1, state, epoch)
+    val_probs = _evaluate(state.plain_student, ctx.shared, "val", device=ctx.device,
+                          autocast=ctx.autocast, batch_size=r.eval_batch_size)
+    val_metrics, _ = _split_metrics(val_probs, ctx.shared.labels["val"], ctx.shared.spec, "val_",
+                                    teacher=stage1.teacher_labels["val"], threshold=r.collapse_threshold)
+    row = {
+        **ctx.provenance,
+        "num_processes": ctx.accelerator.num_processes,
+        "epoch": epoch,
+        **{k: train[k] for k in ("loss", "loss_ce", "loss_entropy")},
+        "lr": state.optimizer.param_groups[0]["lr"],
+        "images_per_second": train["images_per_second"],
+        "pseudo_label_accuracy": stage1.pseudo_label_accuracy,
+        **val_metrics,
+        **ctx.zero_shot["val"],
+        "setup_seconds": setup_seconds,
+        "peak_memory_mb": _peak_memory_mb(ctx.device),
+    }
+    if epoch == 1 and stage1.losses:
+        row["stage1_final_loss"] = stage1.losses[-1]
+    state.history.append(row)
+    # Tune's metric: the best objective so far, so ASHA and Optuna judge a trial by the epoch
+    # that selection would keep, not by whichever epoch happened to come last.
+    row["objective_value"] = _best_so_far(state.history, r.objective)
+    state.epoch_states.append({k: v.detach().cpu().clone()
+                               for k, v in state.plain_student.state_dict().items()})
+    if ctx.tb is not None:
+        ctx.tb.scalars(row, epoch)
+    return row
+
+
+def _checkpoint(stage1: Stage1Result, state: Stage2State, epoch: int) -> dict[str, Any]:
+    """What a resumed trial needs to continue after `epoch` exactly as if never stopped."""
+    return {
+        "epoch": epoch, "teacher": stage1.teacher_state, "student": state.plain_student.state_dict(),
+        "optimizer": state.optimizer.state_dict(), "history": state.history,
+        "epoch_states": state.epoch_states, "generator": state.generator.get_state(),
+    }
+
+
+def _select_and_test(ctx: TrialContext, state: Stage2State, setup_seconds: float):
+    """Select an epoch on validation (or a label-free score), then touch the test split once."""
+    from medguna.method.selection import select_epoch
+
+    r = ctx.cfg.runtime
     # Every process's trained student, in rank order: with synchronised gradients they are equal,
     # so the row shows a multi-process trial trained one model, not one per data shard.
-    trained_digests = [state_digest(epoch_states[-1])]
-    if accelerator.num_processes > 1:
+    trained_digests = [state_digest(state.epoch_states[-1])]
+    if ctx.accelerator.num_processes > 1:
         from accelerate.utils import gather_object
 
         trained_digests = gather_object(trained_digests)
-    # Select on validation (or the label-free score), then touch the test split exactly once.
-    selected = select_epoch(history, r.objective) + 1  # 1-based epoch number
-    plain_student.load_state_dict(epoch_states[selected - 1])
-    test_probs = _evaluate(plain_student, shared, "test", device=device, autocast=autocast,
-                           batch_size=r.eval_batch_size)
-    test_metrics, confusion = _split_metrics(test_probs, shared.labels["test"], spec, "test_",
-                                             threshold=r.collapse_threshold)
+    selected = select_epoch(state.history, r.objective) + 1  # 1-based epoch number
+    state.plain_student.load_state_dict(state.epoch_states[selected - 1])
+    test_probs = _evaluate(state.plain_student, ctx.shared, "test", device=ctx.device,
+                           autocast=ctx.autocast, batch_size=r.eval_batch_size)
+    test_metrics, confusion = _split_metrics(test_probs, ctx.shared.labels["test"], ctx.shared.spec,
+                                             "test_", threshold=r.collapse_threshold)
     final = {
-        **history[-1],
+        **state.history[-1],
         **test_metrics,
-        **zero_shot["test"],
+        **ctx.zero_shot["test"],
         "selected_epoch": selected,
         "objective": r.objective,
-        "objective_value": history[selected - 1].get(r.objective, math.nan),
-        "trial_seconds": time.perf_counter() - started,
+        "objective_value": state.history[selected - 1].get(r.objective, math.nan),
+        "trial_seconds": time.perf_counter() - ctx.started,
         "status": "completed",
         "student_sha256_by_rank": ",".join(d[:16] for d in trained_digests),
     }
     final["setup_share"] = setup_seconds / max(final["trial_seconds"], 1e-9)
-    if tb is not None:
-        tb.scalars({k: v for k, v in final.items() if k.startswith(("test_", "zeroshot_test_"))},
+    return final, confusion, selected
+
+
+def _write_final_logs(ctx: TrialContext, final: dict[str, Any], confusion, selected: int,
+                      params: dict) -> None:
+    """Test scalars, HPARAMS and the confusion matrix image in the trial's TensorBoard run."""
+    if ctx.tb is None:
+        return
+    m, spec = ctx.cfg.method, ctx.shared.spec
+    ctx.tb.scalars({k: v for k, v in final.items() if k.startswith(("test_", "zeroshot_test_"))},
                    m.stage2_epochs)
-        hp = {**to_dict(cfg.method), **params, "dataset": cfg.data.dataset}
-        tb.hparams(hp, {k: final[k] for k in ("objective_value", "test_accuracy", "test_balanced_accuracy",
+    hp = {**to_dict(m), **params, "dataset": ctx.cfg.data.dataset}
+    ctx.tb.hparams(hp, {k: final[k] for k in ("objective_value", "test_accuracy", "test_balanced_accuracy",
                                               "zeroshot_test_balanced_accuracy") if k in final})
-        if confusion is not None:
-            tb.confusion_matrix(confusion, list(spec.classes),
-                                f"{spec.name} test, epoch {selected} ({prov['data_source']})",
+    if confusion is not None:
+        ctx.tb.confusion_matrix(confusion, list(spec.classes),
+                                f"{spec.name} test, epoch {selected} ({ctx.provenance['data_source']})",
                                 m.stage2_epochs)
-        tb.close()
-    reporter.report(final, None)
-    return final
+    ctx.tb.close()
