@@ -52,6 +52,7 @@ PROVENANCE = (
     "checkpoint_sha256",
     "method_variant",
     "code_version",
+    "descriptions_sha256",  # the sentences used: a description set's provenance has the same hash
 )
 TEST_SIZE_CHECKPOINT = "test-size"
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from medguna.data.datasets import DatasetSpec
 from medguna.errors import DescriptionError
+from medguna.text.sets import SET_PREFIX, require_set_file
 
 # The 7 CLIP-style templates of docs/method.md §2, filled with the class name.
 CLASS_TEMPLATES: tuple[str, ...] = (
@@ -32,7 +33,8 @@ FILE_PREFIX = "file:"
 # reference's `lafter` mode does with its GPT files.
 REFERENCE_FILE_PREFIX = "reference:"
 NAMED_SOURCES: tuple[str, ...] = ("curated", "templates", "classname", "reference")
-VALID_SOURCES_TEXT = "curated, templates, classname, reference, file:PATH, reference:PATH"
+VALID_SOURCES_TEXT = ("curated, templates, classname, reference, file:PATH, reference:PATH, "
+                      "set:NAME")
 
 
 def readable_class_name(class_name: str) -> str:
@@ -40,12 +42,15 @@ def readable_class_name(class_name: str) -> str:
     return class_name.replace("_", " ")
 
 
-def load_descriptions(source: str, spec: DatasetSpec) -> dict[str, list[str]]:
+def load_descriptions(
+    source: str, spec: DatasetSpec, *, sets_dir: str | Path | None = None
+) -> dict[str, list[str]]:
     """Return ``{class: [sentence, ...]}`` for ``spec`` from ``source``, ordered as ``spec.classes``.
 
     Sources: ``curated`` (files shipped with medguna), ``templates`` (7 CLIP-style templates over the
     class name), ``classname`` (the name alone), ``reference`` (curated + templates: the paper's
-    default), ``file:PATH`` (a user's JSON file), ``reference:PATH`` (a user's file + templates).
+    default), ``file:PATH`` (a user's JSON file), ``reference:PATH`` (a user's file + templates),
+    ``set:NAME`` (the dataset's file of description set NAME in ``sets_dir``, see medguna.text.sets).
     Sentences are stripped, blank ones dropped and exact duplicates removed (first kept).
     """
     if not isinstance(source, str):
@@ -66,6 +71,8 @@ def load_descriptions(source: str, spec: DatasetSpec) -> dict[str, list[str]]:
     elif source.startswith(REFERENCE_FILE_PREFIX):
         path_text = source[len(REFERENCE_FILE_PREFIX):]
         raw = _merge(_file_raw(path_text, source), template_descriptions(spec))
+    elif source.startswith(SET_PREFIX):
+        raw = _file_raw(str(require_set_file(source, spec.name, sets_dir)), source)
     else:
         raise DescriptionError(
             f"unknown description_source {source!r}; valid sources: {VALID_SOURCES_TEXT}"

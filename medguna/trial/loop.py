@@ -94,6 +94,8 @@ def provenance(cfg: TrialConfig, shared: SharedWork) -> dict[str, Any]:
         "checkpoint": "test-size" if info.get("is_test_size") else str(cfg.model.checkpoint),
         "checkpoint_sha256": str(info.get("checkpoint_sha256", ""))[:12],
         "method_variant": cfg.method.variant,
+        # Traces a row to its sentences: a description set's provenance records the same hash.
+        "descriptions_sha256": shared.descriptions_sha256[:16],
         "code_version": medguna.__version__,
         "node_id": _ray_node_id(),
     }

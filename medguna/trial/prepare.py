@@ -117,6 +117,7 @@ class SharedWork:
     cache_hits: dict[str, bool]  # entry name (text_embeddings, images_<split>, features_<split>) -> hit
     image_keys: dict[str, str]  # split -> content key of its decoded images
     precision: str  # dtype the frozen features were computed in
+    descriptions_sha256: str  # the sentences this trial used (as a description set records them)
 
 
 def _tensor_cache_dir(cfg: TrialConfig) -> Path | None:
@@ -178,6 +179,7 @@ def prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path) 
 
 def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path) -> SharedWork:
     from medguna.data.cache import build_image_cache, cache_file, cache_key
+    from medguna.text.sets import descriptions_sha256, sets_dir_for
     from medguna.text.sources import flatten_descriptions, load_descriptions
     from medguna.text.wrappers import class_prompts, descriptions_fingerprint, wrap_texts
 
@@ -193,7 +195,8 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
     hits: dict[str, bool] = {}
 
     # Texts: keyed by the sentences themselves, never by the source's name (docs/method.md §5.8).
-    descriptions = load_descriptions(method.description_source, spec)
+    descriptions = load_descriptions(method.description_source, spec,
+                                     sets_dir=sets_dir_for(cfg.data.cache_dir))
     texts, text_labels = flatten_descriptions(descriptions, spec)
     wrapped = wrap_texts(texts, wrapper, spec.modality)
     prompts = class_prompts(spec, wrapper)
@@ -233,6 +236,7 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
         text_labels=torch.as_tensor(text_labels, dtype=torch.long),
         class_prototypes=text["prototypes"], preprocessing=preprocessing, cache_hits=hits,
         image_keys=image_keys, precision=precision,
+        descriptions_sha256=descriptions_sha256(descriptions),
     )
 
 
