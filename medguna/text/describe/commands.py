@@ -5,31 +5,50 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from medguna.data.datasets import DATASETS, get_dataset
-from medguna.errors import MedgunaError
+from medguna.config import StorageConfig
+from medguna.data.datasets import DATASETS, DatasetSpec, get_dataset
+from medguna.errors import ConfigError, MedgunaError
 from medguna.text.describe.backends import Backend, SamplingSettings
 from medguna.text.describe.cache import DEFAULT_CACHE_DIR, CompletionCache
 from medguna.text.describe.cleaning import CleaningRules
 from medguna.text.describe.http_backend import API_KINDS, OpenAICompatibleBackend
-from medguna.text.describe.prompts import PROMPT_FAMILIES
+from medguna.text.describe.prompts import PROMPT_FAMILIES, build_prompts
 from medguna.text.describe.retry import RetryPolicy
 from medguna.text.describe.run import describe_dataset
+from medguna.text.describe.set_run import describe_set, summary_lines
+from medguna.text.sets import SETS_SUBDIR, check_set_name, sets_dir_for
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `describe` on the top-level CLI's subparsers."""
     parser = subparsers.add_parser(
         "describe",
-        help="generate class descriptions for a dataset with an LLM",
+        help="generate class descriptions for a dataset, or a description set, with an LLM",
         description="Prompt an LLM for each class of DATASET, clean the answers and write a "
-                    "description file {class: [sentence, ...]} plus <FILE>.provenance.json.",
+                    "description file {class: [sentence, ...]} plus <FILE>.provenance.json "
+                    "(--out), or write description set NAME for every dataset of a study "
+                    "(--set NAME --study STUDY, or --datasets a,b,c), used as "
+                    "method.description_source=set:NAME.",
     )
-    parser.add_argument("dataset", metavar="DATASET", help=f"one of: {', '.join(DATASETS)}")
+    parser.add_argument("dataset", metavar="DATASET", nargs="?",
+                        help=f"one of: {', '.join(DATASETS)} (with --out)")
     parser.add_argument("--model", required=True,
                         help="model name served by the endpoint, or (--backend hf) a local "
                              "Hugging Face model directory")
-    parser.add_argument("--out", required=True, help="description file to write (JSON)")
+    parser.add_argument("--out", help="description file to write (JSON), for one DATASET")
+    parser.add_argument("--set", dest="set_name", metavar="NAME",
+                        help="write description set NAME: one file per dataset in "
+                             "<sets-dir>/NAME/, resuming where an earlier run stopped")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--study", help="with --set: every dataset of this study "
+                                       "(studies/conf/study/), e.g. chestxray")
+    which.add_argument("--datasets", help="with --set: comma-separated datasets, e.g. "
+                                          "shenzhen,montgomery")
+    parser.add_argument("--sets-dir", default=None,
+                        help="folder of description sets (default: <storage.cache_dir>/"
+                             f"{SETS_SUBDIR} of the study's configuration, where studies look)")
     parser.add_argument("--backend", choices=("openai", "hf"), default="openai",
                         help="OpenAI-compatible HTTP endpoint, or a local transformers model")
     parser.add_argument("--base-url", default="https://api.openai.com/v1",
@@ -80,10 +99,17 @@ def make_backend(args: argparse.Namespace) -> Backend:
 
 def run_describe(args: argparse.Namespace) -> int:
     """Run `medguna describe`; 0 on success, 1 with a message on stderr for bad input."""
+    if args.set_name is not None:
+        return run_describe_set(args)
     try:
+        if args.dataset is None or args.out is None or args.study or args.datasets:
+            raise ConfigError(
+                "name one DATASET and --out FILE, or a description set with --set NAME "
+                "--study STUDY (or --datasets a,b,c)"
+            )
         spec = get_dataset(args.dataset)
         sampling = SamplingSettings(args.temperature, args.top_p, args.max_tokens, args.seed)
-        families = tuple(name.strip() for name in args.families.split(",") if name.strip())
+        families = _families(args)
         backend = make_backend(args)
         try:
             result = describe_dataset(
@@ -102,4 +128,53 @@ def run_describe(args: argparse.Namespace) -> int:
               f"({count['completions']} completions)")
     print(f"wrote {result.out_file} and {result.provenance_file} "
           f"({result.requests_sent} requests, {result.samples_from_cache} samples from cache)")
+    return 0
+
+
+def _families(args: argparse.Namespace) -> tuple[str, ...]:
+    return tuple(name.strip() for name in args.families.split(",") if name.strip())
+
+
+def set_targets(args: argparse.Namespace) -> tuple[list[DatasetSpec], Path]:
+    """The datasets a set is written for and the folder of sets, from --study/--datasets."""
+    if args.out is not None:
+        raise ConfigError("--out writes one file; a set writes <sets-dir>/NAME/<dataset>.json: "
+                          "drop --out (or drop --set)")
+    cache_dir = StorageConfig.cache_dir
+    if args.study:
+        from medguna.compose import compose_study
+
+        study = compose_study([f"study={args.study}"], search=False)
+        names, cache_dir = list(study.study.datasets), study.storage.cache_dir
+    elif args.datasets or args.dataset:
+        names = [n.strip() for n in (args.datasets or args.dataset).split(",") if n.strip()]
+    else:
+        raise ConfigError("--set needs the datasets to describe: --study STUDY or --datasets a,b,c")
+    sets_dir = Path(args.sets_dir) if args.sets_dir else sets_dir_for(cache_dir)
+    return [get_dataset(name) for name in names], sets_dir
+
+
+def run_describe_set(args: argparse.Namespace) -> int:
+    """`medguna describe --set NAME ...`: every dataset's file of the set, then a summary."""
+    try:
+        check_set_name(args.set_name)
+        specs, sets_dir = set_targets(args)
+        sampling = SamplingSettings(args.temperature, args.top_p, args.max_tokens, args.seed)
+        families = _families(args)
+        for spec in specs:  # unknown families or modalities fail before any request
+            build_prompts(spec, families)
+        backend = make_backend(args)
+        try:
+            result = describe_set(
+                args.set_name, specs, backend, CompletionCache(args.cache_dir), sets_dir,
+                sampling=sampling, samples_per_prompt=args.samples, families=families,
+                rules=CleaningRules(min_words=args.min_words),
+                max_per_request=args.max_per_request, show_progress=not args.no_progress,
+            )
+        finally:
+            backend.close()
+    except MedgunaError as error:
+        print(f"medguna describe: error: {error}", file=sys.stderr)
+        return 1
+    print("\n".join(summary_lines(result)))
     return 0
