@@ -43,6 +43,7 @@ class StudyPlan:
     storage: str  # resolved: absolute local path or URI
     budget: str  # "real" | "demo"
     datasets: list[DatasetPlan]
+    description_sets: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # name -> provenance
 
     @property
     def study_dir(self) -> str:
@@ -60,6 +61,7 @@ def is_uri(path: str) -> bool:
 def plan_study(cfg: StudyConfig) -> StudyPlan:
     """Decide what will run, checking data roots before any Ray work."""
     from medguna.data.manifest import is_synthetic_root
+    from medguna.study.description_sets import check_description_sets
     from medguna.study.storage import resolve_storage
 
     real_data = all(cfg.data.roots.get(d) for d in cfg.study.datasets)
@@ -81,7 +83,8 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
         trial.validate()
         source = "real" if root is not None and not is_synthetic_root(root) else "synthetic"
         plans.append(DatasetPlan(dataset, source, trial, num_samples))
-    return StudyPlan(cfg, resolve_storage(cfg.storage.path), "real" if real else "demo", plans)
+    sets = check_description_sets(cfg, method)
+    return StudyPlan(cfg, resolve_storage(cfg.storage.path), "real" if real else "demo", plans, sets)
 
 
 def _checked_model_paths(cfg: StudyConfig) -> tuple[str | None, str | None]:
@@ -116,6 +119,8 @@ def banner(plan: StudyPlan) -> str:
         f"  method     variant={cfg.method.variant}; searching {', '.join(cfg.search.space) or 'nothing'}",
         (f"  trials     {plan.datasets[0].num_samples} per dataset ({plan.budget} budget), "
          f"{plan.datasets[0].trial.method.stage2_epochs} stage-2 epochs, objective {cfg.runtime.objective}"),
+        *(f"  set:{name:<10} {info.get('model') or 'written by hand'} ({info.get('backend') or '-'}), "
+          f"sentences {info['descriptions_sha256'][:12]}" for name, info in plan.description_sets.items()),
         f"  resources  {r.cpus_per_trial:g} CPU + {r.gpus_per_trial:g} GPU per trial, Ray at {r.address}",
         f"  storage    {plan.study_dir}",
         f"  TensorBoard: tensorboard --logdir {plan.study_dir}",
@@ -404,6 +409,7 @@ def _write_study_json(plan: StudyPlan) -> None:
         "data_source": {p.dataset: p.data_source for p in plan.datasets},
         "encoder": cfg.model.encoder, "checkpoint": cfg.model.checkpoint or "test-size",
         "search_space": cfg.search.space, "method": dataclasses.asdict(plan.datasets[0].trial.method),
+        "description_sets": plan.description_sets,  # what `set:NAME` meant: generator and hashes
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "code_version": medguna.__version__,
         "config": to_dict(cfg),  # everything composed, so a study can be rerun from this file alone
