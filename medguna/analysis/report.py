@@ -247,6 +247,7 @@ def _index_text(report: Report, results: ResultSet, metric: str) -> str:
             datasets,
         ]
         lines.append("| " + " | ".join(format_cell(c, "") for c in cells) + " |")
+    lines += _description_set_lines(results)
     lines += [
         "",
         f"Headline test metric: `{metric}`.",
@@ -276,6 +277,27 @@ def _index_text(report: Report, results: ResultSet, metric: str) -> str:
     if report.notes:
         lines += ["## Notes", "", *(f"- {note}" for note in report.notes), ""]
     return "\n".join(lines)
+
+
+def _description_set_lines(results: ResultSet) -> list[str]:
+    """Which LLM wrote each `set:NAME` a study used, so a row can be traced to its sentences."""
+    rows = [(s.name, name, info) for s in results.studies
+            for name, info in s.description_sets.items()]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Description sets",
+        "",
+        "| study | source | backend | model | prompt families | created | sentences sha256 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for study, name, info in rows:
+        cells = [study, f"set:{name}", info.get("backend"), info.get("model"),
+                 ", ".join(info.get("prompt_families") or []), info.get("created_utc"),
+                 str(info.get("descriptions_sha256", ""))[:16]]
+        lines.append("| " + " | ".join(format_cell(c, "") for c in cells) + " |")
+    return lines
 
 
 def short_leaderboard(study_dir: str | Path, top: int = 3, metric: str = DEFAULT_METRIC) -> str:

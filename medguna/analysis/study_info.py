@@ -23,6 +23,8 @@ class StudyInfo:
     encoder: str | None = None
     checkpoint: str | None = None
     created: str | None = None
+    # set name -> its provenance (backend, model, prompt families, date, sentence hashes)
+    description_sets: dict[str, dict] = field(default_factory=dict)
 
 
 def read_study_info(study_dir: str | Path) -> StudyInfo:
@@ -66,6 +68,13 @@ def read_study_info(study_dir: str | Path) -> StudyInfo:
         raise DataError(
             f"{path}: 'data_source' must map dataset -> real|synthetic, found {data_source!r}"
         )
+    description_sets = raw.get("description_sets") or {}
+    if not isinstance(description_sets, dict) or not all(
+        isinstance(v, dict) for v in description_sets.values()
+    ):
+        raise DataError(
+            f"{path}: 'description_sets' must map set name -> provenance, found {description_sets!r}"
+        )
     return StudyInfo(
         path=study_dir,
         name=str(raw["study"]),
@@ -76,4 +85,5 @@ def read_study_info(study_dir: str | Path) -> StudyInfo:
         encoder=raw.get("encoder"),
         checkpoint=raw.get("checkpoint"),
         created=raw.get("created"),
+        description_sets={str(k): v for k, v in description_sets.items()},
     )
