@@ -109,15 +109,14 @@ def describe_command(
     datasets: list[str],
     sets_dir: str | Path,
     provenance: dict[str, Any] | None,
-    study: str | None = None,
 ) -> str:
     """The `medguna describe` command that writes ``datasets``' files of set ``name``.
 
     With a provenance it repeats the generator's settings, so the new files match the set's others;
     without one the model is left for the user to name.
     """
-    where = f"--study {study}" if study else f"--datasets {','.join(datasets)}"
-    parts = ["medguna describe", where, f"--set {name}",
+    # --datasets, not --study: a study's datasets may be overridden on its command line.
+    parts = ["medguna describe", f"--datasets {','.join(datasets)}", f"--set {name}",
              f"--sets-dir {shlex.quote(str(Path(sets_dir).expanduser().resolve()))}"]
     if not provenance or "backend" not in provenance:
         return " ".join([*parts, "--model <MODEL>"]) + (

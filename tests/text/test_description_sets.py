@@ -68,10 +68,8 @@ def test_describe_command_repeats_the_generator_settings(tmp_path) -> None:
         f"medguna describe --datasets idrid,isic2018 --set a --sets-dir {tmp_path} --backend openai "
         "--api completions --base-url http://h:8000/v1 --model 'llm 7b' --temperature 0.99 "
         "--top-p 1.0 --max-tokens 256 --samples 4 --families appearance,expert --min-words 3")
-    assert describe_command("a", ["idrid"], tmp_path, {**provenance, "backend": "hf"},
-                            study="fundus").startswith(
-        f"medguna describe --study fundus --set a --sets-dir {tmp_path} --backend hf --model")
-
+    assert describe_command("a", ["idrid"], tmp_path, {**provenance, "backend": "hf"}).startswith(
+        f"medguna describe --datasets idrid --set a --sets-dir {tmp_path} --backend hf --model")
 
 @pytest.fixture
 def llm_server() -> Iterator[FakeOpenAIServer]:
