@@ -12,7 +12,7 @@ from typing import Any
 
 from medguna.config import MethodConfig, StudyConfig
 from medguna.data.datasets import get_dataset
-from medguna.errors import ConfigError
+from medguna.errors import ConfigError, DescriptionError
 from medguna.text.sets import (
     combined_sha256,
     describe_command,
@@ -57,10 +57,9 @@ def check_description_sets(cfg: StudyConfig, method: MethodConfig) -> dict[str, 
         missing = [d for d in datasets if not set_file(sets_dir, name, d).is_file()]
         provenance = read_set_provenance(sets_dir / name)
         if missing:
-            study = cfg.study.name if missing == datasets else None
             files = ", ".join(str(set_file(sets_dir, name, d)) for d in missing)
             problems.append(f"set {name!r} lacks {files}; make them with: "
-                            f"{describe_command(name, missing, sets_dir, provenance, study)}")
+                            f"{describe_command(name, missing, sets_dir, provenance)}")
             continue
         hashes = {d: descriptions_sha256(load_descriptions(f"set:{name}", get_dataset(d),
                                                            sets_dir=sets_dir))
@@ -86,3 +85,48 @@ def _record(folder: Path, provenance: dict[str, Any] | None,
                          "matches_provenance": recorded.get(d, {}).get("descriptions_sha256") == h}
                      for d, h in hashes.items()},
     }
+
+
+def sets_for_trials(plan_sets: dict[str, dict[str, Any]], cache_dir: str | Path,
+                    dataset: str) -> dict[str, dict[str, list[str]]]:
+    """The sentences of each checked set for ``dataset``, to travel with the trials to their node."""
+    sets_dir = sets_dir_for(cache_dir)
+    spec = get_dataset(dataset)
+    shipped = {}
+    for name, record in plan_sets.items():
+        shipped[name] = load_descriptions(f"set:{name}", spec, sets_dir=sets_dir)
+        checked = record.get("datasets", {}).get(dataset, {}).get("descriptions_sha256")
+        if checked and descriptions_sha256(shipped[name]) != checked:  # changed since the check
+            raise DescriptionError(
+                f"{set_file(sets_dir, name, dataset)} changed after the study checked it; "
+                "leave a set's files alone while a study using it starts"
+            )
+    return shipped
+
+
+def install_sets(sets: dict[str, dict[str, list[str]]] | None, cache_dir: str | Path,
+                 dataset: str) -> None:
+    """On a trial's node, before it loads its sentences: write a set's file where it is missing.
+
+    storage.cache_dir is usually node-local, so on a cluster only the driver's node has the sets
+    the study checked. A file that is there but holds other sentences (edited during the study, or
+    an older set of the same name on this node) fails the trial with the reason rather than let
+    its row claim sentences it did not use.
+    """
+    from medguna.text.describe.provenance import write_json
+
+    spec = get_dataset(dataset)
+    sets_dir = sets_dir_for(cache_dir)
+    for name, descriptions in (sets or {}).items():
+        path = set_file(sets_dir, name, dataset)
+        if not path.is_file():
+            write_json(path, descriptions)
+            continue
+        planned = descriptions_sha256(descriptions)
+        found = descriptions_sha256(load_descriptions(f"set:{name}", spec, sets_dir=sets_dir))
+        if found != planned:
+            raise DescriptionError(
+                f"{path} holds other sentences (sha256 {found[:16]}) than the study checked "
+                f"before it started (sha256 {planned[:16]}); restore the file, or start the study "
+                "again with --fresh to use the new sentences"
+            )

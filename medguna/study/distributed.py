@@ -51,11 +51,13 @@ class TrainReporter:
 def worker_loop(loop_config: dict[str, Any]) -> None:
     import ray.train
 
+    from medguna.study.description_sets import install_sets
     from medguna.study.runner import _TaggedReporter
     from medguna.study.space import is_reference_config
     from medguna.trial.loop import run_trial
 
     cfg = from_dict(TrialConfig, loop_config["base"])
+    install_sets(loop_config.get("sets"), cfg.data.cache_dir, cfg.data.dataset)  # each worker's node
     params = loop_config["params"]
     cfg.method = apply_method_params(cfg.method, params)
     if not loop_config["use_gpu"]:
@@ -69,7 +71,7 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
 
 def distributed_trainable(config: dict[str, Any], *, base: dict[str, Any], study: str, num_workers: int,
                           use_gpu: bool, cpus_per_worker: float, storage_path: str,
-                          max_failures: int) -> None:
+                          max_failures: int, sets: dict[str, Any] | None = None) -> None:
     """Tune function trainable that runs one trial as a TorchTrainer of `num_workers` processes."""
     import ray.train
     from ray import tune
@@ -84,7 +86,7 @@ def distributed_trainable(config: dict[str, Any], *, base: dict[str, Any], study
     trainer = TorchTrainer(
         worker_loop,
         train_loop_config={"base": base, "params": params, "config": dict(config), "study": study,
-                           "use_gpu": use_gpu, "log_dir": context.get_trial_dir()},
+                           "use_gpu": use_gpu, "log_dir": context.get_trial_dir(), "sets": sets},
         scaling_config=ray.train.ScalingConfig(
             num_workers=num_workers, use_gpu=use_gpu,
             resources_per_worker={"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),

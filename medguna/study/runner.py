@@ -153,13 +153,19 @@ class TuneReporter:
             return torch.load(os.path.join(path, "trial_state.pt"), weights_only=True)
 
 
-def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: str) -> None:
-    """Tune function trainable: the trial config plus this trial's sampled hyperparameters."""
+def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: str,
+                      sets: dict[str, Any] | None = None) -> None:
+    """Tune function trainable: the trial config plus this trial's sampled hyperparameters.
+
+    `sets`: the sentences of the description sets the study checked, for this trial's node.
+    """
     from ray import tune
 
+    from medguna.study.description_sets import install_sets
     from medguna.trial.loop import run_trial
 
     cfg = from_dict(TrialConfig, base)
+    install_sets(sets, cfg.data.cache_dir, cfg.data.dataset)
     params = {k: v for k, v in config.items() if k in to_dict(cfg.method)}
     cfg.method = apply_method_params(cfg.method, params)
     reporter = _TaggedReporter(TuneReporter(), {
@@ -244,18 +250,21 @@ def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable):
 def _trainable(plan: StudyPlan, p: DatasetPlan):
     from ray import tune
 
+    from medguna.study.description_sets import sets_for_trials
+
     r = plan.config.resources
     base, study = to_dict(p.trial), plan.config.study.name
+    sets = sets_for_trials(plan.description_sets, p.trial.data.cache_dir, p.dataset)
     if r.distributed:
         from medguna.study.distributed import DRIVER_RESOURCES, distributed_trainable
 
         fn = tune.with_parameters(
-            distributed_trainable, base=base, study=study, num_workers=r.num_workers,
+            distributed_trainable, base=base, study=study, sets=sets, num_workers=r.num_workers,
             use_gpu=r.gpus_per_trial > 1, cpus_per_worker=r.cpus_per_trial,
             storage_path=join(plan.study_dir, "_train"), max_failures=r.max_failures)
         # The driver only waits on its TorchTrainer, whose workers hold the CPUs and GPUs.
         return tune.with_resources(fn, DRIVER_RESOURCES)
-    fn = tune.with_parameters(medguna_trainable, base=base, study=study)
+    fn = tune.with_parameters(medguna_trainable, base=base, study=study, sets=sets)
     return tune.with_resources(fn, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
 
 
