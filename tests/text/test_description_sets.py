@@ -133,3 +133,29 @@ def test_describe_set_writes_every_dataset_then_resumes_and_keeps_its_settings(
     for path in tmp_path.rglob("*"):
         assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
 
+
+
+def test_describe_set_targets_come_from_the_study_or_the_dataset_list(tmp_path, capsys) -> None:
+    import argparse
+
+    from medguna.text.describe.commands import set_targets
+
+    def args(**given) -> argparse.Namespace:
+        return argparse.Namespace(**{"out": None, "study": None, "datasets": None, "dataset": None,
+                                     "sets_dir": None, **given})
+
+    specs, sets_dir = set_targets(args(study="chestxray"))
+    assert [s.name for s in specs] == ["shenzhen", "montgomery", "guangzhou"]
+    assert sets_dir == Path("medguna_cache") / "descriptions"  # where the study looks by default
+    specs, sets_dir = set_targets(args(datasets="idrid, isic2018", sets_dir=str(tmp_path)))
+    assert [s.name for s in specs] == ["idrid", "isic2018"] and sets_dir == tmp_path
+    assert run_cli(["describe", "--set", "a", "--model", "m", "--no-progress"]) == 1
+    assert "--set needs the datasets to describe" in capsys.readouterr().err
+    assert run_cli(["describe", "--set", "a", "--datasets", "idrid", "--out", "x.json",
+                    "--model", "m"]) == 1
+    assert "drop --out" in capsys.readouterr().err
+    assert run_cli(["describe", "--model", "m", "--out", "x.json"]) == 1
+    assert "name one DATASET and --out FILE, or a description set" in capsys.readouterr().err
+    assert run_cli(["describe", "--set", "../up", "--datasets", "idrid", "--model", "m"]) == 1
+    assert "not usable as a folder name" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
