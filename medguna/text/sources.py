@@ -16,7 +16,8 @@ from typing import Any
 from medguna.data.datasets import DatasetSpec
 from medguna.errors import DescriptionError
 
-# The 7 CLIP-style templates of docs/method.md §2, filled with the class name.
+# medguna's 7 CLIP-style templates (docs/method.md §2), filled with the class name; the corrected
+# variant's. Uniform wording, one space before the name.
 CLASS_TEMPLATES: tuple[str, ...] = (
     "a bad photo of the {}.",
     "a blurred photo of the {}.",
@@ -27,12 +28,29 @@ CLASS_TEMPLATES: tuple[str, ...] = (
     "a centered photo of the {}.",
 )
 
+# The reference's own 7 templates for its five medical datasets, character for character (its
+# utils/data_utils.py, ds_specific_templates), including 'a dark photo {}.' with no article and
+# 'a centered photo of a{}.' with no space: other strings tokenize differently, so the reference
+# variant uses these (docs/method.md §5).
+REFERENCE_CLASS_TEMPLATES: tuple[str, ...] = (
+    "a bad photo of the {}.",
+    "a blurred photo of the {} .",
+    "a dark photo {}.",
+    "a photo of the small {}.",
+    "a photo of the vague {}.",
+    "a photo of the large {}.",
+    "a centered photo of a{}.",
+)
+TEMPLATE_SETS: dict[str, tuple[str, ...]] = {"medguna": CLASS_TEMPLATES, "reference": REFERENCE_CLASS_TEMPLATES}
+
 FILE_PREFIX = "file:"
-# Not in the reference: a user's own (e.g. LLM) file plus the templates, which is exactly what the
-# reference's `lafter` mode does with its GPT files.
+# A JSON file in the reference's format (its descriptions/generic/<dataset>.json, or any LLM file)
+# plus the templates: the composition of the reference's default `lafter` mode.
 REFERENCE_FILE_PREFIX = "reference:"
-NAMED_SOURCES: tuple[str, ...] = ("curated", "templates", "classname", "reference")
-VALID_SOURCES_TEXT = "curated, templates, classname, reference, file:PATH, reference:PATH"
+# medguna's curated sentences plus the templates: the reference's composition, not its sentences.
+CURATED_WITH_TEMPLATES = "curated+templates"
+NAMED_SOURCES: tuple[str, ...] = ("curated", "templates", "classname", CURATED_WITH_TEMPLATES)
+VALID_SOURCES_TEXT = "curated, templates, classname, curated+templates, file:PATH, reference:PATH"
 
 
 def readable_class_name(class_name: str) -> str:
@@ -40,12 +58,15 @@ def readable_class_name(class_name: str) -> str:
     return class_name.replace("_", " ")
 
 
-def load_descriptions(source: str, spec: DatasetSpec) -> dict[str, list[str]]:
+def load_descriptions(source: str, spec: DatasetSpec, templates: str = "medguna") -> dict[str, list[str]]:
     """Return ``{class: [sentence, ...]}`` for ``spec`` from ``source``, ordered as ``spec.classes``.
 
     Sources: ``curated`` (files shipped with medguna), ``templates`` (7 CLIP-style templates over the
-    class name), ``classname`` (the name alone), ``reference`` (curated + templates: the paper's
-    default), ``file:PATH`` (a user's JSON file), ``reference:PATH`` (a user's file + templates).
+    class name), ``classname`` (the name alone), ``curated+templates`` (medguna's sentences composed
+    as the reference composes its LLM sentences), ``file:PATH`` (a user's JSON file),
+    ``reference:PATH`` (a user's file + templates; with the reference's descriptions/generic/
+    <dataset>.json this is the reference's default). ``templates`` names the template set,
+    "medguna" or "reference" (the reference's exact strings).
     Sentences are stripped, blank ones dropped and exact duplicates removed (first kept).
     """
     if not isinstance(source, str):
@@ -56,16 +77,23 @@ def load_descriptions(source: str, spec: DatasetSpec) -> dict[str, list[str]]:
     if source == "curated":
         raw = _curated_raw(spec)
     elif source == "templates":
-        raw = template_descriptions(spec)
+        raw = template_descriptions(spec, templates)
     elif source == "classname":
         raw = {name: [readable_class_name(name)] for name in spec.classes}
-    elif source == "reference":
-        raw = _merge(_curated_raw(spec), template_descriptions(spec))
+    elif source == CURATED_WITH_TEMPLATES:
+        raw = _merge(_curated_raw(spec), template_descriptions(spec, templates))
     elif source.startswith(FILE_PREFIX):
         raw = _file_raw(source[len(FILE_PREFIX):], source)
     elif source.startswith(REFERENCE_FILE_PREFIX):
         path_text = source[len(REFERENCE_FILE_PREFIX):]
-        raw = _merge(_file_raw(path_text, source), template_descriptions(spec))
+        raw = _merge(_file_raw(path_text, source), template_descriptions(spec, templates))
+    elif source == "reference":
+        # The old name promised the reference's sentences but held medguna's: refuse it by name.
+        raise DescriptionError(
+            "description_source 'reference' is now 'curated+templates' (medguna's curated sentences "
+            "plus the 7 templates, composed as the reference composes its LLM sentences); for the "
+            "reference's own sentences use 'reference:PATH' with its descriptions/generic/<dataset>.json"
+        )
     else:
         raise DescriptionError(
             f"unknown description_source {source!r}; valid sources: {VALID_SOURCES_TEXT}"
@@ -73,10 +101,12 @@ def load_descriptions(source: str, spec: DatasetSpec) -> dict[str, list[str]]:
     return validate_descriptions(raw, spec, origin=f"description_source {source!r}")
 
 
-def template_descriptions(spec: DatasetSpec) -> dict[str, list[str]]:
-    """The 7 templates filled with each class name (``_`` replaced by spaces)."""
+def template_descriptions(spec: DatasetSpec, templates: str = "medguna") -> dict[str, list[str]]:
+    """The 7 templates of set ``templates`` filled with each class name (``_`` replaced by spaces)."""
+    if templates not in TEMPLATE_SETS:
+        raise DescriptionError(f"unknown template set {templates!r}; choose one of {', '.join(TEMPLATE_SETS)}")
     return {
-        name: [template.format(readable_class_name(name)) for template in CLASS_TEMPLATES]
+        name: [template.format(readable_class_name(name)) for template in TEMPLATE_SETS[templates]]
         for name in spec.classes
     }
 
