@@ -22,6 +22,10 @@ OPTIMIZERS = ("sgd", "adamw")
 OBJECTIVES = ("val_balanced_accuracy", "val_accuracy", "val_macro_f1", "val_auroc",
               "val_information_maximization", "val_teacher_agreement")
 MIXED_PRECISIONS = ("auto", "no", "bf16", "fp16")
+# validation: stage 2 trains on the training split, the epoch is chosen on validation, test is read
+# once. reference: the reference's protocol (docs/method.md §5.1), stage 2 trains on every non-test
+# image and test is read every epoch; its best test epoch is reported apart, never as the objective.
+PROTOCOLS = ("validation", "reference")
 
 # The largest prompt length the reference's square-grid trick admits below 2000 tokens is far
 # above anything useful; cap it so a typo (1130) fails fast instead of exhausting memory.
@@ -68,7 +72,7 @@ class MethodConfig:
     stage2_optimizer: str = "sgd"
     weight_decay: float = 0.01
     batch_size: int = 50
-    description_source: str = "reference"
+    description_source: str = "curated+templates"
     preprocessing: str = "auto"  # auto: medclip for the medguna variant, clip for reference
     text_wrapper: str = "auto"  # auto: modality for the medguna variant, reference for reference
     seed: int = 7777
@@ -86,6 +90,16 @@ class MethodConfig:
         return "reference" if self.variant == "reference" else "modality"
 
     @property
+    def class_templates(self) -> str:
+        """Template set: the reference's exact strings in its variant, medguna's otherwise."""
+        return "reference" if self.variant == "reference" else "medguna"
+
+    @property
+    def crop_interpolation(self) -> str:
+        """The strong view's resize: the reference's torchvision RandomResizedCrop is bilinear."""
+        return "bilinear" if self.variant == "reference" else "bicubic"
+
+    @property
     def prompt_insertion(self) -> str:
         return "reference" if self.variant == "reference" else "grid"
 
@@ -101,7 +115,8 @@ class MethodConfig:
 @dataclass
 class RuntimeConfig:
     objective: str = "val_balanced_accuracy"
-    mixed_precision: str = "auto"  # auto: bf16 on GPUs that support it, else fp32
+    protocol: str = "validation"  # or "reference": see PROTOCOLS
+    mixed_precision: str = "auto"  # auto: bf16 on GPUs that support it (fp32 under method=reference)
     cpu: bool = False  # force CPU even when a GPU is visible
     eval_batch_size: int = 64
     caches: bool = True  # off: decode images, encode texts and features anew each trial
@@ -125,6 +140,7 @@ class TrialConfig:
         _check(0 < d.test_fraction < 1, "data.test_fraction", d.test_fraction, "a fraction in (0, 1)")
         _check(d.synthetic_scale > 0, "data.synthetic_scale", d.synthetic_scale, "> 0")
         _check(r.objective in OBJECTIVES, "runtime.objective", r.objective, f"one of {OBJECTIVES}")
+        _check(r.protocol in PROTOCOLS, "runtime.protocol", r.protocol, f"one of {PROTOCOLS}")
         _check(r.mixed_precision in MIXED_PRECISIONS, "runtime.mixed_precision",
                r.mixed_precision, f"one of {MIXED_PRECISIONS}")
         _check(r.feature_bank_views >= 1, "runtime.feature_bank_views", r.feature_bank_views, ">= 1")
@@ -173,7 +189,10 @@ def validate_method(m: MethodConfig, image_size: int = 224) -> None:
     _check(m.text_wrapper in TEXT_WRAPPERS, "method.text_wrapper", m.text_wrapper,
            f"one of {TEXT_WRAPPERS}")
     _check(bool(m.description_source), "method.description_source", m.description_source,
-           "a source name (curated, templates, classname, reference) or file:PATH")
+           "a source name (curated, templates, classname, curated+templates), file:PATH or reference:PATH")
+    _check(m.description_source != "reference", "method.description_source", m.description_source,
+           "curated+templates (its new name: medguna's sentences composed as the reference composes "
+           "its own), or reference:PATH with the reference's descriptions/generic/<dataset>.json")
     _check_reference_prompt_length(m, image_size)
 
 

@@ -193,7 +193,7 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
     hits: dict[str, bool] = {}
 
     # Texts: keyed by the sentences themselves, never by the source's name (docs/method.md §5.8).
-    descriptions = load_descriptions(method.description_source, spec)
+    descriptions = load_descriptions(method.description_source, spec, method.class_templates)
     texts, text_labels = flatten_descriptions(descriptions, spec)
     wrapped = wrap_texts(texts, wrapper, spec.modality)
     prompts = class_prompts(spec, wrapper)
@@ -236,8 +236,8 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
     )
 
 
-def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast) -> torch.Tensor:
-    """(views, N, D) frozen features of augmented training views, for prompt-free trials.
+def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast, split: str = "train") -> torch.Tensor:
+    """(views, N, D) frozen features of augmented views of `split`, for prompt-free trials.
 
     With no prompts the student's features are the frozen encoder's features of strong views,
     so they can be encoded once per dataset and encoder and shared by every such trial.
@@ -245,17 +245,20 @@ def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast) -> t
     from medguna.data.augment import strong_view
 
     r = cfg.runtime
-    key = content_key(encoder=encoder_id(shared.encoder), images=shared.image_keys["train"],
-                      precision=shared.precision, views=r.feature_bank_views, seed=r.feature_bank_seed)
+    interpolation = cfg.method.crop_interpolation
+    key = content_key(encoder=encoder_id(shared.encoder), images=shared.image_keys[split],
+                      precision=shared.precision, views=r.feature_bank_views, seed=r.feature_bank_seed,
+                      # bicubic banks keep their earlier keys, so existing caches stay valid
+                      **({"interpolation": interpolation} if interpolation != "bicubic" else {}))
 
     def compute() -> dict[str, torch.Tensor]:
         generator = torch.Generator(device="cpu").manual_seed(r.feature_bank_seed)
         size = shared.encoder.image_size
 
         def view(batch, gen):
-            return strong_view(batch.cpu(), out_size=size, generator=gen).to(device)
+            return strong_view(batch.cpu(), out_size=size, generator=gen, interpolation=interpolation).to(device)
 
-        bank = [encode_images(shared.encoder, shared.images["train"], shared.preprocessing,
+        bank = [encode_images(shared.encoder, shared.images[split], shared.preprocessing,
                               device=device, batch_size=r.eval_batch_size, autocast=autocast,
                               view=view, generator=generator)
                 for _ in range(r.feature_bank_views)]
