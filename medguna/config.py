@@ -8,6 +8,7 @@ Ray work starts. Nothing here imports the rest of medguna.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -172,7 +173,10 @@ def validate_method(m: MethodConfig, image_size: int = 224) -> None:
            f"0 (linear adapter) or a bottleneck width up to {MAX_ADAPTER_WIDTH}")
     _check(0 <= m.prompt_length <= MAX_PROMPT_LENGTH, "method.prompt_length", m.prompt_length,
            f"0 (no prompts) to {MAX_PROMPT_LENGTH}")
-    _check(m.entropy_weight >= 0, "method.entropy_weight", m.entropy_weight, ">= 0")
+    # Either sign: positive (the reference's) rewards the confident rows agreeing on one class,
+    # negative is a diversity term as in SHOT (docs/method.md §4).
+    _check(math.isfinite(m.entropy_weight), "method.entropy_weight", m.entropy_weight,
+           "a finite number (negative: a diversity term)")
     _check(m.ce_weight >= 0, "method.ce_weight", m.ce_weight, ">= 0")
     _check(0 < m.confident_ratio <= 1, "method.confident_ratio", m.confident_ratio, "in (0, 1]")
     _check(0 <= m.label_smoothing < 1, "method.label_smoothing", m.label_smoothing, "in [0, 1)")

@@ -170,6 +170,16 @@ def _rng_neutral(device):
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
+def stage1_texts(method, spec: DatasetSpec) -> tuple[list[str], list[int]]:
+    """Stage 1's texts exactly as they are encoded (sentences in their wrapper) and their labels."""
+    from medguna.text.sources import flatten_descriptions, load_descriptions
+    from medguna.text.wrappers import wrap_texts
+
+    descriptions = load_descriptions(method.description_source, spec, method.class_templates)
+    texts, labels = flatten_descriptions(descriptions, spec)
+    return wrap_texts(texts, method.resolved_text_wrapper, spec.modality), labels
+
+
 def prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path) -> SharedWork:
     """Images, labels, frozen clean-view features and text embeddings of cfg's dataset (cached)."""
     with _rng_neutral(device):
@@ -178,8 +188,7 @@ def prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path) 
 
 def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path) -> SharedWork:
     from medguna.data.cache import build_image_cache, cache_file, cache_key
-    from medguna.text.sources import flatten_descriptions, load_descriptions
-    from medguna.text.wrappers import class_prompts, descriptions_fingerprint, wrap_texts
+    from medguna.text.wrappers import class_prompts, descriptions_fingerprint
 
     spec = get_dataset(cfg.data.dataset)
     method = cfg.method
@@ -193,9 +202,7 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
     hits: dict[str, bool] = {}
 
     # Texts: keyed by the sentences themselves, never by the source's name (docs/method.md §5.8).
-    descriptions = load_descriptions(method.description_source, spec, method.class_templates)
-    texts, text_labels = flatten_descriptions(descriptions, spec)
-    wrapped = wrap_texts(texts, wrapper, spec.modality)
+    wrapped, text_labels = stage1_texts(method, spec)
     prompts = class_prompts(spec, wrapper)
     text_key = content_key(encoder=enc_id, texts=descriptions_fingerprint(wrapped, text_labels, wrapper),
                            prompts=prompts)

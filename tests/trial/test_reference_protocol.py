@@ -107,6 +107,28 @@ def test_training_set_gathers_across_splits_in_index_order():
     assert data.bank_at(torch.tensor([1, 0, 1]), torch.tensor([4, 2, 0]))[:, 0].tolist() == [53.0, 2.0, 3.0]
 
 
+def test_reference_variant_encodes_the_reference_texts():
+    """The reference (trainers/LaFTer.py, utils/model_utils.py) formats each class name, '_' as
+    space, into its 7 templates, then puts every text into 'a photo of a {} chest x_ray'."""
+    from medguna.data.datasets import get_dataset
+    from medguna.trial.prepare import stage1_texts
+
+    reference = MethodConfig(variant="reference", prompt_length=0, description_source="templates")
+    texts, labels = stage1_texts(reference, get_dataset("idrid"))
+    assert texts[7:14] == [
+        "a photo of a a bad photo of the Stage 1 Retinopathy. chest x_ray",
+        "a photo of a a blurred photo of the Stage 1 Retinopathy . chest x_ray",
+        "a photo of a a dark photo Stage 1 Retinopathy. chest x_ray",
+        "a photo of a a photo of the small Stage 1 Retinopathy. chest x_ray",
+        "a photo of a a photo of the vague Stage 1 Retinopathy. chest x_ray",
+        "a photo of a a photo of the large Stage 1 Retinopathy. chest x_ray",
+        "a photo of a a centered photo of aStage 1 Retinopathy. chest x_ray",
+    ]
+    assert labels[7:14] == [1] * 7 and len(texts) == 35
+    corrected, _ = stage1_texts(MethodConfig(description_source="templates"), get_dataset("idrid"))
+    assert corrected[9] == "fundus photograph: a dark photo of the Stage 1 Retinopathy."
+
+
 def test_reference_variant_trains_in_fp32_unless_precision_is_set():
     reference = TrialConfig(method=MethodConfig(variant="reference", prompt_length=0))
     assert mixed_precision(reference) == "no"
