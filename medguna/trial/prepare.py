@@ -205,7 +205,7 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
     wrapped, text_labels = stage1_texts(method, spec)
     prompts = class_prompts(spec, wrapper)
     text_key = content_key(encoder=enc_id, texts=descriptions_fingerprint(wrapped, text_labels, wrapper),
-                           prompts=prompts)
+                           prompts=prompts, max_text_tokens=encoder.max_text_tokens)
 
     def encode_all_texts() -> dict[str, torch.Tensor]:
         with torch.no_grad():
