@@ -23,6 +23,7 @@ OPTIMIZERS = ("sgd", "adamw")
 OBJECTIVES = ("val_balanced_accuracy", "val_accuracy", "val_macro_f1", "val_auroc",
               "val_information_maximization", "val_teacher_agreement")
 MIXED_PRECISIONS = ("auto", "no", "bf16", "fp16")
+HIGH_BIT_DEPTHS = ("rescale", "clip")  # as medguna.data.images (this module imports nothing of medguna)
 # validation: stage 2 trains on the training split, the epoch is chosen on validation, test is read
 # once. reference: the reference's protocol (docs/method.md §5.1), stage 2 trains on every non-test
 # image and test is read every epoch; its best test epoch is reported apart, never as the objective.
@@ -75,6 +76,9 @@ class MethodConfig:
     batch_size: int = 50
     description_source: str = "curated+templates"
     preprocessing: str = "auto"  # auto: medclip for the medguna variant, clip for reference
+    # 12/16-bit images to 8 bits: rescale by bit depth, or clip above 255 as the reference's PIL
+    # convert("RGB") does (whitening Montgomery). Off in both variants: only to explain a gap.
+    high_bit_depth: str = "rescale"
     text_wrapper: str = "auto"  # auto: modality for the medguna variant, reference for reference
     seed: int = 7777
 
@@ -192,6 +196,8 @@ def validate_method(m: MethodConfig, image_size: int = 224) -> None:
            f"one of {PREPROCESSINGS}")
     _check(m.text_wrapper in TEXT_WRAPPERS, "method.text_wrapper", m.text_wrapper,
            f"one of {TEXT_WRAPPERS}")
+    _check(m.high_bit_depth in HIGH_BIT_DEPTHS, "method.high_bit_depth", m.high_bit_depth,
+           f"one of {HIGH_BIT_DEPTHS}")
     _check(bool(m.description_source), "method.description_source", m.description_source,
            "a source name (curated, templates, classname, curated+templates), file:PATH or reference:PATH")
     _check(m.description_source != "reference", "method.description_source", m.description_source,

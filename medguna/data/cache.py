@@ -21,8 +21,9 @@ from medguna.errors import DataError
 CACHE_FORMAT_VERSION = 1  # bump when preprocessing code changes what a key's pixels are
 
 
-def cache_key(paths: Sequence[str | Path], preprocessing: str, size: int) -> str:
-    """sha256 of the (path, size in bytes, mtime_ns) list, the preprocessing and the output size."""
+def cache_key(paths: Sequence[str | Path], preprocessing: str, size: int, high_bit_depth: str = "rescale") -> str:
+    """sha256 of the (path, size in bytes, mtime_ns) list, the preprocessing, the output size and
+    (when not the default) how high-bit-depth images become 8 bits."""
     check_preprocessing(preprocessing)
     entries = []
     for path in paths:
@@ -31,15 +32,17 @@ def cache_key(paths: Sequence[str | Path], preprocessing: str, size: int) -> str
         except FileNotFoundError:
             raise DataError(f"image file not found: {path}") from None
         entries.append([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns])
-    payload = json.dumps(
-        {"version": CACHE_FORMAT_VERSION, "preprocessing": preprocessing, "size": size, "images": entries}
-    )
+    fields = {"version": CACHE_FORMAT_VERSION, "preprocessing": preprocessing, "size": size, "images": entries}
+    if high_bit_depth != "rescale":  # the default keeps its earlier keys, so existing caches stay valid
+        fields["high_bit_depth"] = high_bit_depth
+    payload = json.dumps(fields)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def cache_file(paths: Sequence[str | Path], preprocessing: str, size: int, cache_dir: str | Path) -> Path:
+def cache_file(paths: Sequence[str | Path], preprocessing: str, size: int, cache_dir: str | Path,
+               high_bit_depth: str = "rescale") -> Path:
     """Where the cache entry for these images lives."""
-    key = cache_key(paths, preprocessing, size)
+    key = cache_key(paths, preprocessing, size, high_bit_depth)
     return Path(cache_dir) / f"images_{preprocessing}_{size}_{key[:24]}.npy"
 
 
@@ -52,10 +55,11 @@ def _open_read_only(path: Path) -> torch.Tensor:
 
 
 def _fill(
-    target: np.ndarray, paths: Sequence[str | Path], preprocessing: str, size: int, progress: bool
+    target: np.ndarray, paths: Sequence[str | Path], preprocessing: str, size: int, progress: bool,
+    high_bit_depth: str = "rescale",
 ) -> None:
     def decode_into(index: int) -> None:
-        target[index] = load_preprocessed(paths[index], preprocessing, size)
+        target[index] = load_preprocessed(paths[index], preprocessing, size, high_bit_depth)
 
     # PIL releases the GIL while decoding and resizing, so threads give real parallelism here.
     workers = min(8, os.cpu_count() or 1, len(paths))
@@ -74,6 +78,7 @@ def build_image_cache(
     cache_dir: str | Path,
     *,
     progress: bool = True,
+    high_bit_depth: str = "rescale",
 ) -> torch.Tensor:
     """(N, C, size, size) uint8 tensor of the preprocessed images, memory-mapped read-only.
 
@@ -84,7 +89,7 @@ def build_image_cache(
     channels = channels_of(preprocessing)
     if not paths:
         return torch.empty((0, channels, size, size), dtype=torch.uint8)
-    target_path = cache_file(paths, preprocessing, size, cache_dir)
+    target_path = cache_file(paths, preprocessing, size, cache_dir, high_bit_depth)
     if target_path.is_file():
         try:
             return _open_read_only(target_path)
@@ -97,7 +102,7 @@ def build_image_cache(
         array = np.lib.format.open_memmap(
             temporary, mode="w+", dtype=np.uint8, shape=(len(paths), channels, size, size)
         )
-        _fill(array, paths, preprocessing, size, progress)
+        _fill(array, paths, preprocessing, size, progress, high_bit_depth)
         array.flush()
         del array
         os.replace(temporary, target_path)

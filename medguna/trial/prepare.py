@@ -222,9 +222,11 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
         # Keyed by this split's own images (paths, sizes, mtimes, preprocessing, size), not by the
         # whole manifest: a changed test image or a moved val/train boundary must not throw away
         # the features of splits whose images did not change.
-        image_keys[split] = cache_key(paths, preprocessing, size) if paths else "empty"
-        hits[f"images_{split}"] = bool(paths) and cache_file(paths, preprocessing, size, image_dir).is_file()
-        images[split] = build_image_cache(paths, preprocessing, size, image_dir, progress=True)
+        depth = method.high_bit_depth
+        image_keys[split] = cache_key(paths, preprocessing, size, depth) if paths else "empty"
+        hits[f"images_{split}"] = bool(paths) and cache_file(paths, preprocessing, size, image_dir, depth).is_file()
+        images[split] = build_image_cache(paths, preprocessing, size, image_dir, progress=True,
+                                          high_bit_depth=depth)
         key = content_key(encoder=enc_id, images=image_keys[split], precision=precision)
         feats, hits[f"features_{split}"] = cached_tensors(
             tensor_dir, "features", key,

@@ -104,3 +104,12 @@ def test_entropy_weight_takes_either_sign_and_the_default_search_spans_both():
     assert apply_method_params(MethodConfig(), {"entropy_weight": -1.0}).entropy_weight == -1.0
     with pytest.raises(ConfigError, match="method.entropy_weight=nan is invalid: expected a finite number"):
         apply_method_params(MethodConfig(), {"entropy_weight": float("nan")})
+
+
+def test_high_bit_depth_is_rescale_in_both_variants_and_checked():
+    # Off even for method=reference: clipping is the reference's flaw, reproduced only on request.
+    for variant in ("medguna", "reference"):
+        assert compose_study([f"method={variant}", REFERENCE_PROMPTS]).method.high_bit_depth == "rescale"
+    assert compose_study(["method=reference", REFERENCE_PROMPTS, "method.high_bit_depth=clip"]).method.high_bit_depth == "clip"
+    with pytest.raises(ConfigError, match=r"method.high_bit_depth='wrap' is invalid: expected one of \('rescale', 'clip'\)"):
+        apply_method_params(MethodConfig(), {"high_bit_depth": "wrap"})
