@@ -23,7 +23,10 @@ OPTIMIZERS = ("sgd", "adamw")
 OBJECTIVES = ("val_balanced_accuracy", "val_accuracy", "val_macro_f1", "val_auroc",
               "val_information_maximization", "val_teacher_agreement")
 MIXED_PRECISIONS = ("auto", "no", "bf16", "fp16")
-HIGH_BIT_DEPTHS = ("rescale", "clip")  # as medguna.data.images (this module imports nothing of medguna)
+HIGH_BIT_DEPTHS = ("rescale", "clip")
+STRONG_VIEW_SOURCES = ("auto", "square", "whole")
+# Whole images for strong views are cached at this multiple of image_size (448 px at 224).
+WHOLE_IMAGE_SCALE = 2  # as medguna.data.images (this module imports nothing of medguna)
 # validation: stage 2 trains on the training split, the epoch is chosen on validation, test is read
 # once. reference: the reference's protocol (docs/method.md §5.1), stage 2 trains on every non-test
 # image and test is read every epoch; its best test epoch is reported apart, never as the objective.
@@ -79,6 +82,9 @@ class MethodConfig:
     # 12/16-bit images to 8 bits: rescale by bit depth, or clip above 255 as the reference's PIL
     # convert("RGB") does (whitening Montgomery). Off in both variants: only to explain a gap.
     high_bit_depth: str = "rescale"
+    # What the strong view is cropped from: the clean view's cached square, or the whole image
+    # (cached at WHOLE_IMAGE_SCALE x image_size) as the reference does. auto: whole for reference.
+    strong_view_source: str = "auto"
     text_wrapper: str = "auto"  # auto: modality for the medguna variant, reference for reference
     seed: int = 7777
 
@@ -98,6 +104,12 @@ class MethodConfig:
     def class_templates(self) -> str:
         """Template set: the reference's exact strings in its variant, medguna's otherwise."""
         return "reference" if self.variant == "reference" else "medguna"
+
+    @property
+    def resolved_strong_view_source(self) -> str:
+        if self.strong_view_source != "auto":
+            return self.strong_view_source
+        return "whole" if self.variant == "reference" else "square"
 
     @property
     def crop_interpolation(self) -> str:
@@ -198,6 +210,8 @@ def validate_method(m: MethodConfig, image_size: int = 224) -> None:
            f"one of {TEXT_WRAPPERS}")
     _check(m.high_bit_depth in HIGH_BIT_DEPTHS, "method.high_bit_depth", m.high_bit_depth,
            f"one of {HIGH_BIT_DEPTHS}")
+    _check(m.strong_view_source in STRONG_VIEW_SOURCES, "method.strong_view_source", m.strong_view_source,
+           f"one of {STRONG_VIEW_SOURCES}")
     _check(bool(m.description_source), "method.description_source", m.description_source,
            "a source name (curated, templates, classname, curated+templates), file:PATH or reference:PATH")
     _check(m.description_source != "reference", "method.description_source", m.description_source,

@@ -125,6 +125,31 @@ def preprocess_image(image: Image.Image, preprocessing: str, size: int = 224) ->
     return np.ascontiguousarray(_clip_square(image, size))
 
 
+def whole_image(image: Image.Image, preprocessing: str, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The whole image as a (C, size, size) uint8 square to crop strong views from, and the
+    (height, width) its crops are drawn in.
+
+    clip: RGB resized to the square whatever its aspect ratio; the original size is returned so
+    crops keep the original's area and aspect ratio (the reference crops the full decoded image,
+    including the borders the clean view's centre crop drops). medclip: its padded square, which
+    already holds the whole image.
+    """
+    check_preprocessing(preprocessing)
+    if preprocessing == "medclip":
+        side = max(image.size)
+        return np.ascontiguousarray(_medclip_square(image, size)), (side, side)
+    rgb = image.convert("RGB")
+    resized = rgb.resize((size, size), Image.Resampling.BICUBIC)
+    return np.ascontiguousarray(np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1)), (rgb.height, rgb.width)
+
+
+def load_whole(path: str | Path, preprocessing: str, size: int,
+               high_bit_depth: str = "rescale") -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode `path` and return `whole_image` of it."""
+    color = "L" if check_preprocessing(preprocessing) == "medclip" else "RGB"
+    return whole_image(decode_image(path, color, high_bit_depth), preprocessing, size)
+
+
 def load_preprocessed(path: str | Path, preprocessing: str, size: int = 224,
                       high_bit_depth: str = "rescale") -> np.ndarray:
     """Decode `path` and preprocess it; the colour mode follows the preprocessing."""

@@ -249,9 +249,10 @@ class Stage2TrainingSet:
     """
 
     splits: tuple[str, ...]
-    images: list[torch.Tensor]  # per split, uint8 (N_s, C, S, S)
+    images: list[torch.Tensor]  # per split, uint8 (N_s, C, S, S): what strong views are cropped from
     teacher_labels: torch.Tensor  # (N,), splits concatenated
     banks: list[torch.Tensor] | None  # prompt-free trials: per split (views, N_s, D) frozen features
+    sizes: list[torch.Tensor] | None = None  # whole images: per split (N_s, 2) original (height, width)
 
     def __len__(self) -> int:
         return int(self.teacher_labels.shape[0])
@@ -275,6 +276,9 @@ class Stage2TrainingSet:
     def images_at(self, idx: torch.Tensor) -> torch.Tensor:
         return self._gather(self.images, idx, dim=0)
 
+    def sizes_at(self, idx: torch.Tensor) -> torch.Tensor | None:
+        return self._gather(self.sizes, idx, dim=0) if self.sizes is not None else None
+
     def bank_at(self, view_idx: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         return self._gather(self.banks, idx, dim=1, view_idx=view_idx)
 
@@ -287,9 +291,12 @@ def _stage2_training_set(ctx: TrialContext, stage1: Stage1Result) -> Stage2Train
     if ctx.cfg.method.prompt_length == 0:
         banks = [feature_bank(ctx.cfg, ctx.shared, device=ctx.device, autocast=ctx.autocast, split=split)
                  for split in splits]
+    whole = bool(ctx.shared.whole_images)  # crop from whole images (strong_view_source=whole)
+    source = ctx.shared.whole_images if whole else ctx.shared.images
     return Stage2TrainingSet(
-        splits=splits, images=[ctx.shared.images[split] for split in splits],
+        splits=splits, images=[source[split] for split in splits],
         teacher_labels=torch.cat([stage1.teacher_labels[split] for split in splits]), banks=banks,
+        sizes=[ctx.shared.whole_sizes[split] for split in splits] if whole else None,
     )
 
 
@@ -440,7 +447,8 @@ def _train_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, ep
             logits = state.student(features=train_set.bank_at(view_idx, idx).to(device))
         else:
             views = strong_view(train_set.images_at(idx).to(device), out_size=shared.encoder.image_size,
-                                generator=state.generator, interpolation=m.crop_interpolation)
+                                generator=state.generator, interpolation=m.crop_interpolation,
+                                sizes=train_set.sizes_at(idx))
             with ctx.autocast():
                 logits = state.student(pixels=normalize(views, shared.preprocessing))
         loss, terms = stage2_loss(

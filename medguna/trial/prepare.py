@@ -14,7 +14,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,11 @@ class SharedWork:
     cache_hits: dict[str, bool]  # entry name (text_embeddings, images_<split>, features_<split>) -> hit
     image_keys: dict[str, str]  # split -> content key of its decoded images
     precision: str  # dtype the frozen features were computed in
+    # strong_view_source=whole: train/val whole images (N, C, 2S, 2S), their original (height,
+    # width) and content keys; empty otherwise (strong views are cropped from `images`).
+    whole_images: dict[str, torch.Tensor] = field(default_factory=dict)
+    whole_sizes: dict[str, torch.Tensor] = field(default_factory=dict)
+    whole_keys: dict[str, str] = field(default_factory=dict)
 
 
 def _tensor_cache_dir(cfg: TrialConfig) -> Path | None:
@@ -142,8 +147,10 @@ def encoder_id(encoder) -> str:
 
 
 def encode_images(encoder, images: torch.Tensor, preprocessing: str, *, device, batch_size: int,
-                  autocast, view=None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Frozen encoder features of a uint8 image tensor, clean view or `view(batch, generator)`."""
+                  autocast, view=None, generator: torch.Generator | None = None,
+                  sizes: torch.Tensor | None = None) -> torch.Tensor:
+    """Frozen encoder features of a uint8 image tensor, clean view or `view(batch, generator)`
+    (`view(batch, generator, sizes of the batch)` when `sizes` is given)."""
     from medguna.data.augment import clean_view
     from medguna.data.images import normalize
 
@@ -152,7 +159,12 @@ def encode_images(encoder, images: torch.Tensor, preprocessing: str, *, device, 
     with torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
             batch = images[start:start + batch_size].to(device)
-            pixels = view(batch, generator) if view is not None else clean_view(batch, out_size=size)
+            if view is None:
+                pixels = clean_view(batch, out_size=size)
+            elif sizes is not None:
+                pixels = view(batch, generator, sizes[start:start + batch_size])
+            else:
+                pixels = view(batch, generator)
             with autocast():
                 out.append(encoder.image_features(normalize(pixels, preprocessing)).float().cpu())
     return torch.cat(out) if out else torch.empty(0, encoder.embed_dim)
@@ -236,13 +248,33 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
         )
         features[split] = feats["features"]
 
-    return SharedWork(
+    shared = SharedWork(
         spec=spec, manifest=manifest, encoder=encoder, images=images, labels=labels,
         clean_features=features, text_embeddings=text["texts"],
         text_labels=torch.as_tensor(text_labels, dtype=torch.long),
         class_prototypes=text["prototypes"], preprocessing=preprocessing, cache_hits=hits,
         image_keys=image_keys, precision=precision,
     )
+    if method.resolved_strong_view_source == "whole":
+        _add_whole_images(cfg, shared, manifest, image_dir)
+    return shared
+
+
+def _add_whole_images(cfg: TrialConfig, shared: SharedWork, manifest, image_dir: Path) -> None:
+    """Whole images of the splits stage 2 may train on, to crop strong views from (docs/method.md §5.4)."""
+    from medguna.config import WHOLE_IMAGE_SCALE
+    from medguna.data.cache import build_image_cache, cache_file, cache_key, whole_image_sizes
+
+    size, depth, preprocessing = WHOLE_IMAGE_SCALE * cfg.data.image_size, cfg.method.high_bit_depth, shared.preprocessing
+    for split in ("train", "val"):
+        paths = manifest.paths(split)
+        shared.whole_keys[split] = cache_key(paths, preprocessing, size, depth, whole=True) if paths else "empty"
+        shared.cache_hits[f"whole_images_{split}"] = bool(paths) and cache_file(
+            paths, preprocessing, size, image_dir, depth, whole=True).is_file()
+        shared.whole_images[split] = build_image_cache(paths, preprocessing, size, image_dir, progress=True,
+                                                       high_bit_depth=depth, whole=True)
+        shared.whole_sizes[split] = (whole_image_sizes(paths, preprocessing, size, image_dir, depth) if paths
+                                     else torch.zeros((0, 2), dtype=torch.int64))
 
 
 def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast, split: str = "train") -> torch.Tensor:
@@ -255,7 +287,10 @@ def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast, spli
 
     r = cfg.runtime
     interpolation = cfg.method.crop_interpolation
-    key = content_key(encoder=encoder_id(shared.encoder), images=shared.image_keys[split],
+    whole = split in shared.whole_images
+    source = shared.whole_images[split] if whole else shared.images[split]
+    key = content_key(encoder=encoder_id(shared.encoder),
+                      images=shared.whole_keys[split] if whole else shared.image_keys[split],
                       precision=shared.precision, views=r.feature_bank_views, seed=r.feature_bank_seed,
                       # bicubic banks keep their earlier keys, so existing caches stay valid
                       **({"interpolation": interpolation} if interpolation != "bicubic" else {}))
@@ -264,12 +299,14 @@ def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast, spli
         generator = torch.Generator(device="cpu").manual_seed(r.feature_bank_seed)
         size = shared.encoder.image_size
 
-        def view(batch, gen):
-            return strong_view(batch.cpu(), out_size=size, generator=gen, interpolation=interpolation).to(device)
+        def view(batch, gen, sizes=None):
+            return strong_view(batch.cpu(), out_size=size, generator=gen, interpolation=interpolation,
+                               sizes=sizes).to(device)
 
-        bank = [encode_images(shared.encoder, shared.images[split], shared.preprocessing,
+        bank = [encode_images(shared.encoder, source, shared.preprocessing,
                               device=device, batch_size=r.eval_batch_size, autocast=autocast,
-                              view=view, generator=generator)
+                              view=view, generator=generator,
+                              sizes=shared.whole_sizes[split] if whole else None)
                 for _ in range(r.feature_bank_views)]
         return {"bank": torch.stack(bank)}
 

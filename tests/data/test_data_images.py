@@ -47,6 +47,21 @@ def test_12_bit_png_clipped_as_the_reference_only_when_asked(tmp_path):
         decode_image(path, "L", "wrap")
 
 
+def test_whole_image_keeps_the_borders_the_clip_centre_crop_drops():
+    from medguna.data.images import whole_image
+
+    pixels = np.zeros((10, 40, 3), dtype=np.uint8)
+    pixels[:, :10] = (255, 0, 0)  # a red left quarter
+    image = Image.fromarray(pixels)
+    assert preprocess_image(image, "clip", size=8)[0].max() == 0  # the centre crop has no red
+    square, size = whole_image(image, "clip", 8)
+    assert size == (10, 40) and square.shape == (3, 8, 8)
+    assert square[0, :, 0].min() > 200 and square[0, :, -1].max() == 0
+    padded, padded_size = whole_image(image, "medclip", 8)  # MedCLIP's padded square is already whole
+    np.testing.assert_array_equal(padded, preprocess_image(image, "medclip", size=8))
+    assert padded_size == (40, 40)
+
+
 def test_full_16_bit_png_uses_16_bit_depth(tmp_path):
     values = np.array([[0, 30000, 65535]], dtype=np.uint16)
     path = tmp_path / "wide.png"

@@ -77,6 +77,9 @@ def test_reference_protocol_trains_on_all_non_test_images_and_reports_test_selec
     selected = final["selected_epoch"]
     assert final["objective_value"] == epochs[selected - 1]["val_balanced_accuracy"]
     assert final["test_accuracy"] == pytest.approx(epochs[selected - 1]["test_epoch_accuracy"])
+    # The reference variant crops strong views from whole images, cached at 448 px with their sizes.
+    whole = sorted(p.name for p in (cache / "images").glob("images_whole_clip_448_*.npy"))
+    assert len(whole) == 4 and sum(name.endswith(".sizes.npy") for name in whole) == 2
 
 
 def test_validation_protocol_trains_on_train_only_and_never_reads_test_per_epoch(cache: Path,
