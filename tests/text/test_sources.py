@@ -27,7 +27,7 @@ def test_curated_file_valid_with_30_distinct_sentences_per_class(dataset: str) -
     for name, sentences in descriptions.items():
         assert len(set(sentences)) >= 30, (dataset, name, len(set(sentences)))
         for sentence in sentences:
-            # Real sentences, short enough for a 77-token text encoder once wrapped.
+            # Real sentences, of a length LLM descriptions have.
             assert 6 <= len(sentence.split()) <= 40, sentence
             assert sentence[-1] in ".:", sentence
     # No sentence may describe two classes: a shared sentence would teach the adapter nothing.
