@@ -261,12 +261,12 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
 
 
 def _add_whole_images(cfg: TrialConfig, shared: SharedWork, manifest, image_dir: Path) -> None:
-    """Whole images of the splits stage 2 may train on, to crop strong views from (docs/method.md §5.4)."""
+    """Whole images of the splits stage 2 trains on, to crop strong views from (docs/method.md §5.4)."""
     from medguna.config import WHOLE_IMAGE_SCALE
     from medguna.data.cache import build_image_cache, cache_file, cache_key, whole_image_sizes
 
     size, depth, preprocessing = WHOLE_IMAGE_SCALE * cfg.data.image_size, cfg.method.high_bit_depth, shared.preprocessing
-    for split in ("train", "val"):
+    for split in ("train", "val") if cfg.runtime.protocol == "reference" else ("train",):
         paths = manifest.paths(split)
         shared.whole_keys[split] = cache_key(paths, preprocessing, size, depth, whole=True) if paths else "empty"
         shared.cache_hits[f"whole_images_{split}"] = bool(paths) and cache_file(
