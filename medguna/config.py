@@ -8,6 +8,7 @@ Ray work starts. Nothing here imports the rest of medguna.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +23,14 @@ OPTIMIZERS = ("sgd", "adamw")
 OBJECTIVES = ("val_balanced_accuracy", "val_accuracy", "val_macro_f1", "val_auroc",
               "val_information_maximization", "val_teacher_agreement")
 MIXED_PRECISIONS = ("auto", "no", "bf16", "fp16")
+HIGH_BIT_DEPTHS = ("rescale", "clip")
+STRONG_VIEW_SOURCES = ("auto", "square", "whole")
+# Whole images for strong views are cached at this multiple of image_size (448 px at 224).
+WHOLE_IMAGE_SCALE = 2  # as medguna.data.images (this module imports nothing of medguna)
+# validation: stage 2 trains on the training split, the epoch is chosen on validation, test is read
+# once. reference: the reference's protocol (docs/method.md §5.1), stage 2 trains on every non-test
+# image and test is read every epoch; its best test epoch is reported apart, never as the objective.
+PROTOCOLS = ("validation", "reference")
 
 # The largest prompt length the reference's square-grid trick admits below 2000 tokens is far
 # above anything useful; cap it so a typo (1130) fails fast instead of exhausting memory.
@@ -56,7 +65,7 @@ class MethodConfig:
     variant: str = "medguna"
     adapter_width: int = 0
     prompt_length: int = 16
-    entropy_weight: float = 1.5
+    entropy_weight: float = -1.5  # the corrected default; the reference variant uses +1.5 (docs/method.md §4)
     ce_weight: float = 0.7
     confident_ratio: float = 0.1
     label_smoothing: float = 0.1
@@ -68,8 +77,14 @@ class MethodConfig:
     stage2_optimizer: str = "sgd"
     weight_decay: float = 0.01
     batch_size: int = 50
-    description_source: str = "reference"
+    description_source: str = "curated+templates"
     preprocessing: str = "auto"  # auto: medclip for the medguna variant, clip for reference
+    # 12/16-bit images to 8 bits: rescale by bit depth, or clip above 255 as the reference's PIL
+    # convert("RGB") does (whitening Montgomery). Off in both variants: only to explain a gap.
+    high_bit_depth: str = "rescale"
+    # What the strong view is cropped from: the clean view's cached square, or the whole image
+    # (cached at WHOLE_IMAGE_SCALE x image_size) as the reference does. auto: whole for reference.
+    strong_view_source: str = "auto"
     text_wrapper: str = "auto"  # auto: modality for the medguna variant, reference for reference
     seed: int = 7777
 
@@ -84,6 +99,22 @@ class MethodConfig:
         if self.text_wrapper != "auto":
             return self.text_wrapper
         return "reference" if self.variant == "reference" else "modality"
+
+    @property
+    def class_templates(self) -> str:
+        """Template set: the reference's exact strings in its variant, medguna's otherwise."""
+        return "reference" if self.variant == "reference" else "medguna"
+
+    @property
+    def resolved_strong_view_source(self) -> str:
+        if self.strong_view_source != "auto":
+            return self.strong_view_source
+        return "whole" if self.variant == "reference" else "square"
+
+    @property
+    def crop_interpolation(self) -> str:
+        """The strong view's resize: the reference's torchvision RandomResizedCrop is bilinear."""
+        return "bilinear" if self.variant == "reference" else "bicubic"
 
     @property
     def prompt_insertion(self) -> str:
@@ -101,7 +132,8 @@ class MethodConfig:
 @dataclass
 class RuntimeConfig:
     objective: str = "val_balanced_accuracy"
-    mixed_precision: str = "auto"  # auto: bf16 on GPUs that support it, else fp32
+    protocol: str = "validation"  # or "reference": see PROTOCOLS
+    mixed_precision: str = "auto"  # auto: bf16 on GPUs that support it (fp32 under method=reference)
     cpu: bool = False  # force CPU even when a GPU is visible
     eval_batch_size: int = 64
     caches: bool = True  # off: decode images, encode texts and features anew each trial
@@ -125,6 +157,7 @@ class TrialConfig:
         _check(0 < d.test_fraction < 1, "data.test_fraction", d.test_fraction, "a fraction in (0, 1)")
         _check(d.synthetic_scale > 0, "data.synthetic_scale", d.synthetic_scale, "> 0")
         _check(r.objective in OBJECTIVES, "runtime.objective", r.objective, f"one of {OBJECTIVES}")
+        _check(r.protocol in PROTOCOLS, "runtime.protocol", r.protocol, f"one of {PROTOCOLS}")
         _check(r.mixed_precision in MIXED_PRECISIONS, "runtime.mixed_precision",
                r.mixed_precision, f"one of {MIXED_PRECISIONS}")
         _check(r.feature_bank_views >= 1, "runtime.feature_bank_views", r.feature_bank_views, ">= 1")
@@ -156,7 +189,10 @@ def validate_method(m: MethodConfig, image_size: int = 224) -> None:
            f"0 (linear adapter) or a bottleneck width up to {MAX_ADAPTER_WIDTH}")
     _check(0 <= m.prompt_length <= MAX_PROMPT_LENGTH, "method.prompt_length", m.prompt_length,
            f"0 (no prompts) to {MAX_PROMPT_LENGTH}")
-    _check(m.entropy_weight >= 0, "method.entropy_weight", m.entropy_weight, ">= 0")
+    # Either sign: positive (the reference's) rewards the confident rows agreeing on one class,
+    # negative is a diversity term as in SHOT (docs/method.md §4).
+    _check(math.isfinite(m.entropy_weight), "method.entropy_weight", m.entropy_weight,
+           "a finite number (negative: a diversity term)")
     _check(m.ce_weight >= 0, "method.ce_weight", m.ce_weight, ">= 0")
     _check(0 < m.confident_ratio <= 1, "method.confident_ratio", m.confident_ratio, "in (0, 1]")
     _check(0 <= m.label_smoothing < 1, "method.label_smoothing", m.label_smoothing, "in [0, 1)")
@@ -172,8 +208,15 @@ def validate_method(m: MethodConfig, image_size: int = 224) -> None:
            f"one of {PREPROCESSINGS}")
     _check(m.text_wrapper in TEXT_WRAPPERS, "method.text_wrapper", m.text_wrapper,
            f"one of {TEXT_WRAPPERS}")
+    _check(m.high_bit_depth in HIGH_BIT_DEPTHS, "method.high_bit_depth", m.high_bit_depth,
+           f"one of {HIGH_BIT_DEPTHS}")
+    _check(m.strong_view_source in STRONG_VIEW_SOURCES, "method.strong_view_source", m.strong_view_source,
+           f"one of {STRONG_VIEW_SOURCES}")
     _check(bool(m.description_source), "method.description_source", m.description_source,
-           "a source name (curated, templates, classname, reference) or file:PATH")
+           "a source name (curated, templates, classname, curated+templates), file:PATH or reference:PATH")
+    _check(m.description_source != "reference", "method.description_source", m.description_source,
+           "curated+templates (its new name: medguna's sentences composed as the reference composes "
+           "its own), or reference:PATH with the reference's descriptions/generic/<dataset>.json")
     _check_reference_prompt_length(m, image_size)
 
 

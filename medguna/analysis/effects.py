@@ -13,7 +13,7 @@ from medguna.analysis.leaderboards import RANK_GROUP, with_gains
 
 EFFECT_PARAMS = ("description_source", "prompt_length", "adapter_width", "entropy_weight")
 
-# (upper bound inclusive, label); the first bucket is exactly 0 ("off").
+# (upper bound inclusive, label); "0 (off)" is exactly 0, negative weights (a diversity term) below it.
 PROMPT_LENGTH_BUCKETS = (
     (0, "0 (no prompts)"),
     (16, "1-16"),
@@ -22,6 +22,8 @@ PROMPT_LENGTH_BUCKETS = (
     (float("inf"), ">128"),
 )
 ENTROPY_WEIGHT_BUCKETS = (
+    (-1.0, "<= -1 (diversity)"),
+    (-1e-12, "(-1, 0) (diversity)"),
     (0.0, "0 (off)"),
     (0.5, "(0, 0.5]"),
     (1.0, "(0.5, 1]"),

@@ -14,6 +14,7 @@ import polars as pl
 from medguna.analysis.configurations import configuration_expr, searched_params
 from medguna.analysis.layout import COMPLETED, FAILED, HEADLINE_METRICS, INCOMPLETE, STOPPED_EARLY
 from medguna.analysis.stats import mean_ci
+from medguna.errors import DataError
 
 # Groups inside which objective values are comparable.
 RANK_GROUP = ("cohort", "study_objective", "study_mode")
@@ -26,6 +27,17 @@ def with_gains(trials: pl.DataFrame) -> pl.DataFrame:
         (pl.col(f"test_{m}") - pl.col(f"zeroshot_test_{m}")).alias(f"gain_{m}")
         for m in HEADLINE_METRICS
     )
+
+
+def check_metric(metric: str) -> str:
+    """`metric` if it is a headline metric. Never test_selected_* (runtime.protocol=reference):
+    that figure is chosen on the test split itself, so it is shown in trials.csv, never ranked."""
+    if metric not in HEADLINE_METRICS:
+        raise DataError(
+            f"metric {metric!r} cannot head a leaderboard; choose one of {', '.join(HEADLINE_METRICS)} "
+            "(test metrics at the validation-selected epoch; test_selected_* is chosen on test and never ranked)"
+        )
+    return metric
 
 
 def _signed_objective(column: str = "objective_final") -> pl.Expr:
@@ -44,6 +56,7 @@ def dataset_leaderboard(
     Columns: cohort, rank, trial, trial_status, reference, the searched parameters, seed,
     objective value, selected epoch, test metric, zero-shot test metric, gain, note.
     """
+    check_metric(metric)
     rows = with_gains(trials.filter(pl.col("dataset") == dataset))
     params = searched_params(rows, param_names)
     completed = pl.col("trial_status") == COMPLETED
@@ -119,6 +132,7 @@ def dataset_leaderboard(
 def _completed_configurations(
     trials: pl.DataFrame, params: Sequence[str], metric: str
 ) -> pl.DataFrame:
+    check_metric(metric)
     return (
         with_gains(trials.filter(pl.col("trial_status") == COMPLETED))
         .with_columns(configuration_expr(params))

@@ -36,42 +36,50 @@ def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.G
     return values.to(device)
 
 
-def _crop_boxes(batch_size: int, height: int, width: int, generator: torch.Generator | None,
+def _crop_boxes(batch_size: int, height, width, generator: torch.Generator | None,
                 device: torch.device, attempts: int = 10) -> torch.Tensor:
-    """RandomResizedCrop boxes (top, left, h, w) per image: up to `attempts` draws, else a centre crop."""
-    area = height * width
+    """RandomResizedCrop boxes (top, left, h, w) per image: up to `attempts` draws, else a centre crop.
+
+    `height` and `width` are one size for the batch or one per image (B,), in the pixels the boxes
+    are drawn in (an image's original size when the batch holds whole images resized to a square).
+    """
+    height = torch.as_tensor(height, dtype=torch.float32, device=device).expand(batch_size)
+    width = torch.as_tensor(width, dtype=torch.float32, device=device).expand(batch_size)
+    area = (height * width)[:, None]
     target = area * _uniform((batch_size, attempts), *CROP_SCALE, generator, device)
     log_ratio = _uniform((batch_size, attempts), math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]),
                          generator, device)
     aspect = torch.exp(log_ratio)
     crop_w = torch.round(torch.sqrt(target * aspect))
     crop_h = torch.round(torch.sqrt(target / aspect))
-    valid = (crop_w > 0) & (crop_w <= width) & (crop_h > 0) & (crop_h <= height)
+    valid = (crop_w > 0) & (crop_w <= width[:, None]) & (crop_h > 0) & (crop_h <= height[:, None])
     first = valid.float().argmax(dim=1, keepdim=True)  # index of the first valid attempt
     found = valid.any(dim=1)
     chosen_w = crop_w.gather(1, first).squeeze(1)
     chosen_h = crop_h.gather(1, first).squeeze(1)
     # Fallback (no valid draw): the whole image, clamped to the ratio range, centred.
     in_ratio = width / height
-    if in_ratio < CROP_RATIO[0]:
-        fallback_w, fallback_h = width, round(width / CROP_RATIO[0])
-    elif in_ratio > CROP_RATIO[1]:
-        fallback_w, fallback_h = round(height * CROP_RATIO[1]), height
-    else:
-        fallback_w, fallback_h = width, height
-    chosen_w = torch.where(found, chosen_w, torch.full_like(chosen_w, fallback_w))
-    chosen_h = torch.where(found, chosen_h, torch.full_like(chosen_h, fallback_h))
+    fallback_w = torch.where(in_ratio > CROP_RATIO[1], torch.round(height * CROP_RATIO[1]), width)
+    fallback_h = torch.where(in_ratio < CROP_RATIO[0], torch.round(width / CROP_RATIO[0]), height)
+    chosen_w = torch.where(found, chosen_w, fallback_w)
+    chosen_h = torch.where(found, chosen_h, fallback_h)
     u_top = _uniform((batch_size,), 0.0, 1.0, generator, device)
     u_left = _uniform((batch_size,), 0.0, 1.0, generator, device)
-    top = torch.where(found, torch.floor(u_top * (height - chosen_h + 1)), (height - chosen_h) // 2)
-    left = torch.where(found, torch.floor(u_left * (width - chosen_w + 1)), (width - chosen_w) // 2)
+    top = torch.where(found, torch.floor(u_top * (height - chosen_h + 1)), torch.floor((height - chosen_h) / 2))
+    left = torch.where(found, torch.floor(u_left * (width - chosen_w + 1)), torch.floor((width - chosen_w) / 2))
     return torch.stack([top, left, chosen_h, chosen_w], dim=1)
 
 
 def _resized_crop_and_flip(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor,
-                           out_size: int, interpolation: str) -> torch.Tensor:
-    """Crop each box, resize to out_size and mirror where `flip`, in one grid_sample."""
+                           out_size: int, interpolation: str, sizes: torch.Tensor | None = None) -> torch.Tensor:
+    """Crop each box, resize to out_size and mirror where `flip`, in one grid_sample.
+
+    Boxes are in pixels of the tensor, or of `sizes` (B, 2: height, width) when each tensor image is
+    a whole image of that size resized to the tensor's square.
+    """
     batch_size, channels, height, width = images.shape
+    if sizes is not None:
+        height, width = sizes[:, 0].to(images.dtype), sizes[:, 1].to(images.dtype)
     top, left, crop_h, crop_w = boxes.unbind(dim=1)
     # With align_corners=False, [-1, 1] spans pixel edges 0..W, so a box maps exactly onto the output.
     centre_x = (left + crop_w / 2) / width * 2 - 1
@@ -195,11 +203,14 @@ def strong_view(
     out_size: int = 224,
     generator: torch.Generator | None = None,
     interpolation: str = "bicubic",
+    sizes: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The student's strong view of a (B, C, H, W) uint8 batch: float (B, C, out, out) in [0, 1].
 
     RandomResizedCrop(scale 0.2-1, ratio 3/4-4/3) -> horizontal flip p 0.5 -> ColorJitter(0.4, 0.4,
     0.4, 0.1) p 0.8 -> RandomGrayscale p 0.2 -> Gaussian blur, sigma ~ U[0.1, 2], always.
+    `sizes` (B, 2): each image's original (height, width) when the batch holds whole images resized
+    to a square; the crops then follow the original's area and aspect ratio, as the reference's do.
     """
     if interpolation not in ("bicubic", "bilinear"):
         raise ConfigError(f"interpolation must be 'bicubic' or 'bilinear', got {interpolation!r}")
@@ -208,9 +219,13 @@ def strong_view(
     if batch_size == 0:
         return images.new_zeros((0, images.shape[1], out_size, out_size))
     device = images.device
-    boxes = _crop_boxes(batch_size, height, width, generator, device)
+    if sizes is not None:
+        sizes = sizes.to(device=device, dtype=torch.float32)
+        boxes = _crop_boxes(batch_size, sizes[:, 0], sizes[:, 1], generator, device)
+    else:
+        boxes = _crop_boxes(batch_size, height, width, generator, device)
     flip = _uniform((batch_size,), 0.0, 1.0, generator, device) < 0.5
-    images = _resized_crop_and_flip(images, boxes, flip, out_size, interpolation)
+    images = _resized_crop_and_flip(images, boxes, flip, out_size, interpolation, sizes)
     images = _color_jitter(images, generator)
     images = _random_grayscale(images, generator)
     sigma = _uniform((batch_size,), *BLUR_SIGMA, generator, device)

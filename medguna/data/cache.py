@@ -15,14 +15,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from medguna.data.images import channels_of, check_preprocessing, load_preprocessed
+from medguna.data.images import channels_of, check_preprocessing, load_preprocessed, load_whole
 from medguna.errors import DataError
 
 CACHE_FORMAT_VERSION = 1  # bump when preprocessing code changes what a key's pixels are
 
 
-def cache_key(paths: Sequence[str | Path], preprocessing: str, size: int) -> str:
-    """sha256 of the (path, size in bytes, mtime_ns) list, the preprocessing and the output size."""
+def cache_key(paths: Sequence[str | Path], preprocessing: str, size: int, high_bit_depth: str = "rescale",
+              whole: bool = False) -> str:
+    """sha256 of the (path, size in bytes, mtime_ns) list, the preprocessing, the output size and
+    (when not the default) how high-bit-depth images become 8 bits."""
     check_preprocessing(preprocessing)
     entries = []
     for path in paths:
@@ -31,16 +33,26 @@ def cache_key(paths: Sequence[str | Path], preprocessing: str, size: int) -> str
         except FileNotFoundError:
             raise DataError(f"image file not found: {path}") from None
         entries.append([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns])
-    payload = json.dumps(
-        {"version": CACHE_FORMAT_VERSION, "preprocessing": preprocessing, "size": size, "images": entries}
-    )
+    fields = {"version": CACHE_FORMAT_VERSION, "preprocessing": preprocessing, "size": size, "images": entries}
+    if high_bit_depth != "rescale":  # the default keeps its earlier keys, so existing caches stay valid
+        fields["high_bit_depth"] = high_bit_depth
+    if whole:
+        fields["whole"] = True
+    payload = json.dumps(fields)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def cache_file(paths: Sequence[str | Path], preprocessing: str, size: int, cache_dir: str | Path) -> Path:
-    """Where the cache entry for these images lives."""
-    key = cache_key(paths, preprocessing, size)
-    return Path(cache_dir) / f"images_{preprocessing}_{size}_{key[:24]}.npy"
+def cache_file(paths: Sequence[str | Path], preprocessing: str, size: int, cache_dir: str | Path,
+               high_bit_depth: str = "rescale", whole: bool = False) -> Path:
+    """Where the cache entry for these images lives (whole images: `images_whole_...`)."""
+    key = cache_key(paths, preprocessing, size, high_bit_depth, whole)
+    kind = "images_whole" if whole else "images"
+    return Path(cache_dir) / f"{kind}_{preprocessing}_{size}_{key[:24]}.npy"
+
+
+def sizes_file(images_file: Path) -> Path:
+    """The (N, 2) original (height, width) of a whole-image entry, stored beside it."""
+    return images_file.with_suffix(".sizes.npy")
 
 
 def _open_read_only(path: Path) -> torch.Tensor:
@@ -52,10 +64,15 @@ def _open_read_only(path: Path) -> torch.Tensor:
 
 
 def _fill(
-    target: np.ndarray, paths: Sequence[str | Path], preprocessing: str, size: int, progress: bool
+    target: np.ndarray, paths: Sequence[str | Path], preprocessing: str, size: int, progress: bool,
+    high_bit_depth: str = "rescale",
+    sizes: np.ndarray | None = None,
 ) -> None:
     def decode_into(index: int) -> None:
-        target[index] = load_preprocessed(paths[index], preprocessing, size)
+        if sizes is None:
+            target[index] = load_preprocessed(paths[index], preprocessing, size, high_bit_depth)
+        else:
+            target[index], sizes[index] = load_whole(paths[index], preprocessing, size, high_bit_depth)
 
     # PIL releases the GIL while decoding and resizing, so threads give real parallelism here.
     workers = min(8, os.cpu_count() or 1, len(paths))
@@ -74,6 +91,8 @@ def build_image_cache(
     cache_dir: str | Path,
     *,
     progress: bool = True,
+    high_bit_depth: str = "rescale",
+    whole: bool = False,
 ) -> torch.Tensor:
     """(N, C, size, size) uint8 tensor of the preprocessed images, memory-mapped read-only.
 
@@ -84,8 +103,8 @@ def build_image_cache(
     channels = channels_of(preprocessing)
     if not paths:
         return torch.empty((0, channels, size, size), dtype=torch.uint8)
-    target_path = cache_file(paths, preprocessing, size, cache_dir)
-    if target_path.is_file():
+    target_path = cache_file(paths, preprocessing, size, cache_dir, high_bit_depth, whole)
+    if target_path.is_file() and (not whole or sizes_file(target_path).is_file()):
         try:
             return _open_read_only(target_path)
         except (OSError, ValueError):
@@ -97,11 +116,24 @@ def build_image_cache(
         array = np.lib.format.open_memmap(
             temporary, mode="w+", dtype=np.uint8, shape=(len(paths), channels, size, size)
         )
-        _fill(array, paths, preprocessing, size, progress)
+        sizes = np.zeros((len(paths), 2), dtype=np.int64) if whole else None
+        _fill(array, paths, preprocessing, size, progress, high_bit_depth, sizes)
         array.flush()
         del array
+        if sizes is not None:  # published before the images, so an entry never lacks its sizes
+            sizes_temporary = Path(temporary).with_suffix(".sizes.npy")
+            np.save(sizes_temporary, sizes)
+            os.replace(sizes_temporary, sizes_file(target_path))
         os.replace(temporary, target_path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
+        Path(temporary).with_suffix(".sizes.npy").unlink(missing_ok=True)
         raise
     return _open_read_only(target_path)
+
+
+def whole_image_sizes(paths: Sequence[str | Path], preprocessing: str, size: int, cache_dir: str | Path,
+                      high_bit_depth: str = "rescale") -> torch.Tensor:
+    """(N, 2) original (height, width) of a whole-image entry built by build_image_cache(whole=True)."""
+    path = sizes_file(cache_file(paths, preprocessing, size, cache_dir, high_bit_depth, whole=True))
+    return torch.from_numpy(np.load(path))

@@ -21,6 +21,10 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # Modes that hold more than 8 bits per sample; Pillow's convert("L") clips these instead of scaling.
 _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+# How such images become 8 bits: "rescale" by their bit depth (right), or "clip" every value above
+# 255, which is what the reference's PIL convert("RGB") does to Montgomery's 12-bit PNGs
+# (docs/method.md §5.9). "clip" exists only to reproduce that flaw; no variant uses it by default.
+HIGH_BIT_DEPTHS = ("rescale", "clip")
 
 
 def check_preprocessing(preprocessing: str) -> str:
@@ -55,18 +59,21 @@ def _wide_to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.round(scaled * 255.0).astype(np.uint8), mode="L")
 
 
-def decode_image(path: str | Path, color: str) -> Image.Image:
+def decode_image(path: str | Path, color: str, high_bit_depth: str = "rescale") -> Image.Image:
     """Open `path` and return it fully decoded in mode `color` ("L" or "RGB").
 
+    `high_bit_depth` says how a 12/16-bit image becomes 8 bits (see HIGH_BIT_DEPTHS).
     A missing, truncated or undecodable file raises DataError naming the file.
     """
     if color not in ("L", "RGB"):
         raise ConfigError(f"unknown color mode {color!r} for {path}; use 'L' or 'RGB'")
+    if high_bit_depth not in HIGH_BIT_DEPTHS:
+        raise ConfigError(f"unknown high_bit_depth {high_bit_depth!r}; choose one of {', '.join(HIGH_BIT_DEPTHS)}")
     try:
         with Image.open(path) as opened:
             opened.load()  # force the full decode so truncated files fail here, not later
             image = opened
-            if image.mode in _WIDE_MODES:
+            if image.mode in _WIDE_MODES and high_bit_depth == "rescale":
                 image = _wide_to_8bit(image)
             if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
                 # Composite transparent pixels on black, the padding colour used everywhere else.
@@ -118,10 +125,36 @@ def preprocess_image(image: Image.Image, preprocessing: str, size: int = 224) ->
     return np.ascontiguousarray(_clip_square(image, size))
 
 
-def load_preprocessed(path: str | Path, preprocessing: str, size: int = 224) -> np.ndarray:
+def whole_image(image: Image.Image, preprocessing: str, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The whole image as a (C, size, size) uint8 square to crop strong views from, and the
+    (height, width) its crops are drawn in.
+
+    clip: RGB resized to the square whatever its aspect ratio; the original size is returned so
+    crops keep the original's area and aspect ratio (the reference crops the full decoded image,
+    including the borders the clean view's centre crop drops). medclip: its padded square, which
+    already holds the whole image.
+    """
+    check_preprocessing(preprocessing)
+    if preprocessing == "medclip":
+        side = max(image.size)
+        return np.ascontiguousarray(_medclip_square(image, size)), (side, side)
+    rgb = image.convert("RGB")
+    resized = rgb.resize((size, size), Image.Resampling.BICUBIC)
+    return np.ascontiguousarray(np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1)), (rgb.height, rgb.width)
+
+
+def load_whole(path: str | Path, preprocessing: str, size: int,
+               high_bit_depth: str = "rescale") -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode `path` and return `whole_image` of it."""
+    color = "L" if check_preprocessing(preprocessing) == "medclip" else "RGB"
+    return whole_image(decode_image(path, color, high_bit_depth), preprocessing, size)
+
+
+def load_preprocessed(path: str | Path, preprocessing: str, size: int = 224,
+                      high_bit_depth: str = "rescale") -> np.ndarray:
     """Decode `path` and preprocess it; the colour mode follows the preprocessing."""
     color = "L" if check_preprocessing(preprocessing) == "medclip" else "RGB"
-    return preprocess_image(decode_image(path, color), preprocessing, size)
+    return preprocess_image(decode_image(path, color, high_bit_depth), preprocessing, size)
 
 
 def normalize(batch: torch.Tensor, preprocessing: str) -> torch.Tensor:

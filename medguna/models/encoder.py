@@ -18,7 +18,7 @@ from medguna.models.medclip_config import test_size_config
 from medguna.models.prompted import INSERTIONS, prompted_image_features
 from medguna.models.registry import register_encoder
 from medguna.models.test_size import ensure_test_size_checkpoint
-from medguna.models.tokenizer import MODEL_MAX_LENGTH, VOCAB_FILE_NAME, load_tokenizer
+from medguna.models.tokenizer import VOCAB_FILE_NAME, load_tokenizer
 
 
 class Encoder(nn.Module):
@@ -49,6 +49,12 @@ class Encoder(nn.Module):
         return int(self.model.config.vision["image_size"])
 
     @property
+    def max_text_tokens(self) -> int:
+        """Longest text the text tower takes, [CLS] and [SEP] included: its position embeddings
+        (512 for Bio_ClinicalBERT, as the reference, which never truncates; 128 at test size)."""
+        return int(self.model.config.text["max_position_embeddings"])
+
+    @property
     def device(self) -> torch.device:
         return self.model.logit_scale.device
 
@@ -58,7 +64,7 @@ class Encoder(nn.Module):
         """(N, embed_dim) L2-normalised text embeddings, in the order of `texts`.
 
         Texts are batched by token length (less padding); the masked token mean makes each row
-        equal to encoding that text alone. Texts over 77 tokens are truncated (MedCLIP's limit).
+        equal to encoding that text alone. Only texts over `max_text_tokens` are truncated.
         """
         if isinstance(texts, str) or not all(isinstance(text, str) for text in texts):
             raise ConfigError("encode_texts takes a list of strings")
@@ -66,7 +72,8 @@ class Encoder(nn.Module):
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         if not texts:
             return torch.empty(0, self.embed_dim, device=self.device)
-        lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=True)["input_ids"]]
+        limit = self.max_text_tokens
+        lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=True, max_length=limit)["input_ids"]]
         order = sorted(range(len(texts)), key=lambda index: lengths[index])
         rows: list[torch.Tensor] = []
         starts = range(0, len(order), batch_size)
@@ -76,7 +83,7 @@ class Encoder(nn.Module):
                 batch,
                 padding=True,
                 truncation=True,
-                max_length=MODEL_MAX_LENGTH,
+                max_length=limit,
                 return_tensors="pt",
             ).to(self.device)
             features = self.model.text_model(tokens["input_ids"], tokens["attention_mask"])

@@ -19,7 +19,8 @@ from medguna.errors import CheckpointError
 
 VOCAB_FILE_NAME = "vocab.txt"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
-MODEL_MAX_LENGTH = 77
+# BERT's position limit: the reference never truncates descriptions; 77 is CLIP's limit, not MedCLIP's.
+MODEL_MAX_LENGTH = 512
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # [PAD] first: BERT's pad id is 0
 
 
@@ -37,7 +38,7 @@ def _lower_case_setting(directory: Path) -> bool:
 
 
 def load_tokenizer(directory: str | Path) -> PreTrainedTokenizerBase:
-    """A fast BERT WordPiece tokenizer from `directory/vocab.txt`, model_max_length 77."""
+    """A fast BERT WordPiece tokenizer from `directory/vocab.txt`, model_max_length 512."""
     directory = Path(directory).expanduser()
     if not directory.is_dir():
         raise CheckpointError(

@@ -18,7 +18,8 @@ REFERENCE_POINT: dict[str, Any] = {
     "adapter_width": 0,
     "entropy_weight": 1.5,
     "prompt_length": 113,
-    "description_source": "reference",
+    # The reference's composition (sentences + templates); its own LLM sentences are not shipped.
+    "description_source": "curated+templates",
 }
 
 

@@ -17,7 +17,8 @@ from medguna.data.datasets import DatasetSpec
 from medguna.errors import DescriptionError
 from medguna.text.sets import SET_PREFIX, require_set_file
 
-# The 7 CLIP-style templates of docs/method.md §2, filled with the class name.
+# medguna's 7 CLIP-style templates (docs/method.md §2), filled with the class name; the corrected
+# variant's. Uniform wording, one space before the name.
 CLASS_TEMPLATES: tuple[str, ...] = (
     "a bad photo of the {}.",
     "a blurred photo of the {}.",
@@ -28,12 +29,29 @@ CLASS_TEMPLATES: tuple[str, ...] = (
     "a centered photo of the {}.",
 )
 
+# The reference's own 7 templates for its five medical datasets, character for character (its
+# utils/data_utils.py, ds_specific_templates), including 'a dark photo {}.' with no article and
+# 'a centered photo of a{}.' with no space: other strings tokenize differently, so the reference
+# variant uses these (docs/method.md §5).
+REFERENCE_CLASS_TEMPLATES: tuple[str, ...] = (
+    "a bad photo of the {}.",
+    "a blurred photo of the {} .",
+    "a dark photo {}.",
+    "a photo of the small {}.",
+    "a photo of the vague {}.",
+    "a photo of the large {}.",
+    "a centered photo of a{}.",
+)
+TEMPLATE_SETS: dict[str, tuple[str, ...]] = {"medguna": CLASS_TEMPLATES, "reference": REFERENCE_CLASS_TEMPLATES}
+
 FILE_PREFIX = "file:"
-# Not in the reference: a user's own (e.g. LLM) file plus the templates, which is exactly what the
-# reference's `lafter` mode does with its GPT files.
+# A JSON file in the reference's format (its descriptions/generic/<dataset>.json, or any LLM file)
+# plus the templates: the composition of the reference's default `lafter` mode.
 REFERENCE_FILE_PREFIX = "reference:"
-NAMED_SOURCES: tuple[str, ...] = ("curated", "templates", "classname", "reference")
-VALID_SOURCES_TEXT = ("curated, templates, classname, reference, file:PATH, reference:PATH, "
+# medguna's curated sentences plus the templates: the reference's composition, not its sentences.
+CURATED_WITH_TEMPLATES = "curated+templates"
+NAMED_SOURCES: tuple[str, ...] = ("curated", "templates", "classname", CURATED_WITH_TEMPLATES)
+VALID_SOURCES_TEXT = ("curated, templates, classname, curated+templates, file:PATH, reference:PATH, "
                       "set:NAME")
 
 
@@ -43,14 +61,17 @@ def readable_class_name(class_name: str) -> str:
 
 
 def load_descriptions(
-    source: str, spec: DatasetSpec, *, sets_dir: str | Path | None = None
+    source: str, spec: DatasetSpec, templates: str = "medguna", *, sets_dir: str | Path | None = None
 ) -> dict[str, list[str]]:
     """Return ``{class: [sentence, ...]}`` for ``spec`` from ``source``, ordered as ``spec.classes``.
 
     Sources: ``curated`` (files shipped with medguna), ``templates`` (7 CLIP-style templates over the
-    class name), ``classname`` (the name alone), ``reference`` (curated + templates: the paper's
-    default), ``file:PATH`` (a user's JSON file), ``reference:PATH`` (a user's file + templates),
-    ``set:NAME`` (the dataset's file of description set NAME in ``sets_dir``, see medguna.text.sets).
+    class name), ``classname`` (the name alone), ``curated+templates`` (medguna's sentences composed
+    as the reference composes its LLM sentences), ``file:PATH`` (a user's JSON file),
+    ``reference:PATH`` (a user's file + templates; with the reference's descriptions/generic/
+    <dataset>.json this is the reference's default). ``templates`` names the template set,
+    "medguna" or "reference" (the reference's exact strings). ``set:NAME`` is the dataset's file of
+    description set NAME in ``sets_dir`` (see medguna.text.sets).
     Sentences are stripped, blank ones dropped and exact duplicates removed (first kept).
     """
     if not isinstance(source, str):
@@ -61,18 +82,25 @@ def load_descriptions(
     if source == "curated":
         raw = _curated_raw(spec)
     elif source == "templates":
-        raw = template_descriptions(spec)
+        raw = template_descriptions(spec, templates)
     elif source == "classname":
         raw = {name: [readable_class_name(name)] for name in spec.classes}
-    elif source == "reference":
-        raw = _merge(_curated_raw(spec), template_descriptions(spec))
+    elif source == CURATED_WITH_TEMPLATES:
+        raw = _merge(_curated_raw(spec), template_descriptions(spec, templates))
     elif source.startswith(FILE_PREFIX):
         raw = _file_raw(source[len(FILE_PREFIX):], source)
     elif source.startswith(REFERENCE_FILE_PREFIX):
         path_text = source[len(REFERENCE_FILE_PREFIX):]
-        raw = _merge(_file_raw(path_text, source), template_descriptions(spec))
+        raw = _merge(_file_raw(path_text, source), template_descriptions(spec, templates))
     elif source.startswith(SET_PREFIX):
         raw = _file_raw(str(require_set_file(source, spec.name, sets_dir)), source)
+    elif source == "reference":
+        # The old name promised the reference's sentences but held medguna's: refuse it by name.
+        raise DescriptionError(
+            "description_source 'reference' is now 'curated+templates' (medguna's curated sentences "
+            "plus the 7 templates, composed as the reference composes its LLM sentences); for the "
+            "reference's own sentences use 'reference:PATH' with its descriptions/generic/<dataset>.json"
+        )
     else:
         raise DescriptionError(
             f"unknown description_source {source!r}; valid sources: {VALID_SOURCES_TEXT}"
@@ -80,10 +108,12 @@ def load_descriptions(
     return validate_descriptions(raw, spec, origin=f"description_source {source!r}")
 
 
-def template_descriptions(spec: DatasetSpec) -> dict[str, list[str]]:
-    """The 7 templates filled with each class name (``_`` replaced by spaces)."""
+def template_descriptions(spec: DatasetSpec, templates: str = "medguna") -> dict[str, list[str]]:
+    """The 7 templates of set ``templates`` filled with each class name (``_`` replaced by spaces)."""
+    if templates not in TEMPLATE_SETS:
+        raise DescriptionError(f"unknown template set {templates!r}; choose one of {', '.join(TEMPLATE_SETS)}")
     return {
-        name: [template.format(readable_class_name(name)) for template in CLASS_TEMPLATES]
+        name: [template.format(readable_class_name(name)) for template in TEMPLATE_SETS[templates]]
         for name in spec.classes
     }
 

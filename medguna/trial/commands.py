@@ -59,7 +59,8 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"[medguna] trial on {dataset}: {data_text}; "
           f"encoder {cfg.model.encoder} "
           f"{'test-size MedCLIP (random weights, demonstration)' if cfg.model.checkpoint is None else 'checkpoint ' + cfg.model.checkpoint}; "
-          f"variant {cfg.method.variant}; mixed precision {mixed_precision(cfg)}; TensorBoard: {log_dir}",
+          f"variant {cfg.method.variant}; protocol {cfg.runtime.protocol}; mixed precision {mixed_precision(cfg)}; "
+          f"TensorBoard: {log_dir}",
           file=sys.stderr)
     reporter = PrintReporter(verbose=not args.quiet)
     try:

@@ -60,6 +60,8 @@ def mixed_precision(cfg: TrialConfig) -> str:
     choice = cfg.runtime.mixed_precision
     if choice != "auto":
         return choice
+    if cfg.method.variant == "reference":  # the reference trains in fp32 (docs/method.md §4)
+        return "no"
     if not cfg.runtime.cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16"
     return "no"
@@ -96,6 +98,7 @@ def provenance(cfg: TrialConfig, shared: SharedWork) -> dict[str, Any]:
         "method_variant": cfg.method.variant,
         # Traces a row to its sentences: a description set's provenance records the same hash.
         "descriptions_sha256": shared.descriptions_sha256[:16],
+        "protocol": cfg.runtime.protocol,
         "code_version": medguna.__version__,
         "node_id": _ray_node_id(),
     }
@@ -240,6 +243,66 @@ class Stage1Result:
 
 
 @dataclass
+class Stage2TrainingSet:
+    """The unlabelled images stage 2 trains on: one or more splits, indexed as one sequence.
+
+    The splits stay separate memory-mapped tensors (no copy of the image cache); an index i below
+    the first split's size is that split's image i, the next ones the second split's, and so on.
+    """
+
+    splits: tuple[str, ...]
+    images: list[torch.Tensor]  # per split, uint8 (N_s, C, S, S): what strong views are cropped from
+    teacher_labels: torch.Tensor  # (N,), splits concatenated
+    banks: list[torch.Tensor] | None  # prompt-free trials: per split (views, N_s, D) frozen features
+    sizes: list[torch.Tensor] | None = None  # whole images: per split (N_s, 2) original (height, width)
+
+    def __len__(self) -> int:
+        return int(self.teacher_labels.shape[0])
+
+    def _gather(self, parts: list[torch.Tensor], idx: torch.Tensor, dim: int, view_idx=None) -> torch.Tensor:
+        if len(parts) == 1:  # the usual case: plain indexing, as before
+            return parts[0][view_idx, idx] if view_idx is not None else parts[0][idx]
+        out, start = None, 0
+        for part in parts:
+            size = part.shape[dim]
+            inside = (idx >= start) & (idx < start + size)
+            if inside.any():
+                local = idx[inside] - start
+                values = part[view_idx[inside], local] if view_idx is not None else part[local]
+                if out is None:
+                    out = values.new_empty((len(idx), *values.shape[1:]))
+                out[inside] = values
+            start += size
+        return out
+
+    def images_at(self, idx: torch.Tensor) -> torch.Tensor:
+        return self._gather(self.images, idx, dim=0)
+
+    def sizes_at(self, idx: torch.Tensor) -> torch.Tensor | None:
+        return self._gather(self.sizes, idx, dim=0) if self.sizes is not None else None
+
+    def bank_at(self, view_idx: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return self._gather(self.banks, idx, dim=1, view_idx=view_idx)
+
+
+def _stage2_training_set(ctx: TrialContext, stage1: Stage1Result) -> Stage2TrainingSet:
+    """Training images only (validation protocol), or every non-test image (reference protocol:
+    the reference has no validation split and adapts on all of its training images)."""
+    splits = ("train", "val") if ctx.cfg.runtime.protocol == "reference" else ("train",)
+    banks = None
+    if ctx.cfg.method.prompt_length == 0:
+        banks = [feature_bank(ctx.cfg, ctx.shared, device=ctx.device, autocast=ctx.autocast, split=split)
+                 for split in splits]
+    whole = bool(ctx.shared.whole_images)  # crop from whole images (strong_view_source=whole)
+    source = ctx.shared.whole_images if whole else ctx.shared.images
+    return Stage2TrainingSet(
+        splits=splits, images=[source[split] for split in splits],
+        teacher_labels=torch.cat([stage1.teacher_labels[split] for split in splits]), banks=banks,
+        sizes=[ctx.shared.whole_sizes[split] for split in splits] if whole else None,
+    )
+
+
+@dataclass
 class Stage2State:
     """The student being trained and what has been recorded of it, epoch by epoch."""
 
@@ -247,7 +310,7 @@ class Stage2State:
     plain_student: Student
     optimizer: Any
     generator: torch.Generator
-    bank: torch.Tensor | None  # prompt-free trials: frozen features of augmented views
+    train_set: Stage2TrainingSet
     history: list[dict[str, Any]] = field(default_factory=list)
     epoch_states: list[dict[str, torch.Tensor]] = field(default_factory=list)
     first_epoch: int = 1
@@ -267,6 +330,7 @@ def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: di
         if epoch < cfg.method.stage2_epochs:
             reporter.report(row, _checkpoint(stage1, state, epoch))
     final, confusion, selected = _select_and_test(ctx, state, setup_seconds)
+    final.update(_test_selected(ctx, state.history))
     _write_final_logs(ctx, final, confusion, selected, params)
     reporter.report(final, None)
     return final
@@ -346,21 +410,18 @@ def _start_stage2(ctx: TrialContext, stage1: Stage1Result, generator: torch.Gene
         first_epoch = int(resume["epoch"]) + 1
         generator.set_state(resume["generator"])
     prepared, optimizer = ctx.accelerator.prepare(student, optimizer)
-    bank = None
-    if m.prompt_length == 0:
-        bank = feature_bank(ctx.cfg, shared, device=ctx.device, autocast=ctx.autocast)
-    n_train = shared.images["train"].shape[0]
-    if n_train == 0:
+    if shared.images["train"].shape[0] == 0:
         raise TrialError(f"dataset {shared.spec.name} has no training images: check data.root")
+    train_set = _stage2_training_set(ctx, stage1)
     return Stage2State(
         student=prepared, plain_student=ctx.accelerator.unwrap_model(prepared), optimizer=optimizer,
-        generator=generator, bank=bank, history=history, epoch_states=epoch_states,
-        first_epoch=first_epoch, step=(first_epoch - 1) * (n_train // _batch_size(ctx)),
+        generator=generator, train_set=train_set, history=history, epoch_states=epoch_states,
+        first_epoch=first_epoch, step=(first_epoch - 1) * (len(train_set) // _batch_size(ctx, len(train_set))),
     )
 
 
-def _batch_size(ctx: TrialContext) -> int:
-    return min(ctx.cfg.method.batch_size, ctx.shared.images["train"].shape[0])
+def _batch_size(ctx: TrialContext, n_train: int) -> int:
+    return min(ctx.cfg.method.batch_size, n_train)
 
 
 def _train_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, epoch: int) -> dict[str, float]:
@@ -371,8 +432,9 @@ def _train_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, ep
     from medguna.method.stage2 import check_finite
 
     m, shared, accelerator, device = ctx.cfg.method, ctx.shared, ctx.accelerator, ctx.device
-    train_images, train_teacher = shared.images["train"], stage1.teacher_labels["train"]
-    n_train, batch = train_images.shape[0], _batch_size(ctx)
+    train_set = state.train_set
+    n_train = len(train_set)
+    batch = _batch_size(ctx, n_train)
     started = time.perf_counter()
     sums = {"loss": 0.0, "loss_ce": 0.0, "loss_entropy": 0.0}
     n_batches = 0
@@ -381,13 +443,14 @@ def _train_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, ep
         idx = order[start:start + batch]
         if accelerator.num_processes > 1:  # every process draws the same order, takes its shard
             idx = idx[accelerator.process_index::accelerator.num_processes]
-        targets = train_teacher[idx].to(device)
-        if state.bank is not None:
-            view_idx = torch.randint(0, state.bank.shape[0], (len(idx),), generator=state.generator)
-            logits = state.student(features=state.bank[view_idx, idx].to(device))
+        targets = train_set.teacher_labels[idx].to(device)
+        if train_set.banks is not None:
+            view_idx = torch.randint(0, train_set.banks[0].shape[0], (len(idx),), generator=state.generator)
+            logits = state.student(features=train_set.bank_at(view_idx, idx).to(device))
         else:
-            views = strong_view(train_images[idx].to(device), out_size=shared.encoder.image_size,
-                                generator=state.generator)
+            views = strong_view(train_set.images_at(idx).to(device), out_size=shared.encoder.image_size,
+                                generator=state.generator, interpolation=m.crop_interpolation,
+                                sizes=train_set.sizes_at(idx))
             with ctx.autocast():
                 logits = state.student(pixels=normalize(views, shared.preprocessing))
         loss, terms = stage2_loss(
@@ -429,8 +492,10 @@ def _stage2_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, e
         "lr": state.optimizer.param_groups[0]["lr"],
         "images_per_second": train["images_per_second"],
         "pseudo_label_accuracy": stage1.pseudo_label_accuracy,
+        "stage2_images": len(state.train_set),
         **val_metrics,
         **ctx.zero_shot["val"],
+        **_test_every_epoch(ctx, state),
         "setup_seconds": setup_seconds,
         "peak_memory_mb": _peak_memory_mb(ctx.device),
     }
@@ -445,6 +510,43 @@ def _stage2_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, e
     if ctx.tb is not None:
         ctx.tb.scalars(row, epoch)
     return row
+
+
+# Under runtime.protocol=reference: the test split read every epoch, as the reference does, and the
+# best of those epochs reported apart. Optimistic (chosen on test): never the objective, never ranked.
+TEST_EPOCH_PREFIX = "test_epoch_"
+TEST_SELECTED_PREFIX = "test_selected_"
+TEST_SELECTED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auroc")
+
+
+def _test_every_epoch(ctx: TrialContext, state: Stage2State) -> dict[str, Any]:
+    """This epoch's test metrics as test_epoch_* (reference protocol only; else nothing)."""
+    if ctx.cfg.runtime.protocol != "reference":
+        return {}
+    r = ctx.cfg.runtime
+    probs = _evaluate(state.plain_student, ctx.shared, "test", device=ctx.device,
+                      autocast=ctx.autocast, batch_size=r.eval_batch_size)
+    metrics, _ = _split_metrics(probs, ctx.shared.labels["test"], ctx.shared.spec, TEST_EPOCH_PREFIX,
+                                threshold=r.collapse_threshold)
+    return metrics
+
+
+def _test_selected(ctx: TrialContext, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The reference's reported figure: the epoch of best test accuracy and its test metrics.
+
+    Named test_selected_* so that it is never mistaken for the validation-selected test_* columns.
+    """
+    if ctx.cfg.runtime.protocol != "reference":
+        return {}
+    accuracies = [h.get(f"{TEST_EPOCH_PREFIX}accuracy", math.nan) for h in history]
+    best = max(range(len(history)), key=lambda i: (accuracies[i] if math.isfinite(accuracies[i]) else -1.0, -i))
+    chosen = history[best]
+    return {
+        f"{TEST_SELECTED_PREFIX}epoch": best + 1,
+        **{f"{TEST_SELECTED_PREFIX}{m}": chosen.get(f"{TEST_EPOCH_PREFIX}{m}", math.nan)
+           for m in TEST_SELECTED_METRICS},
+        f"{TEST_SELECTED_PREFIX}note": "optimistic: chosen on test, as the reference reports",
+    }
 
 
 def _checkpoint(stage1: Stage1Result, state: Stage2State, epoch: int) -> dict[str, Any]:

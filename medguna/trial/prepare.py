@@ -14,7 +14,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,11 @@ class SharedWork:
     image_keys: dict[str, str]  # split -> content key of its decoded images
     precision: str  # dtype the frozen features were computed in
     descriptions_sha256: str  # the sentences this trial used (as a description set records them)
+    # strong_view_source=whole: train/val whole images (N, C, 2S, 2S), their original (height,
+    # width) and content keys; empty otherwise (strong views are cropped from `images`).
+    whole_images: dict[str, torch.Tensor] = field(default_factory=dict)
+    whole_sizes: dict[str, torch.Tensor] = field(default_factory=dict)
+    whole_keys: dict[str, str] = field(default_factory=dict)
 
 
 def _tensor_cache_dir(cfg: TrialConfig) -> Path | None:
@@ -143,8 +148,10 @@ def encoder_id(encoder) -> str:
 
 
 def encode_images(encoder, images: torch.Tensor, preprocessing: str, *, device, batch_size: int,
-                  autocast, view=None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Frozen encoder features of a uint8 image tensor, clean view or `view(batch, generator)`."""
+                  autocast, view=None, generator: torch.Generator | None = None,
+                  sizes: torch.Tensor | None = None) -> torch.Tensor:
+    """Frozen encoder features of a uint8 image tensor, clean view or `view(batch, generator)`
+    (`view(batch, generator, sizes of the batch)` when `sizes` is given)."""
     from medguna.data.augment import clean_view
     from medguna.data.images import normalize
 
@@ -153,7 +160,12 @@ def encode_images(encoder, images: torch.Tensor, preprocessing: str, *, device, 
     with torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
             batch = images[start:start + batch_size].to(device)
-            pixels = view(batch, generator) if view is not None else clean_view(batch, out_size=size)
+            if view is None:
+                pixels = clean_view(batch, out_size=size)
+            elif sizes is not None:
+                pixels = view(batch, generator, sizes[start:start + batch_size])
+            else:
+                pixels = view(batch, generator)
             with autocast():
                 out.append(encoder.image_features(normalize(pixels, preprocessing)).float().cpu())
     return torch.cat(out) if out else torch.empty(0, encoder.embed_dim)
@@ -171,6 +183,17 @@ def _rng_neutral(device):
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
+def stage1_texts(method, spec: DatasetSpec, sets_dir=None) -> tuple[list[str], list[int], dict[str, list[str]]]:
+    """Stage 1's texts exactly as they are encoded (sentences in their wrapper), their labels, and
+    the descriptions they came from."""
+    from medguna.text.sources import flatten_descriptions, load_descriptions
+    from medguna.text.wrappers import wrap_texts
+
+    descriptions = load_descriptions(method.description_source, spec, method.class_templates, sets_dir=sets_dir)
+    texts, labels = flatten_descriptions(descriptions, spec)
+    return wrap_texts(texts, method.resolved_text_wrapper, spec.modality), labels, descriptions
+
+
 def prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path) -> SharedWork:
     """Images, labels, frozen clean-view features and text embeddings of cfg's dataset (cached)."""
     with _rng_neutral(device):
@@ -180,8 +203,7 @@ def prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path) 
 def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path) -> SharedWork:
     from medguna.data.cache import build_image_cache, cache_file, cache_key
     from medguna.text.sets import descriptions_sha256, sets_dir_for
-    from medguna.text.sources import flatten_descriptions, load_descriptions
-    from medguna.text.wrappers import class_prompts, descriptions_fingerprint, wrap_texts
+    from medguna.text.wrappers import class_prompts, descriptions_fingerprint
 
     spec = get_dataset(cfg.data.dataset)
     method = cfg.method
@@ -195,13 +217,10 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
     hits: dict[str, bool] = {}
 
     # Texts: keyed by the sentences themselves, never by the source's name (docs/method.md §5.8).
-    descriptions = load_descriptions(method.description_source, spec,
-                                     sets_dir=sets_dir_for(cfg.data.cache_dir))
-    texts, text_labels = flatten_descriptions(descriptions, spec)
-    wrapped = wrap_texts(texts, wrapper, spec.modality)
+    wrapped, text_labels, descriptions = stage1_texts(method, spec, sets_dir=sets_dir_for(cfg.data.cache_dir))
     prompts = class_prompts(spec, wrapper)
     text_key = content_key(encoder=enc_id, texts=descriptions_fingerprint(wrapped, text_labels, wrapper),
-                           prompts=prompts)
+                           prompts=prompts, max_text_tokens=encoder.max_text_tokens)
 
     def encode_all_texts() -> dict[str, torch.Tensor]:
         with torch.no_grad():
@@ -218,9 +237,11 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
         # Keyed by this split's own images (paths, sizes, mtimes, preprocessing, size), not by the
         # whole manifest: a changed test image or a moved val/train boundary must not throw away
         # the features of splits whose images did not change.
-        image_keys[split] = cache_key(paths, preprocessing, size) if paths else "empty"
-        hits[f"images_{split}"] = bool(paths) and cache_file(paths, preprocessing, size, image_dir).is_file()
-        images[split] = build_image_cache(paths, preprocessing, size, image_dir, progress=True)
+        depth = method.high_bit_depth
+        image_keys[split] = cache_key(paths, preprocessing, size, depth) if paths else "empty"
+        hits[f"images_{split}"] = bool(paths) and cache_file(paths, preprocessing, size, image_dir, depth).is_file()
+        images[split] = build_image_cache(paths, preprocessing, size, image_dir, progress=True,
+                                          high_bit_depth=depth)
         key = content_key(encoder=enc_id, images=image_keys[split], precision=precision)
         feats, hits[f"features_{split}"] = cached_tensors(
             tensor_dir, "features", key,
@@ -230,7 +251,7 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
         )
         features[split] = feats["features"]
 
-    return SharedWork(
+    shared = SharedWork(
         spec=spec, manifest=manifest, encoder=encoder, images=images, labels=labels,
         clean_features=features, text_embeddings=text["texts"],
         text_labels=torch.as_tensor(text_labels, dtype=torch.long),
@@ -238,10 +259,30 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
         image_keys=image_keys, precision=precision,
         descriptions_sha256=descriptions_sha256(descriptions),
     )
+    if method.resolved_strong_view_source == "whole":
+        _add_whole_images(cfg, shared, manifest, image_dir)
+    return shared
 
 
-def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast) -> torch.Tensor:
-    """(views, N, D) frozen features of augmented training views, for prompt-free trials.
+def _add_whole_images(cfg: TrialConfig, shared: SharedWork, manifest, image_dir: Path) -> None:
+    """Whole images of the splits stage 2 trains on, to crop strong views from (docs/method.md §5.4)."""
+    from medguna.config import WHOLE_IMAGE_SCALE
+    from medguna.data.cache import build_image_cache, cache_file, cache_key, whole_image_sizes
+
+    size, depth, preprocessing = WHOLE_IMAGE_SCALE * cfg.data.image_size, cfg.method.high_bit_depth, shared.preprocessing
+    for split in ("train", "val") if cfg.runtime.protocol == "reference" else ("train",):
+        paths = manifest.paths(split)
+        shared.whole_keys[split] = cache_key(paths, preprocessing, size, depth, whole=True) if paths else "empty"
+        shared.cache_hits[f"whole_images_{split}"] = bool(paths) and cache_file(
+            paths, preprocessing, size, image_dir, depth, whole=True).is_file()
+        shared.whole_images[split] = build_image_cache(paths, preprocessing, size, image_dir, progress=True,
+                                                       high_bit_depth=depth, whole=True)
+        shared.whole_sizes[split] = (whole_image_sizes(paths, preprocessing, size, image_dir, depth) if paths
+                                     else torch.zeros((0, 2), dtype=torch.int64))
+
+
+def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast, split: str = "train") -> torch.Tensor:
+    """(views, N, D) frozen features of augmented views of `split`, for prompt-free trials.
 
     With no prompts the student's features are the frozen encoder's features of strong views,
     so they can be encoded once per dataset and encoder and shared by every such trial.
@@ -249,19 +290,27 @@ def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast) -> t
     from medguna.data.augment import strong_view
 
     r = cfg.runtime
-    key = content_key(encoder=encoder_id(shared.encoder), images=shared.image_keys["train"],
-                      precision=shared.precision, views=r.feature_bank_views, seed=r.feature_bank_seed)
+    interpolation = cfg.method.crop_interpolation
+    whole = split in shared.whole_images
+    source = shared.whole_images[split] if whole else shared.images[split]
+    key = content_key(encoder=encoder_id(shared.encoder),
+                      images=shared.whole_keys[split] if whole else shared.image_keys[split],
+                      precision=shared.precision, views=r.feature_bank_views, seed=r.feature_bank_seed,
+                      # bicubic banks keep their earlier keys, so existing caches stay valid
+                      **({"interpolation": interpolation} if interpolation != "bicubic" else {}))
 
     def compute() -> dict[str, torch.Tensor]:
         generator = torch.Generator(device="cpu").manual_seed(r.feature_bank_seed)
         size = shared.encoder.image_size
 
-        def view(batch, gen):
-            return strong_view(batch.cpu(), out_size=size, generator=gen).to(device)
+        def view(batch, gen, sizes=None):
+            return strong_view(batch.cpu(), out_size=size, generator=gen, interpolation=interpolation,
+                               sizes=sizes).to(device)
 
-        bank = [encode_images(shared.encoder, shared.images["train"], shared.preprocessing,
+        bank = [encode_images(shared.encoder, source, shared.preprocessing,
                               device=device, batch_size=r.eval_batch_size, autocast=autocast,
-                              view=view, generator=generator)
+                              view=view, generator=generator,
+                              sizes=shared.whole_sizes[split] if whole else None)
                 for _ in range(r.feature_bank_views)]
         return {"bank": torch.stack(bank)}
 

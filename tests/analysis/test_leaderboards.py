@@ -90,3 +90,38 @@ def test_buckets_of_prompt_length_and_entropy_weight(hand_results):
     )
     assert entropy["entropy_weight"].to_list() == ["(0, 0.5]", "(0.5, 1]", "(1, 2]"]
     assert entropy["n"].to_list() == [3, 1, 1]
+
+
+def test_test_selected_figure_is_kept_labelled_but_never_ranked(tmp_path):
+    """runtime.protocol=reference adds test_selected_* (chosen on test): the trials table keeps
+    it with its note; leaderboards rank by validation and never show or rank by it."""
+    import json
+
+    from analysis_fixtures import CONFIGS, write_study_json, write_trial
+
+    from medguna.analysis.loading import load_results
+    from medguna.errors import DataError
+
+    study = write_study_json(tmp_path / "proto", "proto", ["shenzhen"], {"shenzhen": "real"})
+    # t0000: best on validation (0.80) but worst test_selected; t0001 the reverse.
+    for number, (config, val, selected) in enumerate([("A", [0.70, 0.80], 0.60), ("B", [0.50, 0.55], 0.99)]):
+        folder = write_trial(study, "shenzhen", number, CONFIGS[config], 1, val, zeroshot=0.5, test=0.7)
+        lines = (folder / "result.json").read_text().splitlines()
+        final = json.loads(lines[-1])
+        final.update({"protocol": "reference", "test_selected_epoch": 1, "test_selected_accuracy": selected,
+                      "test_selected_balanced_accuracy": selected,
+                      "test_selected_note": "optimistic: chosen on test, as the reference reports"})
+        (folder / "result.json").write_text("\n".join([*lines[:-1], json.dumps(final)]) + "\n")
+    results = load_results(study, progress=False)
+    assert results.trials["test_selected_accuracy"].to_list() == [0.60, 0.99]
+    assert set(results.trials["test_selected_note"]) == {"optimistic: chosen on test, as the reference reports"}
+    board = dataset_leaderboard(results.trials, "shenzhen", results.param_names)
+    assert [t[:5] for t in board["trial"]] == ["t0000", "t0001"] and board["rank"].to_list() == [1, 2]
+    across = across_leaderboard(results.trials, results.param_names)
+    for table in (board, across):
+        assert not [c for c in table.columns if "test_selected" in c]
+    for metric in ("selected_accuracy", "test_selected_accuracy"):
+        with pytest.raises(DataError, match="test_selected_\\* is chosen on test and never ranked"):
+            dataset_leaderboard(results.trials, "shenzhen", results.param_names, metric)
+        with pytest.raises(DataError, match="never ranked"):
+            across_leaderboard(results.trials, results.param_names, metric)

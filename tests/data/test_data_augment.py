@@ -119,3 +119,29 @@ def test_same_views_on_gpu_for_the_same_seed():
     gpu = strong_view(batch.cuda(), out_size=32, generator=torch.Generator().manual_seed(5))
     assert gpu.device.type == "cuda"
     assert torch.allclose(gpu.cpu(), cpu, atol=1e-3)
+
+
+def test_whole_image_crops_follow_the_original_size_and_reach_its_borders():
+    """strong_view_source=whole (docs/method.md §5.4): boxes are drawn in each image's original
+    size, as the reference's RandomResizedCrop on the full decoded image, so they reach the
+    borders a centre crop drops; the box is then read from the whole image's cached square."""
+    generator = torch.Generator().manual_seed(0)
+    sizes = torch.tensor([[100.0, 400.0]]).expand(2000, 2)
+    boxes = _crop_boxes(2000, sizes[:, 0], sizes[:, 1], generator, torch.device("cpu"))
+    top, left, height, width = boxes.unbind(dim=1)
+    assert bool(((top >= 0) & (left >= 0) & (top + height <= 100) & (left + width <= 400)).all())
+    # A centre crop of this 4:1 image keeps columns 150-250 only; whole-image crops start left of it.
+    assert float((left < 150).float().mean()) > 0.3
+    # Same box in original pixels of a (10, 40) image or in pixels of its 4 x 4 square: same view.
+    ramp = torch.arange(16, dtype=torch.float32).view(1, 1, 4, 4) / 16
+    no_flip = torch.tensor([False])
+    in_original = _resized_crop_and_flip(ramp, torch.tensor([[0.0, 0.0, 10.0, 20.0]]), no_flip, 4, "bilinear",
+                                         sizes=torch.tensor([[10.0, 40.0]]))
+    in_square = _resized_crop_and_flip(ramp, torch.tensor([[0.0, 0.0, 4.0, 2.0]]), no_flip, 4, "bilinear")
+    torch.testing.assert_close(in_original, in_square)
+    # Sizes equal to the tensor's own: exactly the square path.
+    batch = _batch(3, size=16, count=3)
+    plain = strong_view(batch, out_size=8, generator=torch.Generator().manual_seed(4))
+    sized = strong_view(batch, out_size=8, generator=torch.Generator().manual_seed(4),
+                        sizes=torch.tensor([[16, 16]] * 3))
+    torch.testing.assert_close(plain, sized)

@@ -29,6 +29,39 @@ def test_12_bit_png_is_scaled_not_clipped(tmp_path):
     assert decoded.tolist() == [[0, 62, 128, 255]]
 
 
+def test_12_bit_png_clipped_as_the_reference_only_when_asked(tmp_path):
+    """method.high_bit_depth=clip reproduces the reference's convert("RGB"): every grey level above
+    255 of a 12-bit image becomes white (docs/method.md §5.9); the cache keeps the two apart."""
+    from medguna.data.cache import build_image_cache, cache_key
+
+    values = np.array([[0, 200, 256, 4095]], dtype=np.uint16)
+    path = tmp_path / "MCUCXR_0002_1.png"
+    Image.fromarray(values).save(path)
+    assert np.asarray(decode_image(path, "RGB", "clip"))[..., 0].tolist() == [[0, 200, 255, 255]]
+    assert np.asarray(decode_image(path, "RGB"))[..., 0].tolist() == [[0, 12, 16, 255]]  # v / 4095 * 255
+    assert cache_key([path], "clip", 4, "clip") != cache_key([path], "clip", 4) == cache_key([path], "clip", 4, "rescale")
+    clipped = build_image_cache([path], "clip", 4, tmp_path / "cache", progress=False, high_bit_depth="clip")
+    rescaled = build_image_cache([path], "clip", 4, tmp_path / "cache", progress=False)
+    assert clipped.float().mean() > 2 * rescaled.float().mean()  # most of the image whitened
+    with pytest.raises(ConfigError, match="unknown high_bit_depth 'wrap'"):
+        decode_image(path, "L", "wrap")
+
+
+def test_whole_image_keeps_the_borders_the_clip_centre_crop_drops():
+    from medguna.data.images import whole_image
+
+    pixels = np.zeros((10, 40, 3), dtype=np.uint8)
+    pixels[:, :10] = (255, 0, 0)  # a red left quarter
+    image = Image.fromarray(pixels)
+    assert preprocess_image(image, "clip", size=8)[0].max() == 0  # the centre crop has no red
+    square, size = whole_image(image, "clip", 8)
+    assert size == (10, 40) and square.shape == (3, 8, 8)
+    assert square[0, :, 0].min() > 200 and square[0, :, -1].max() == 0
+    padded, padded_size = whole_image(image, "medclip", 8)  # MedCLIP's padded square is already whole
+    np.testing.assert_array_equal(padded, preprocess_image(image, "medclip", size=8))
+    assert padded_size == (40, 40)
+
+
 def test_full_16_bit_png_uses_16_bit_depth(tmp_path):
     values = np.array([[0, 30000, 65535]], dtype=np.uint16)
     path = tmp_path / "wide.png"

@@ -115,3 +115,24 @@ def test_stage2_loss_is_weighted_sum_of_hand_computed_terms():
     assert terms["loss_entropy"].item() == pytest.approx(0.6881388, abs=1e-6)
     assert loss.item() == pytest.approx(0.7 * 0.3858600 + 1.5 * 0.6881388, abs=1e-6)
     assert not terms["loss_ce"].requires_grad
+
+
+@pytest.mark.parametrize("weight", [1.5, -1.5])
+def test_entropy_term_sign_positive_makes_confident_rows_agree_negative_spreads_them(weight):
+    """docs/method.md §4: +H(mean softmax) minimised rewards agreement (towards collapse); a
+    negative weight maximises it, a diversity term as in SHOT."""
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]], requires_grad=True)  # rows disagree, unevenly
+
+    def marginal_entropy(z):
+        mean = torch.softmax(z, dim=1).mean(dim=0)
+        return float(-(mean * mean.log()).sum())
+
+    before = marginal_entropy(logits.detach())
+    loss, _ = stage2_loss(logits, torch.tensor([0, 1]), ce_weight=0.0, entropy_weight=weight,
+                          confident_ratio=1.0, label_smoothing=0.1, safe_entropy=True)
+    loss.backward()
+    after = marginal_entropy(logits.detach() - 0.5 * logits.grad)
+    if weight > 0:
+        assert after < before  # the two rows move towards one class
+    else:
+        assert after > before  # towards balanced use of both classes

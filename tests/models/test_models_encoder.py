@@ -150,3 +150,15 @@ def test_check_model_reports_errors(tmp_path, capsys, test_size_dir):
     args = ["check-model", "--checkpoint", str(test_size_dir), "--tokenizer", str(tmp_path)]
     assert _run_check_model(args) == 1
     assert "has no vocab.txt" in capsys.readouterr().err
+
+
+def test_texts_longer_than_clip_77_tokens_are_encoded_whole(encoder):
+    """The reference encodes each description untruncated (BERT takes 512 positions); a 77-token
+    cut, CLIP's limit, would drop the end of long LLM sentences."""
+    long_text = " ".join(["clear lung fields, no effusion, sharp costophrenic angles"] * 10)
+    ids = encoder.tokenizer([long_text])["input_ids"][0]
+    assert 77 < len(ids) <= encoder.max_text_tokens == 128  # the test-size text tower's positions
+    cut = encoder.tokenizer.decode(ids[1:76])  # what a 77-token limit keeps, without [CLS]/[SEP]
+    with torch.no_grad():
+        whole, truncated = encoder.encode_texts([long_text, cut])
+    assert not torch.allclose(whole, truncated, atol=1e-4)

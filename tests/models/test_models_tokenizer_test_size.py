@@ -32,10 +32,10 @@ def test_vocab_respects_size_limit():
     assert vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def test_tokenizer_lower_cases_by_default_and_has_max_length_77(tmp_path):
+def test_tokenizer_lower_cases_by_default_and_has_bert_max_length_512(tmp_path):
     write_vocab(build_wordpiece_vocab(TEXTS, 1024), tmp_path)
     tokenizer = load_tokenizer(tmp_path)
-    assert tokenizer.model_max_length == 77
+    assert tokenizer.model_max_length == 512  # BERT's positions, not CLIP's 77
     tokens = tokenizer.convert_ids_to_tokens(tokenizer("NORMAL Chest")["input_ids"])
     assert tokens == ["[CLS]", "normal", "chest", "[SEP]"]
     assert tokenizer.pad_token_id == 0

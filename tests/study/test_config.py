@@ -96,3 +96,23 @@ def test_reference_study_with_the_default_space_is_refused_with_the_bad_choice_n
         compose_study(["method=reference"])
     study = compose_study(["method=reference", REFERENCE_PROMPTS])
     validate_space(study.search.space, study.method)
+
+
+def test_entropy_weight_takes_either_sign_and_the_default_search_spans_both():
+    space = compose_study().search.space["entropy_weight"]
+    assert space["low"] < 0 and space["high"] >= 1.5  # diversity, off, and the reference's 1.5
+    # The corrected variant's default is the diversity sign; the reference variant keeps its +1.5.
+    assert compose_study().method.entropy_weight == -1.5 == MethodConfig().entropy_weight
+    assert compose_study(["method=reference", REFERENCE_PROMPTS]).method.entropy_weight == 1.5
+    assert apply_method_params(MethodConfig(), {"entropy_weight": -1.0}).entropy_weight == -1.0
+    with pytest.raises(ConfigError, match="method.entropy_weight=nan is invalid: expected a finite number"):
+        apply_method_params(MethodConfig(), {"entropy_weight": float("nan")})
+
+
+def test_high_bit_depth_is_rescale_in_both_variants_and_checked():
+    # Off even for method=reference: clipping is the reference's flaw, reproduced only on request.
+    for variant in ("medguna", "reference"):
+        assert compose_study([f"method={variant}", REFERENCE_PROMPTS]).method.high_bit_depth == "rescale"
+    assert compose_study(["method=reference", REFERENCE_PROMPTS, "method.high_bit_depth=clip"]).method.high_bit_depth == "clip"
+    with pytest.raises(ConfigError, match=r"method.high_bit_depth='wrap' is invalid: expected one of \('rescale', 'clip'\)"):
+        apply_method_params(MethodConfig(), {"high_bit_depth": "wrap"})

@@ -41,6 +41,6 @@ def test_reference_point_only_when_the_space_can_express_it():
 
 
 def test_is_reference_config():
-    paper = {"adapter_width": 0, "entropy_weight": 1.5, "prompt_length": 113, "description_source": "reference"}
+    paper = {"adapter_width": 0, "entropy_weight": 1.5, "prompt_length": 113, "description_source": "curated+templates"}
     assert is_reference_config({**paper, "seed": 1})
     assert not is_reference_config({**paper, "prompt_length": 8})

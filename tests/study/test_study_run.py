@@ -70,7 +70,7 @@ def test_reference_configuration_runs_first(small_study):
     params = json.loads((first / "params.json").read_text())
     paper = (params["adapter_width"], params["entropy_weight"], params["prompt_length"],
              params["description_source"])
-    assert paper == (0, 1.5, 113, "reference")
+    assert paper == (0, 1.5, 113, "curated+templates")
     flags = [pl.read_ndjson(t / "result.json")["is_reference_config"].to_list()
              for t in _trial_dirs(study_dir / "montgomery")]
     assert flags[0] == [True, True] and not any(any(f) for f in flags[1:])

@@ -27,7 +27,7 @@ def test_curated_file_valid_with_30_distinct_sentences_per_class(dataset: str) -
     for name, sentences in descriptions.items():
         assert len(set(sentences)) >= 30, (dataset, name, len(set(sentences)))
         for sentence in sentences:
-            # Real sentences, short enough for a 77-token text encoder once wrapped.
+            # Real sentences, of a length LLM descriptions have.
             assert 6 <= len(sentence.split()) <= 40, sentence
             assert sentence[-1] in ".:", sentence
     # No sentence may describe two classes: a shared sentence would teach the adapter nothing.
@@ -79,14 +79,64 @@ def test_classname_exact_output() -> None:
     }
 
 
-def test_reference_is_curated_then_templates() -> None:
+def test_curated_plus_templates_is_curated_then_templates() -> None:
     spec = get_dataset("guangzhou")
     curated = load_descriptions("curated", spec)
-    reference = load_descriptions("reference", spec)
+    composed = load_descriptions("curated+templates", spec)
     for name in spec.classes:
         templates = [t.format(name) for t in CLASS_TEMPLATES]
-        assert reference[name] == curated[name] + templates
-    assert reference["PNEUMONIA"][-1] == "a centered photo of the PNEUMONIA."
+        assert composed[name] == curated[name] + templates
+    assert composed["PNEUMONIA"][-1] == "a centered photo of the PNEUMONIA."
+
+
+def test_old_reference_name_is_refused_with_its_new_names() -> None:
+    # It held medguna's sentences, not the reference's: the name must not survive silently.
+    with pytest.raises(DescriptionError, match=r"now 'curated\+templates'.*reference:PATH"):
+        load_descriptions("reference", TWO_CLASS)
+
+
+# The reference's ds_specific_templates for its five medical datasets (utils/data_utils.py),
+# typed out from the reference, not imported from medguna.
+REFERENCE_SEVEN = [
+    "a bad photo of the {}.",
+    "a blurred photo of the {} .",
+    "a dark photo {}.",
+    "a photo of the small {}.",
+    "a photo of the vague {}.",
+    "a photo of the large {}.",
+    "a centered photo of a{}.",
+]
+
+
+def test_reference_template_set_is_the_reference_strings_with_underscores_as_spaces() -> None:
+    descriptions = load_descriptions("templates", get_dataset("idrid"), "reference")
+    assert descriptions["Stage_2_Retinopathy"] == [t.format("Stage 2 Retinopathy") for t in REFERENCE_SEVEN]
+    assert descriptions["Normal"][6] == "a centered photo of aNormal."
+    assert descriptions["Normal"][2] == "a dark photo Normal."
+    with pytest.raises(DescriptionError, match="unknown template set 'clip'"):
+        load_descriptions("templates", TWO_CLASS, "clip")
+
+
+def test_reference_descriptions_file_reads_in_the_reference_composition(tmp_path: Path) -> None:
+    """A file in exactly the reference's descriptions/generic/ISIC2018.json format.
+
+    Its keys are the class names as the reference spells them, in its own order (MEL, DF, BKL, ...,
+    not the label order), and its sentences carry the stray spaces of its LLM output. The reference
+    builds stage 1's texts as every sentence of each class in label order, then the 7 templates.
+    """
+    spec = get_dataset("isic2018")
+    file_order = ["MEL", "DF", "BKL", "AKIEC", "NV", "BCC", "VASC"]
+    content = {name: [f" A dermoscopic image of {name} shows feature {i}.", f"{name} lesion {i}. "]
+               for i, name in enumerate(file_order)}
+    path = tmp_path / "ISIC2018.json"
+    path.write_text(json.dumps(content, indent=4), encoding="utf-8")
+    descriptions = load_descriptions(f"reference:{path}", spec, "reference")
+    assert list(descriptions) == ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
+    assert descriptions["DF"] == ["A dermoscopic image of DF shows feature 1.", "DF lesion 1.",
+                                  *(t.format("DF") for t in REFERENCE_SEVEN)]
+    texts, labels = flatten_descriptions(descriptions, spec)
+    assert len(texts) == 7 * (2 + 7) and labels[:9] == [0] * 9 and labels[9:18] == [1] * 9
+    assert texts[9] == "A dermoscopic image of NV shows feature 4."
 
 
 def test_file_source_orders_strips_and_deduplicates(tmp_path: Path) -> None:
@@ -130,7 +180,7 @@ def test_unknown_source_lists_valid_ones() -> None:
         load_descriptions("gpt4", TWO_CLASS)
     message = str(error.value)
     assert "'gpt4'" in message
-    for valid in ("curated", "templates", "classname", "reference", "file:PATH"):
+    for valid in ("curated", "templates", "classname", "curated+templates", "file:PATH", "reference:PATH"):
         assert valid in message
 
 

@@ -103,7 +103,10 @@ def test_reference_trial_ignores_the_study_search_space(tmp_path, capsys):
                  "method.batch_size=16", "method.prompt_length=0", "--logdir", str(tmp_path / "tb"), "--quiet"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert _final_row(captured.out)["method_variant"] == "reference"
+    final = _final_row(captured.out)
+    assert final["method_variant"] == "reference"
+    # fp32 as the reference, even where bf16 is available, unless runtime.mixed_precision says otherwise
+    assert "protocol validation; mixed precision no" in captured.err and final["mixed_precision"] == "no"
 
 
 def test_python_dash_m_medguna_trial_is_the_trial_command():
