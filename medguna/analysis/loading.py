@@ -56,6 +56,9 @@ class ResultSet:
     notes: list[str] = field(default_factory=list)
     # Names of the params.json keys (with `variant` read as `method_variant`), in first-seen order.
     param_names: list[str] = field(default_factory=list)
+    # Per-image predictions (medguna.trial.predictions) of every trial that wrote them, keyed by
+    # study, dataset and trial; the prob_<class> columns of other datasets' classes are null.
+    predictions: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,38 @@ def load_results(study_dirs: str | Path | Sequence[str | Path], progress: bool =
     epochs = _finish_epochs(epochs, studies)
     trials = _trial_table(epochs)
     return ResultSet(
-        studies=studies, epochs=epochs, trials=trials, notes=notes, param_names=param_names
+        studies=studies,
+        epochs=epochs,
+        trials=trials,
+        notes=notes,
+        param_names=param_names,
+        predictions=_load_predictions(folders, notes),
     )
+
+
+def _load_predictions(folders: list[_TrialFolder], notes: list[str]) -> pl.DataFrame:
+    """Every trial's predictions.parquet, with its study, dataset and trial; a file that cannot be
+    read is skipped with a note (the trial's metrics stay in the tables)."""
+    from medguna.trial.predictions import PREDICTIONS_FILE, read_predictions
+
+    frames = []
+    for folder in folders:
+        path = folder.path / PREDICTIONS_FILE
+        if not path.is_file():
+            continue
+        try:
+            frame = read_predictions(path)
+        except DataError as exc:
+            notes.append(f"predictions skipped: {exc}")
+            continue
+        frames.append(
+            frame.with_columns(
+                pl.lit(folder.study.name).alias("study"),
+                pl.lit(folder.dataset).alias("dataset"),
+                pl.lit(folder.path.name).alias("trial"),
+            )
+        )
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
 def _param_name(column: str) -> str:
