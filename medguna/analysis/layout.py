@@ -58,6 +58,8 @@ TEST_SIZE_CHECKPOINT = "test-size"
 # Metrics scored on the test split at the selected epoch, and their zero-shot counterparts.
 HEADLINE_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "auroc")
 DEFAULT_METRIC = "balanced_accuracy"
+# Calibration of the same predictions (lower is better), per split, zero-shot included.
+CALIBRATION_METRICS = ("ece", "brier")
 
 FINAL_ROW_COLUMNS = (
     "selected_epoch",
@@ -65,6 +67,7 @@ FINAL_ROW_COLUMNS = (
     "objective_value",
     *(f"test_{m}" for m in HEADLINE_METRICS),
     *(f"zeroshot_test_{m}" for m in HEADLINE_METRICS),
+    *(f"{kind}_{m}" for kind in ("test", "zeroshot_test") for m in CALIBRATION_METRICS),
 )
 EPOCH_COLUMNS = (
     "epoch",
@@ -87,6 +90,7 @@ EPOCH_COLUMNS = (
     "zeroshot_val_balanced_accuracy",
     "zeroshot_val_macro_f1",
     "zeroshot_val_auroc",
+    *(f"{kind}_{m}" for kind in ("val", "zeroshot_val") for m in CALIBRATION_METRICS),
     "peak_memory_mb",
 )
 OBJECTIVES = ("val_balanced_accuracy", "val_information_maximization")
