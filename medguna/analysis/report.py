@@ -16,11 +16,19 @@ from medguna.analysis.cohorts import cohort_heading, cohort_title, sorted_cohort
 from medguna.analysis.configurations import searched_params
 from medguna.analysis.effects import EFFECT_PARAMS, effect_table
 from medguna.analysis.importance import param_importance
-from medguna.analysis.layout import COMPLETED, DEFAULT_METRIC, TRIAL_STATES
+from medguna.analysis.layout import CALIBRATION_METRICS, COMPLETED, DEFAULT_METRIC, TRIAL_STATES
 from medguna.analysis.leaderboards import across_leaderboard, dataset_leaderboard, seeds_table
 from medguna.analysis.loading import ResultSet, load_results
 from medguna.analysis.plots import write_figures
+from medguna.analysis.reliability import plot_reliability
+from medguna.analysis.selection_check import selection_check
 from medguna.analysis.tables import format_cell, markdown_table, write_table
+from medguna.analysis.uncertainty import (
+    leaderboard_uncertainty_columns,
+    test_predictions,
+    trial_uncertainty,
+    with_uncertainty,
+)
 
 StudyDirs = str | Path | Sequence[str | Path]
 
@@ -99,16 +107,31 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
         "zero-shot test. Stopped-early, failed and incomplete trials are listed "
         "below the ranked ones, unranked."
     )
+    uncertainty = trial_uncertainty(trials, results.predictions, metric, notes=report.notes)
+    reliability: list[Path] = []
     for dataset in sorted(trials["dataset"].unique().to_list()):
-        board = dataset_leaderboard(trials, dataset, names, metric)
+        board = with_uncertainty(dataset_leaderboard(trials, dataset, names, metric), uncertainty, metric)
         _write(
             report,
             board,
             f"leaderboard_{dataset}",
             f"Leaderboard: {dataset}",
-            _leaderboard_columns(board, metric),
-            [objective_note],
+            [
+                *_leaderboard_columns(board, metric),
+                *leaderboard_uncertainty_columns(board, metric),
+                *(f"{kind}_{m}" for m in CALIBRATION_METRICS for kind in ("test", "zeroshot_test")),
+            ],
+            [objective_note, UNCERTAINTY_NOTE],
         )
+        reliability += _reliability_figures(board, results.predictions, out_dir / "figures")
+    checks = selection_check(trials, results.epochs, metric)
+    _write(
+        report,
+        _with_schema(checks, "no completed trial"),
+        "selection_check",
+        "Does label-free selection work? Criteria against test " + metric,
+        notes=[SELECTION_NOTE.format(metric=metric)],
+    )
     across = across_leaderboard(trials, names, metric)
     _write(
         report,
@@ -151,8 +174,45 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
     trials.write_parquet(out_dir / "trials.parquet")
     results.epochs.write_parquet(out_dir / "epochs.parquet")
     report.figures = write_figures(trials, results.epochs, names, out_dir / "figures", metric)
+    report.figures += reliability
     report.index.write_text(_index_text(report, results, metric))
     return report
+
+
+UNCERTAINTY_NOTE = (
+    "test_<metric>_ci_low/high: 95% stratified bootstrap interval (2000 resamples within each "
+    "class) on the trial's test predictions. vs_zeroshot / vs_reference: the trial against "
+    "zero-shot and against the paper's configuration (★) on the same test images: paired "
+    "stratified bootstrap of the balanced-accuracy difference (AUROC when that is the headline "
+    "metric), 'better'/'worse' when its 95% interval excludes 0, else 'not distinguishable', with "
+    "the bootstrap p-value; vs_zeroshot_mcnemar_p: exact McNemar test (binomial) of accuracy. "
+    "ece, brier: calibration of the test predictions (lower is better; ECE with 15 equal-width "
+    "confidence bins)."
+)
+SELECTION_NOTE = (
+    "Per dataset, across completed trials: Kendall's tau-b (scipy) between each criterion on "
+    "validation at the trial's selected epoch and test {metric} at that epoch; picked = the trial "
+    "with the best criterion; cost_vs_best = best test {metric} of any trial minus the picked "
+    "trial's; cost_vs_labelled = the test {metric} of the trial picked by validation labels "
+    "(val_balanced_accuracy) minus the picked trial's. Near-zero tau and large costs mean the "
+    "label-free criterion does not find good configurations on this data."
+)
+
+
+def _reliability_figures(board: pl.DataFrame, predictions: pl.DataFrame, out_dir: Path) -> list[Path]:
+    """A reliability diagram of each cohort's rank-1 trial (test split), with zero-shot's."""
+    adapted, zeroshot = test_predictions(predictions, "adapted"), test_predictions(predictions, "zeroshot")
+    paths = []
+    for row in board.filter(pl.col("rank") == 1).unique("cohort", keep="first").iter_rows(named=True):
+        key = (row["study"], row["dataset"], row["trial"])
+        if key not in adapted:
+            continue
+        curves = {f"adapted ({row['trial']})": adapted[key][1:]}
+        if key in zeroshot:
+            curves["zero-shot"] = zeroshot[key][1:]
+        title = f"Reliability, {row['dataset']} test: selected configuration{cohort_title(row['cohort'])}"
+        paths.append(plot_reliability(curves, title, out_dir / f"reliability_{row['dataset']}_{row['cohort']}.png"))
+    return paths
 
 
 def _write(
