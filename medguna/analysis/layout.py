@@ -17,6 +17,11 @@ OPTUNA_FILE = "optuna.db"
 # Trial folders are named t<NNNN>_<tune trial id>, e.g. t0003_a1b2c3d4_00003.
 TRIAL_DIR_PATTERN = re.compile(r"^t(?P<number>\d+)_(?P<trial_id>.+)$")
 
+# A dataset's confirmation experiment (medguna.study.confirm) sits beside its search experiment:
+# <study>/<dataset>_confirm/, its trials named confirm/t<NNNN>_<id> in the tables (column stage).
+CONFIRM_SUFFIX = "_confirm"
+SEARCH_STAGE, CONFIRM_STAGE = "search", "confirm"
+
 # Trial states as the contract defines them (see results_layout in the project notes).
 COMPLETED = "completed"
 STOPPED_EARLY = "stopped_early"

@@ -19,6 +19,8 @@ from tqdm import tqdm
 from medguna.analysis.cohorts import cohort_expr
 from medguna.analysis.layout import (
     COMPLETED,
+    CONFIRM_STAGE,
+    CONFIRM_SUFFIX,
     DESIGN_PARAMS,
     EPOCH_COLUMNS,
     ERROR_FILE,
@@ -28,6 +30,7 @@ from medguna.analysis.layout import (
     PARAMS_FILE,
     PROVENANCE,
     RESULT_FILE,
+    SEARCH_STAGE,
     STOPPED_EARLY,
     TRIAL_DIR_PATTERN,
 )
@@ -68,6 +71,12 @@ class _TrialFolder:
     path: Path
     number: int
     trial_id: str
+    stage: str = SEARCH_STAGE
+
+    @property
+    def trial(self) -> str:
+        """The trial's name in the tables: its folder, prefixed by `confirm/` for confirmation runs."""
+        return self.path.name if self.stage == SEARCH_STAGE else f"{self.stage}/{self.path.name}"
 
 
 def load_results(study_dirs: str | Path | Sequence[str | Path], progress: bool = True) -> ResultSet:
@@ -121,7 +130,7 @@ def _load_predictions(folders: list[_TrialFolder], notes: list[str]) -> pl.DataF
             frame.with_columns(
                 pl.lit(folder.study.name).alias("study"),
                 pl.lit(folder.dataset).alias("dataset"),
-                pl.lit(folder.path.name).alias("trial"),
+                pl.lit(folder.trial).alias("trial"),
             )
         )
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
@@ -161,16 +170,24 @@ def _trial_folders(studies: list[StudyInfo], notes: list[str]) -> Iterable[_Tria
                     "it has not run"
                 )
                 continue
-            found = 0
-            for child in sorted(dataset_dir.iterdir()):
-                match = TRIAL_DIR_PATTERN.match(child.name)
-                if child.is_dir() and match:
-                    found += 1
-                    yield _TrialFolder(
-                        study, dataset, child, int(match["number"]), match["trial_id"]
-                    )
+            found = list(_experiment_trials(study, dataset, dataset_dir, SEARCH_STAGE))
             if not found:
                 notes.append(f"study {study.name}: dataset {dataset} has no trial folders yet")
+            yield from found
+            confirm_dir = study.path / f"{dataset}{CONFIRM_SUFFIX}"
+            if confirm_dir.is_dir():
+                yield from _experiment_trials(study, dataset, confirm_dir, CONFIRM_STAGE)
+
+
+def _experiment_trials(
+    study: StudyInfo, dataset: str, experiment_dir: Path, stage: str
+) -> Iterable[_TrialFolder]:
+    for child in sorted(experiment_dir.iterdir()):
+        match = TRIAL_DIR_PATTERN.match(child.name)
+        if child.is_dir() and match:
+            yield _TrialFolder(
+                study, dataset, child, int(match["number"]), match["trial_id"], stage
+            )
 
 
 def _read_params(path: Path) -> dict:
@@ -213,7 +230,8 @@ def _trial_meta(folder: _TrialFolder) -> dict:
     meta.update(
         study=folder.study.name,
         dataset=params.get("dataset", folder.dataset),
-        trial=folder.path.name,
+        trial=folder.trial,
+        stage=folder.stage,
         trial_number=folder.number,
         trial_id=folder.trial_id,
         trial_dir=str(folder.path),

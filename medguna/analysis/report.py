@@ -14,6 +14,7 @@ import polars as pl
 
 from medguna.analysis.cohorts import cohort_heading, cohort_title, sorted_cohorts
 from medguna.analysis.configurations import searched_params
+from medguna.analysis.confirmed import confirmed_leaderboard, search_trials
 from medguna.analysis.effects import EFFECT_PARAMS, effect_table
 from medguna.analysis.importance import param_importance
 from medguna.analysis.layout import CALIBRATION_METRICS, COMPLETED, DEFAULT_METRIC, TRIAL_STATES
@@ -100,7 +101,10 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
     """Write the report of already-loaded results into out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(out_dir=out_dir, index=out_dir / "index.md", notes=list(results.notes))
-    trials, names = results.trials, results.param_names
+    # Confirmation reruns (stage "confirm") feed the seed tables only: the search's leaderboards,
+    # effects and figures rank what the sampler proposed, one run each.
+    all_trials, names = results.trials, results.param_names
+    trials, epochs = search_trials(all_trials), search_trials(results.epochs)
     objective_note = (
         "Ranked by the study objective on validation (completed trials only); test "
         f"metrics are those of the selected epoch; gain = test {metric} minus "
@@ -124,7 +128,7 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
             [objective_note, UNCERTAINTY_NOTE],
         )
         reliability += _reliability_figures(board, results.predictions, out_dir / "figures")
-    checks = selection_check(trials, results.epochs, metric)
+    checks = selection_check(trials, epochs, metric)
     _write(
         report,
         _with_schema(checks, "no completed trial"),
@@ -162,18 +166,34 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
             ],
         )
     _write_importance(report, results)
-    seeds = seeds_table(trials, names, metric)
+    seeds = seeds_table(all_trials, names, metric)
     _write(
         report,
         _with_schema(seeds, "no configuration ran with several seeds"),
         "seeds",
         "Seed repeats: mean and 95% confidence interval",
-        notes=["Interval: mean ± t(0.975, n−1)·sd/√n (Student t, sample sd)."],
+        notes=[
+            ("Interval: mean ± t(0.975, n−1)·sd/√n (Student t, sample sd). Search and "
+            "confirmation runs of a configuration together.")
+        ],
     )
-    trials.write_csv(out_dir / "trials.csv")
-    trials.write_parquet(out_dir / "trials.parquet")
+    confirmed = confirmed_leaderboard(all_trials, names, metric)
+    _write(
+        report,
+        _with_schema(confirmed, "no confirmation stage ran (study.confirm_top=0) or it has not finished"),
+        "leaderboard_confirmed",
+        "Confirmed leaderboard: the best configurations rerun with fresh seeds",
+        notes=[
+            ("Confirmation runs only (<dataset>_confirm/): per configuration, the mean and "
+            "95% t interval over its seeds of test "
+            f"{metric}, of its gain over zero-shot and of the validation objective; ranked by "
+            "mean validation objective.")
+        ],
+    )
+    all_trials.write_csv(out_dir / "trials.csv")
+    all_trials.write_parquet(out_dir / "trials.parquet")
     results.epochs.write_parquet(out_dir / "epochs.parquet")
-    report.figures = write_figures(trials, results.epochs, names, out_dir / "figures", metric)
+    report.figures = write_figures(trials, epochs, names, out_dir / "figures", metric)
     report.figures += reliability
     report.index.write_text(_index_text(report, results, metric))
     return report
@@ -264,11 +284,13 @@ def _write_importance(report: Report, results: ResultSet) -> None:
 
 
 def _state_counts(trials: pl.DataFrame) -> pl.DataFrame:
-    counts = trials.group_by(["cohort", "study", "dataset"]).agg(
+    confirmed = "stage" in trials.columns and trials["stage"].n_unique() > 1
+    key = ["cohort", "study", "dataset", *(["stage"] if confirmed else [])]
+    counts = trials.group_by(key).agg(
         *((pl.col("trial_status") == state).sum().alias(state) for state in TRIAL_STATES),
         pl.len().alias("trials"),
     )
-    return counts.sort(["cohort", "study", "dataset"])
+    return counts.sort(key)
 
 
 def _index_text(report: Report, results: ResultSet, metric: str) -> str:
@@ -346,7 +368,7 @@ def short_leaderboard(study_dir: str | Path, top: int = 3, metric: str = DEFAULT
 
 def leaderboard_text(results: ResultSet, top: int = 3, metric: str = DEFAULT_METRIC) -> str:
     """`short_leaderboard` of already-loaded results (any number of studies)."""
-    trials = results.trials
+    trials = search_trials(results.trials)
     studies = ", ".join(f"{s.name} ({s.objective}, {s.mode})" for s in results.studies)
     lines = [
         (

@@ -24,6 +24,7 @@ import medguna
 from medguna.config import StudyConfig, TrialConfig, apply_method_params, from_dict, to_dict
 from medguna.errors import ConfigError
 from medguna.study.space import define_by_run, fixed_params, is_reference_config, reference_point
+from medguna.study.warm_start import enqueue_order
 
 COMPLETE_MARKER = "medguna_complete.json"
 TUNE_METRIC = "objective_value"  # best-so-far of runtime.objective, reported every epoch
@@ -35,6 +36,10 @@ class DatasetPlan:
     data_source: str  # "real" | "synthetic"
     trial: TrialConfig  # with the budget's method settings applied
     num_samples: int
+    confirm_top: int = 0  # confirmation stage (medguna.study.confirm); 0: none
+    confirm_seeds: int = 0
+    warm_points: list = dataclasses.field(default_factory=list)  # medguna.study.warm_start
+    warm_note: str = ""
 
 
 @dataclass
@@ -66,6 +71,8 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
     real = real_data and cfg.model.checkpoint is not None
     method = cfg.method if real else apply_method_params(cfg.method, cfg.study.demo_method)
     num_samples = cfg.study.num_samples if real else cfg.study.demo_num_samples
+    s = cfg.study
+    confirm = (s.confirm_top, s.confirm_seeds) if real else (s.demo_confirm_top, s.demo_confirm_seeds)
     checkpoint, tokenizer = _checked_model_paths(cfg)
     plans = []
     for dataset in cfg.study.datasets:
@@ -80,7 +87,13 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
         trial.model.checkpoint, trial.model.tokenizer = checkpoint, tokenizer
         trial.validate()
         source = "real" if root is not None and not is_synthetic_root(root) else "synthetic"
-        plans.append(DatasetPlan(dataset, source, trial, num_samples))
+        dataset_plan = DatasetPlan(dataset, source, trial, num_samples, *confirm)
+        if cfg.search.warm_start:
+            from medguna.study.warm_start import warm_points
+
+            dataset_plan.warm_points, dataset_plan.warm_note = warm_points(
+                cfg.search.warm_start, dataset, cfg.search.space, cfg.search.warm_start_top)
+        plans.append(dataset_plan)
     return StudyPlan(cfg, resolve_storage(cfg.storage.path), "real" if real else "demo", plans)
 
 
@@ -116,11 +129,19 @@ def banner(plan: StudyPlan) -> str:
         f"  method     variant={cfg.method.variant}; searching {', '.join(cfg.search.space) or 'nothing'}",
         (f"  trials     {plan.datasets[0].num_samples} per dataset ({plan.budget} budget), "
          f"{plan.datasets[0].trial.method.stage2_epochs} stage-2 epochs, objective {cfg.runtime.objective}"),
+        _confirm_line(plan.datasets[0]),
         f"  resources  {r.cpus_per_trial:g} CPU + {r.gpus_per_trial:g} GPU per trial, Ray at {r.address}",
         f"  storage    {plan.study_dir}",
         f"  TensorBoard: tensorboard --logdir {plan.study_dir}",
     ]
     return "\n".join(lines)
+
+
+def _confirm_line(p: DatasetPlan) -> str:
+    if p.confirm_top <= 0 or p.confirm_seeds <= 0:
+        return "  confirm    no confirmation stage (study.confirm_top=0)"
+    return (f"  confirm    then the {p.confirm_top} best configuration(s) per dataset again with "
+            f"{p.confirm_seeds} fresh seeds each (<dataset>_confirm/)")
 
 
 # ---- the trainable (runs inside a Ray worker) ----
@@ -208,7 +229,7 @@ def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable):
     point = reference_point(space) if cfg.search.enqueue_reference else None
     searcher = OptunaSearch(
         define_by_run(space, constants), metric=TUNE_METRIC, mode="max",
-        points_to_evaluate=[point] if point else None, seed=cfg.search.sampler_seed,
+        points_to_evaluate=enqueue_order(point, p.warm_points), seed=cfg.search.sampler_seed,
         study_name=f"{cfg.study.name}-{p.dataset}",
     )
     scheduler = None
@@ -225,14 +246,20 @@ def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable):
             reuse_actors=cfg.resources.reuse_actors and not cfg.resources.distributed,
             trial_dirname_creator=_trial_dirname,
         ),
-        run_config=tune.RunConfig(
-            name=p.dataset, storage_path=plan.study_dir,
-            failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            # Trials write their own TensorBoard events; sync them into the storage path.
-            sync_config=tune.SyncConfig(sync_artifacts=True),
-            verbose=1,
-        ),
+        run_config=_run_config(plan, p.dataset),
+    )
+
+
+def _run_config(plan: StudyPlan, name: str):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=name, storage_path=plan.study_dir,
+        failure_config=tune.FailureConfig(max_failures=plan.config.resources.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        # Trials write their own TensorBoard events and predictions; sync them into the storage path.
+        sync_config=tune.SyncConfig(sync_artifacts=True),
+        verbose=1,
     )
 
 
@@ -280,12 +307,15 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
         trainable = _trainable(plan, p)
         if _read_text(join(exp_dir, COMPLETE_MARKER)) is not None:
             log(f"[{p.dataset}] already complete in {exp_dir}: nothing rerun (use --fresh to start over)")
+            run_confirmation(plan, p, trainable, None, log)
             continue
         if _restorable(exp_dir):
             log(f"[{p.dataset}] resuming the interrupted experiment in {exp_dir}; finished trials are kept")
             tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
         else:
             log(f"[{p.dataset}] starting {p.num_samples} trials")
+            if p.warm_note:
+                log(f"[{p.dataset}] {p.warm_note}")
             tuner = _make_tuner(plan, p, trainable)
         results = tuner.fit()
         summary = export_optuna(plan, p, results)
@@ -297,7 +327,84 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
             raise StudyInterrupted(p.dataset)
         _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps(summary, indent=2))
         log(f"[{p.dataset}] done: {summary['counts']}")
+        run_confirmation(plan, p, trainable, results, log)
     return plan
+
+
+CONFIRM_PLAN_FILE = "confirm_plan.json"
+
+
+def run_confirmation(plan: StudyPlan, p: DatasetPlan, trainable, search_results, log=print) -> None:
+    """Rerun the dataset's best configurations with fresh seeds as `<dataset>_confirm/`
+    (medguna.study.confirm); resumes like the search, and is skipped once complete."""
+    from ray import tune
+
+    from medguna.study.confirm import (
+        CONFIRM_SUFFIX,
+        best_configurations,
+        confirm_plan,
+        confirmation_points,
+    )
+
+    confirm = confirm_plan(p.confirm_top, p.confirm_seeds, p.trial.method.seed)
+    if confirm is None:
+        return
+    exp_dir = join(plan.study_dir, p.dataset + CONFIRM_SUFFIX)
+    if _read_text(join(exp_dir, COMPLETE_MARKER)) is not None:
+        log(f"[{p.dataset}] confirmation already complete in {exp_dir}")
+        return
+    saved = _read_text(join(exp_dir, CONFIRM_PLAN_FILE))
+    if saved is not None and _restorable(exp_dir):
+        points = json.loads(saved)["points"]
+        log(f"[{p.dataset}] resuming the interrupted confirmation in {exp_dir}")
+        tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
+    else:
+        if search_results is None:  # the search finished in an earlier run: read its results back
+            search_results = tune.Tuner.restore(join(plan.study_dir, p.dataset), trainable=trainable).get_results()
+        configurations = best_configurations([(r.metrics, r.config) for r in search_results],
+                                             confirm.top, TUNE_METRIC)
+        if not configurations:
+            log(f"[{p.dataset}] no completed trial to confirm")
+            return
+        points = [{**point, "dataset": p.dataset} for point in confirmation_points(configurations, confirm.seeds)]
+        _write_text(join(exp_dir, CONFIRM_PLAN_FILE), json.dumps({"seeds": confirm.seeds, "points": points},
+                                                                 indent=2, default=str))
+        log(f"[{p.dataset}] confirming the {len(configurations)} best configuration(s) with seeds "
+            f"{confirm.seeds}: {len(points)} trials")
+        tuner = _make_confirm_tuner(plan, p, trainable, points)
+    results = tuner.fit()
+    if _unfinished_trials(exp_dir, results, len(points)):
+        log(f"[{p.dataset}] confirmation interrupted; run the same command again to resume it")
+        raise StudyInterrupted(p.dataset + CONFIRM_SUFFIX)
+    counts: dict[str, int] = {}
+    for result in results:
+        budget = trial_budget(result.metrics or {}, result.error, p.trial.method.stage2_epochs)
+        counts[budget] = counts.get(budget, 0) + 1
+    _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps(
+        {"counts": counts, "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}, indent=2))
+    log(f"[{p.dataset}] confirmation done: {counts}")
+
+
+def _make_confirm_tuner(plan: StudyPlan, p: DatasetPlan, trainable, points: list[dict[str, Any]]):
+    """Every (configuration, seed) point once, at full budget: no sampler, no early stopping."""
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    from medguna.study.confirm import CONFIRM_SUFFIX
+
+    cfg = plan.config
+    return tune.Tuner(
+        trainable,
+        # Tune takes points only as variants of a space holding their keys; every point has them all.
+        param_space=dict(points[0]),
+        tune_config=tune.TuneConfig(
+            search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=_max_concurrent(cfg)),
+            num_samples=len(points),
+            reuse_actors=cfg.resources.reuse_actors and not cfg.resources.distributed,
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=_run_config(plan, p.dataset + CONFIRM_SUFFIX),
+    )
 
 
 class StudyInterrupted(Exception):
