@@ -369,6 +369,7 @@ def short_leaderboard(study_dir: str | Path, top: int = 3, metric: str = DEFAULT
 def leaderboard_text(results: ResultSet, top: int = 3, metric: str = DEFAULT_METRIC) -> str:
     """`short_leaderboard` of already-loaded results (any number of studies)."""
     trials = search_trials(results.trials)
+    uncertainty = trial_uncertainty(trials, results.predictions, metric)
     studies = ", ".join(f"{s.name} ({s.objective}, {s.mode})" for s in results.studies)
     lines = [
         (
@@ -377,7 +378,9 @@ def leaderboard_text(results: ResultSet, top: int = 3, metric: str = DEFAULT_MET
         )
     ]
     for dataset in sorted(trials["dataset"].unique().to_list()):
-        board = dataset_leaderboard(trials, dataset, results.param_names, metric)
+        board = with_uncertainty(
+            dataset_leaderboard(trials, dataset, results.param_names, metric), uncertainty, metric
+        )
         params = searched_params(trials.filter(pl.col("dataset") == dataset), results.param_names)
         for cohort in sorted_cohorts(board["cohort"].unique().to_list()):
             part = board.filter(pl.col("cohort") == cohort)
@@ -424,4 +427,9 @@ def _short_row(row: dict, params: Sequence[str], metric: str) -> str:
     test = format_cell(row[f"test_{metric}"], "")
     gain = format_cell(row[f"gain_{metric}"], "gain")
     objective = format_cell(row["objective_value"], "")
+    low, high = row.get(f"test_{metric}_ci_low"), row.get(f"test_{metric}_ci_high")
+    if low is not None and high is not None:
+        test += f" [95% CI {format_cell(low, '')}, {format_cell(high, '')}]"
+    if row.get("vs_zeroshot"):
+        gain += f", {row['vs_zeroshot']} vs zero-shot"
     return f"#{row['rank']} {row['trial']}: test {test} ({gain}), val {objective} [{config}]{mark}"

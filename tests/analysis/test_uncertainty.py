@@ -89,3 +89,12 @@ def test_selection_check_tau_matches_scipy_and_the_hand_count(hand_results):
     agreement = table.filter((pl.col("dataset") == "shenzhen")
                              & (pl.col("criterion") == "val_teacher_agreement")).row(0, named=True)
     assert agreement["kendall_tau"] is None or np.isnan(agreement["kendall_tau"])  # constant 0.8
+
+
+def test_short_leaderboard_line_carries_the_interval_and_verdict(study_with_predictions):
+    from medguna.analysis.report import leaderboard_text
+
+    text = leaderboard_text(load_results(study_with_predictions, progress=False))
+    shenzhen = text.split("\nshenzhen")[1]  # only shenzhen's trials have predictions here
+    line = next(x for x in shenzhen.splitlines() if "t0001_" in x)
+    assert "[95% CI " in line and "better (p=" in line and "vs zero-shot" in line
