@@ -20,6 +20,7 @@ from medguna.analysis.importance import param_importance
 from medguna.analysis.layout import CALIBRATION_METRICS, COMPLETED, DEFAULT_METRIC, TRIAL_STATES
 from medguna.analysis.leaderboards import across_leaderboard, dataset_leaderboard, seeds_table
 from medguna.analysis.loading import ResultSet, load_results
+from medguna.analysis.pareto import pareto_table, plot_pareto
 from medguna.analysis.plots import write_figures
 from medguna.analysis.reliability import plot_reliability
 from medguna.analysis.selection_check import selection_check
@@ -195,6 +196,7 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
     results.epochs.write_parquet(out_dir / "epochs.parquet")
     report.figures = write_figures(trials, epochs, names, out_dir / "figures", metric)
     report.figures += reliability
+    report.figures += plot_pareto(pareto_table(trials, epochs), out_dir / "figures")
     report.index.write_text(_index_text(report, results, metric))
     return report
 

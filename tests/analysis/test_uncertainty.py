@@ -98,3 +98,12 @@ def test_short_leaderboard_line_carries_the_interval_and_verdict(study_with_pred
     shenzhen = text.split("\nshenzhen")[1]  # only shenzhen's trials have predictions here
     line = next(x for x in shenzhen.splitlines() if "t0001_" in x)
     assert "[95% CI " in line and "better (p=" in line and "vs zero-shot" in line
+
+
+def test_pareto_front_of_accuracy_against_calibration():
+    from medguna.analysis.pareto import pareto_mask
+
+    accuracy = np.array([0.80, 0.70, 0.75, 0.60, 0.80])
+    ece = np.array([0.20, 0.05, 0.10, 0.30, 0.25])
+    # 0.80/0.20 beats 0.80/0.25 (same accuracy, better ECE); 0.60/0.30 is beaten by every other.
+    assert pareto_mask(accuracy, ece).tolist() == [True, True, True, False, False]
