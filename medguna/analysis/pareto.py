@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 
-from medguna.analysis.cohorts import cohort_title
+from medguna.analysis.reliability import with_cohort
 from medguna.analysis.selection_check import at_selected_epoch
 
 ACCURACY, CALIBRATION = "val_balanced_accuracy", "val_ece"
@@ -61,7 +61,7 @@ def plot_pareto(table: pl.DataFrame, out_dir: Path) -> list[Path]:
                 label="Pareto front")
         ax.set_xlabel("validation ECE at the selected epoch (lower is better)")
         ax.set_ylabel("validation balanced accuracy")
-        ax.set_title(f"Accuracy against calibration: {dataset}{cohort_title(str(cohort))}", fontsize=9)
+        ax.set_title(with_cohort(f"Accuracy against calibration: {dataset}", str(cohort)), fontsize=9)
         ax.legend(fontsize=7)
         fig.tight_layout()
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 
+from medguna.analysis.cohorts import cohort_title
 from medguna.method.metrics import ECE_BINS, expected_calibration_error
+
+
+def with_cohort(title: str, cohort: str) -> str:
+    """The cohort warning on its own line, so a narrow figure never cuts it off."""
+    label = cohort_title(cohort).strip()
+    return f"{title}\n{label}" if label else title
 
 
 def reliability_table(labels: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS) -> pl.DataFrame:

@@ -22,7 +22,7 @@ from medguna.analysis.leaderboards import across_leaderboard, dataset_leaderboar
 from medguna.analysis.loading import ResultSet, load_results
 from medguna.analysis.pareto import pareto_table, plot_pareto
 from medguna.analysis.plots import write_figures
-from medguna.analysis.reliability import plot_reliability
+from medguna.analysis.reliability import plot_reliability, with_cohort
 from medguna.analysis.selection_check import selection_check
 from medguna.analysis.tables import format_cell, markdown_table, write_table
 from medguna.analysis.uncertainty import (
@@ -232,7 +232,7 @@ def _reliability_figures(board: pl.DataFrame, predictions: pl.DataFrame, out_dir
         curves = {f"adapted ({row['trial']})": adapted[key][1:]}
         if key in zeroshot:
             curves["zero-shot"] = zeroshot[key][1:]
-        title = f"Reliability, {row['dataset']} test: selected configuration{cohort_title(row['cohort'])}"
+        title = with_cohort(f"Reliability, {row['dataset']} test: selected configuration", row["cohort"])
         paths.append(plot_reliability(curves, title, out_dir / f"reliability_{row['dataset']}_{row['cohort']}.png"))
     return paths
 
