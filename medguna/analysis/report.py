@@ -27,7 +27,7 @@ from medguna.analysis.selection_check import selection_check
 from medguna.analysis.tables import format_cell, markdown_table, write_table
 from medguna.analysis.uncertainty import (
     leaderboard_uncertainty_columns,
-    test_predictions,
+    predictions_on_test,
     trial_uncertainty,
     with_uncertainty,
 )
@@ -223,7 +223,7 @@ SELECTION_NOTE = (
 
 def _reliability_figures(board: pl.DataFrame, predictions: pl.DataFrame, out_dir: Path) -> list[Path]:
     """A reliability diagram of each cohort's rank-1 trial (test split), with zero-shot's."""
-    adapted, zeroshot = test_predictions(predictions, "adapted"), test_predictions(predictions, "zeroshot")
+    adapted, zeroshot = predictions_on_test(predictions, "adapted"), predictions_on_test(predictions, "zeroshot")
     paths = []
     for row in board.filter(pl.col("rank") == 1).unique("cohort", keep="first").iter_rows(named=True):
         key = (row["study"], row["dataset"], row["trial"])

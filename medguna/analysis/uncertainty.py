@@ -17,7 +17,7 @@ KEY = ("study", "dataset", "trial")
 CI_METRICS = PAIRED_METRICS  # metrics with a vectorised bootstrap
 
 
-def test_predictions(predictions: pl.DataFrame, model: str) -> dict[tuple, tuple[list, np.ndarray, np.ndarray]]:
+def predictions_on_test(predictions: pl.DataFrame, model: str) -> dict[tuple, tuple[list, np.ndarray, np.ndarray]]:
     """(study, dataset, trial) -> (image ids, labels, probs) of `model` on the test split,
     sorted by image id so two trials of a dataset line up image by image."""
     if predictions.height == 0:
@@ -41,8 +41,8 @@ def trial_uncertainty(trials: pl.DataFrame, predictions: pl.DataFrame,
     """One row per completed trial with test predictions: `test_<m>_ci_low/high` for each
     bootstrapped metric, `vs_zeroshot_*` and `vs_reference_*` (McNemar counts and p, paired
     differences with interval and p, verdict)."""
-    adapted = test_predictions(predictions, "adapted")
-    zeroshot = test_predictions(predictions, "zeroshot")
+    adapted = predictions_on_test(predictions, "adapted")
+    zeroshot = predictions_on_test(predictions, "zeroshot")
     completed = trials.filter(pl.col("trial_status") == COMPLETED)
     references = {
         (r["study"], r["dataset"]): (r["study"], r["dataset"], r["trial"])
