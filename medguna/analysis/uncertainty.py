@@ -17,6 +17,17 @@ KEY = ("study", "dataset", "trial")
 CI_METRICS = PAIRED_METRICS  # metrics with a vectorised bootstrap
 
 
+def _class_columns(part: pl.DataFrame, dataset: str) -> list[str]:
+    """This dataset's prob_<class> columns in label order (a results set of several datasets holds
+    every dataset's class columns, null outside their own rows)."""
+    from medguna.data.datasets import DATASETS
+    from medguna.trial.predictions import prob_column
+
+    if dataset in DATASETS:
+        return [prob_column(c) for c in DATASETS[dataset].classes]
+    return [c for c in part.columns if c.startswith("prob_") and part[c].null_count() == 0]
+
+
 def predictions_on_test(predictions: pl.DataFrame, model: str) -> dict[tuple, tuple[list, np.ndarray, np.ndarray]]:
     """(study, dataset, trial) -> (image ids, labels, probs) of `model` on the test split,
     sorted by image id so two trials of a dataset line up image by image."""
@@ -25,9 +36,8 @@ def predictions_on_test(predictions: pl.DataFrame, model: str) -> dict[tuple, tu
     rows = predictions.filter((pl.col("model") == model) & (pl.col("split") == "test"))
     out = {}
     for key, part in rows.sort("image_id").group_by(list(KEY), maintain_order=True):
-        probs = part.select([c for c in part.columns if c.startswith("prob_")])
-        probs = probs.select([c for c in probs.columns if probs[c].null_count() == 0])
-        out[tuple(key)] = (part["image_id"].to_list(), part["label"].to_numpy(), probs.to_numpy())
+        out[tuple(key)] = (part["image_id"].to_list(), part["label"].to_numpy(),
+                           part.select(_class_columns(part, key[1])).to_numpy())
     return out
 
 
