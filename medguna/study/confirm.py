@@ -65,3 +65,91 @@ def best_configurations(results: list[tuple[dict, dict]], top: int, metric: str)
 def confirmation_points(configurations: list[dict[str, Any]], seeds: list[int]) -> list[dict[str, Any]]:
     """One Tune config per (configuration, seed), configuration-major."""
     return [{**configuration, "seed": seed} for configuration in configurations for seed in seeds]
+
+
+CONFIRM_PLAN_FILE = "confirm_plan.json"  # the points of a confirmation, written before it starts
+
+
+def run_confirmation(plan, p, trainable, search_results, log=print) -> None:
+    """Rerun dataset plan `p`'s best configurations with fresh seeds as `<dataset>_confirm/`;
+    resumes like the search, and is skipped once complete. `search_results`: the search's Tune
+    results, or None to read them back from its experiment folder."""
+    from ray import tune
+
+    from medguna.study.runner import (
+        COMPLETE_MARKER,
+        TUNE_METRIC,
+        StudyInterrupted,
+        _read_text,
+        _restorable,
+        _unfinished_trials,
+        _write_text,
+        join,
+    )
+
+    confirm = confirm_plan(p.confirm_top, p.confirm_seeds, p.trial.method.seed)
+    if confirm is None:
+        return
+    exp_dir = join(plan.study_dir, p.dataset + CONFIRM_SUFFIX)
+    if _read_text(join(exp_dir, COMPLETE_MARKER)) is not None:
+        log(f"[{p.dataset}] confirmation already complete in {exp_dir}")
+        return
+    saved = _read_text(join(exp_dir, CONFIRM_PLAN_FILE))
+    if saved is not None and _restorable(exp_dir):
+        points = json.loads(saved)["points"]
+        log(f"[{p.dataset}] resuming the interrupted confirmation in {exp_dir}")
+        tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
+    else:
+        if search_results is None:
+            search_results = tune.Tuner.restore(join(plan.study_dir, p.dataset), trainable=trainable).get_results()
+        configurations = best_configurations([(r.metrics, r.config) for r in search_results],
+                                             confirm.top, TUNE_METRIC)
+        if not configurations:
+            log(f"[{p.dataset}] no completed trial to confirm")
+            return
+        points = [{**point, "dataset": p.dataset} for point in confirmation_points(configurations, confirm.seeds)]
+        _write_text(join(exp_dir, CONFIRM_PLAN_FILE),
+                    json.dumps({"seeds": confirm.seeds, "points": points}, indent=2, default=str))
+        log(f"[{p.dataset}] confirming the {len(configurations)} best configuration(s) with seeds "
+            f"{confirm.seeds}: {len(points)} trials")
+        tuner = _make_confirm_tuner(plan, p, trainable, points)
+    results = tuner.fit()
+    if _unfinished_trials(exp_dir, results, len(points)):
+        log(f"[{p.dataset}] confirmation interrupted; run the same command again to resume it")
+        raise StudyInterrupted(p.dataset + CONFIRM_SUFFIX)
+    _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps(_summary(results, p), indent=2))
+    log(f"[{p.dataset}] confirmation done: {_summary(results, p)['counts']}")
+
+
+def _summary(results, p) -> dict[str, Any]:
+    import datetime as dt
+
+    from medguna.study.runner import trial_budget
+
+    counts: dict[str, int] = {}
+    for result in results:
+        budget = trial_budget(result.metrics or {}, result.error, p.trial.method.stage2_epochs)
+        counts[budget] = counts.get(budget, 0) + 1
+    return {"counts": counts, "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+
+
+def _make_confirm_tuner(plan, p, trainable, points: list[dict[str, Any]]):
+    """Every (configuration, seed) point once, at full budget: no sampler, no early stopping."""
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    from medguna.study.runner import _max_concurrent, _run_config, _trial_dirname
+
+    cfg = plan.config
+    return tune.Tuner(
+        trainable,
+        # Tune takes points only as variants of a space holding their keys; every point has them all.
+        param_space=dict(points[0]),
+        tune_config=tune.TuneConfig(
+            search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=_max_concurrent(cfg)),
+            num_samples=len(points),
+            reuse_actors=cfg.resources.reuse_actors and not cfg.resources.distributed,
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=_run_config(plan, p.dataset + CONFIRM_SUFFIX),
+    )

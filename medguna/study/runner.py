@@ -23,8 +23,9 @@ import torch
 import medguna
 from medguna.config import StudyConfig, TrialConfig, apply_method_params, from_dict, to_dict
 from medguna.errors import ConfigError
+from medguna.study.confirm import run_confirmation
 from medguna.study.space import define_by_run, fixed_params, is_reference_config, reference_point
-from medguna.study.warm_start import enqueue_order
+from medguna.study.warm_start import enqueue_order, warm_points
 
 COMPLETE_MARKER = "medguna_complete.json"
 TUNE_METRIC = "objective_value"  # best-so-far of runtime.objective, reported every epoch
@@ -89,8 +90,6 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
         source = "real" if root is not None and not is_synthetic_root(root) else "synthetic"
         dataset_plan = DatasetPlan(dataset, source, trial, num_samples, *confirm)
         if cfg.search.warm_start:
-            from medguna.study.warm_start import warm_points
-
             dataset_plan.warm_points, dataset_plan.warm_note = warm_points(
                 cfg.search.warm_start, dataset, cfg.search.space, cfg.search.warm_start_top)
         plans.append(dataset_plan)
@@ -329,82 +328,6 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
         log(f"[{p.dataset}] done: {summary['counts']}")
         run_confirmation(plan, p, trainable, results, log)
     return plan
-
-
-CONFIRM_PLAN_FILE = "confirm_plan.json"
-
-
-def run_confirmation(plan: StudyPlan, p: DatasetPlan, trainable, search_results, log=print) -> None:
-    """Rerun the dataset's best configurations with fresh seeds as `<dataset>_confirm/`
-    (medguna.study.confirm); resumes like the search, and is skipped once complete."""
-    from ray import tune
-
-    from medguna.study.confirm import (
-        CONFIRM_SUFFIX,
-        best_configurations,
-        confirm_plan,
-        confirmation_points,
-    )
-
-    confirm = confirm_plan(p.confirm_top, p.confirm_seeds, p.trial.method.seed)
-    if confirm is None:
-        return
-    exp_dir = join(plan.study_dir, p.dataset + CONFIRM_SUFFIX)
-    if _read_text(join(exp_dir, COMPLETE_MARKER)) is not None:
-        log(f"[{p.dataset}] confirmation already complete in {exp_dir}")
-        return
-    saved = _read_text(join(exp_dir, CONFIRM_PLAN_FILE))
-    if saved is not None and _restorable(exp_dir):
-        points = json.loads(saved)["points"]
-        log(f"[{p.dataset}] resuming the interrupted confirmation in {exp_dir}")
-        tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
-    else:
-        if search_results is None:  # the search finished in an earlier run: read its results back
-            search_results = tune.Tuner.restore(join(plan.study_dir, p.dataset), trainable=trainable).get_results()
-        configurations = best_configurations([(r.metrics, r.config) for r in search_results],
-                                             confirm.top, TUNE_METRIC)
-        if not configurations:
-            log(f"[{p.dataset}] no completed trial to confirm")
-            return
-        points = [{**point, "dataset": p.dataset} for point in confirmation_points(configurations, confirm.seeds)]
-        _write_text(join(exp_dir, CONFIRM_PLAN_FILE), json.dumps({"seeds": confirm.seeds, "points": points},
-                                                                 indent=2, default=str))
-        log(f"[{p.dataset}] confirming the {len(configurations)} best configuration(s) with seeds "
-            f"{confirm.seeds}: {len(points)} trials")
-        tuner = _make_confirm_tuner(plan, p, trainable, points)
-    results = tuner.fit()
-    if _unfinished_trials(exp_dir, results, len(points)):
-        log(f"[{p.dataset}] confirmation interrupted; run the same command again to resume it")
-        raise StudyInterrupted(p.dataset + CONFIRM_SUFFIX)
-    counts: dict[str, int] = {}
-    for result in results:
-        budget = trial_budget(result.metrics or {}, result.error, p.trial.method.stage2_epochs)
-        counts[budget] = counts.get(budget, 0) + 1
-    _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps(
-        {"counts": counts, "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}, indent=2))
-    log(f"[{p.dataset}] confirmation done: {counts}")
-
-
-def _make_confirm_tuner(plan: StudyPlan, p: DatasetPlan, trainable, points: list[dict[str, Any]]):
-    """Every (configuration, seed) point once, at full budget: no sampler, no early stopping."""
-    from ray import tune
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    from medguna.study.confirm import CONFIRM_SUFFIX
-
-    cfg = plan.config
-    return tune.Tuner(
-        trainable,
-        # Tune takes points only as variants of a space holding their keys; every point has them all.
-        param_space=dict(points[0]),
-        tune_config=tune.TuneConfig(
-            search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=_max_concurrent(cfg)),
-            num_samples=len(points),
-            reuse_actors=cfg.resources.reuse_actors and not cfg.resources.distributed,
-            trial_dirname_creator=_trial_dirname,
-        ),
-        run_config=_run_config(plan, p.dataset + CONFIRM_SUFFIX),
-    )
 
 
 class StudyInterrupted(Exception):
