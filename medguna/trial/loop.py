@@ -505,7 +505,7 @@ def _write_final_logs(ctx: TrialContext, final: dict[str, Any], confusion, selec
                    m.stage2_epochs)
     hp = {**to_dict(m), **params, "dataset": ctx.cfg.data.dataset}
     ctx.tb.hparams(hp, {k: final[k] for k in ("objective_value", "test_accuracy", "test_balanced_accuracy",
-                                              "zeroshot_test_balanced_accuracy") if k in final})
+                                              "zeroshot_test_balanced_accuracy", "test_ece") if k in final})
     if confusion is not None:
         ctx.tb.confusion_matrix(confusion, list(spec.classes),
                                 f"{spec.name} test, epoch {selected} ({ctx.provenance['data_source']})",
