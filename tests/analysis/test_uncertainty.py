@@ -107,3 +107,15 @@ def test_pareto_front_of_accuracy_against_calibration():
     ece = np.array([0.20, 0.05, 0.10, 0.30, 0.25])
     # 0.80/0.20 beats 0.80/0.25 (same accuracy, better ECE); 0.60/0.30 is beaten by every other.
     assert pareto_mask(accuracy, ece).tolist() == [True, True, True, False, False]
+
+
+def test_auroc_headline_gives_auroc_verdicts(study_with_predictions):
+    from medguna.analysis.uncertainty import trial_uncertainty, with_uncertainty
+
+    results = load_results(study_with_predictions, progress=False)
+    table = trial_uncertainty(results.trials, results.predictions, "auroc", n_resamples=300)
+    row = table.filter(pl.col("trial").str.starts_with("t0001")).row(0, named=True)
+    assert row["vs_zeroshot_auroc_diff_low"] > 0 and row["vs_zeroshot_verdict"] == BETTER
+    board = with_uncertainty(table.select("study", "dataset", "trial"), table, "auroc")
+    text = board.filter(pl.col("trial").str.starts_with("t0001"))["vs_zeroshot"][0]
+    assert text == f"better (p={row['vs_zeroshot_auroc_p']:.2g})"
