@@ -54,19 +54,27 @@ def stratified_resamples(labels, n_resamples: int = DEFAULT_RESAMPLES, seed: int
     return np.concatenate(parts, axis=1)
 
 
-def _rank_rows(values: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
+def _multiplicities(idx: np.ndarray, n: int) -> np.ndarray:
+    """(B, N): how often each image appears in each resample."""
+    rows = idx.shape[0]
+    flat = (np.arange(rows)[:, None] * n + idx).ravel()
+    return np.bincount(flat, minlength=rows * n).reshape(rows, n)
 
-    return rankdata(values, axis=1)  # ties share their mean rank, as metrics.average_ranks
 
-
-def _binary_auroc_rows(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """Mann-Whitney AUROC per row of (B, N) scores; NaN for a row without both classes."""
-    n_pos = positive.sum(axis=1)
-    n_neg = positive.shape[1] - n_pos
-    rank_sum = (_rank_rows(scores) * positive).sum(axis=1)
+def _binary_auroc_rows(scores: np.ndarray, positive: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUROC, P(s_pos > s_neg) + 0.5 P(tie), of each resample given as image
+    multiplicities: one sort for all resamples, then weighted counts of negatives below each score
+    (O(B*N) instead of a sort per resample). NaN for a resample without both classes."""
+    order = np.argsort(scores, kind="stable")
+    ordered = scores[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # groups of tied scores
+    weights = counts[:, order]
+    pos = np.add.reduceat(weights * positive[order], starts, axis=1)
+    neg = np.add.reduceat(weights * ~positive[order], starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        auroc = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+        auroc = (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
     return np.where((n_pos > 0) & (n_neg > 0), auroc, np.nan)
 
 
@@ -90,9 +98,11 @@ def metric_on_resamples(metric: str, labels, probs, idx: np.ndarray) -> np.ndarr
             present = np.isfinite(stacked)
             return np.where(present, stacked, 0.0).sum(axis=1) / present.sum(axis=1)
     if metric == "auroc":
+        counts = _multiplicities(idx, labels.size)
         if num_classes == 2:
-            return _binary_auroc_rows(probs[:, 1][idx], y == 1)
-        per_class = np.stack([_binary_auroc_rows(probs[:, c][idx], y == c) for c in range(num_classes)])
+            return _binary_auroc_rows(probs[:, 1], labels == 1, counts)
+        per_class = np.stack([_binary_auroc_rows(probs[:, c], labels == c, counts)
+                              for c in range(num_classes)])
         with np.errstate(invalid="ignore"):
             defined = np.isfinite(per_class)
             return np.where(defined, per_class, 0.0).sum(axis=0) / defined.sum(axis=0)

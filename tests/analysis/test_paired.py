@@ -98,3 +98,19 @@ def test_paired_bootstrap_verdicts():
     assert row["verdict"] == NOT_DISTINGUISHABLE
     assert (row["mcnemar_a_only"], row["mcnemar_b_only"], row["mcnemar_p"]) == (0, 1, 1.0)
     assert row["balanced_accuracy_diff"] == pytest.approx(-1 / 120)
+
+
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_each_resample_equals_classification_metrics_on_the_resampled_images(num_classes):
+    # AUROC is computed from image multiplicities with one sort for all resamples: check it (and
+    # the others) against scoring every resample's images from scratch, ties included.
+    rng = np.random.default_rng(10 + num_classes)
+    labels = rng.integers(0, num_classes, 40)
+    probs = rng.dirichlet(np.ones(num_classes), 40).round(1)
+    probs /= probs.sum(axis=1, keepdims=True)
+    idx = stratified_resamples(labels, n_resamples=20, seed=2)
+    names = [f"c{i}" for i in range(num_classes)]
+    for metric in ("accuracy", "balanced_accuracy", "auroc"):
+        fast = metric_on_resamples(metric, labels, probs, idx)
+        slow = [classification_metrics(probs[row], labels[row], names)[metric] for row in idx]
+        assert fast == pytest.approx(slow), metric
