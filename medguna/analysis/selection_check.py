@@ -48,7 +48,8 @@ def _picked_test(part: pl.DataFrame, criterion: str, test: str) -> tuple[str | N
 def selection_check(trials: pl.DataFrame, epochs: pl.DataFrame,
                     metric: str = "balanced_accuracy") -> pl.DataFrame:
     """One row per (cohort, study, dataset, criterion): n_trials, kendall_tau, kendall_p, the
-    trial it picks and its test metric, the best test metric of any trial, and the costs."""
+    trial it picks and its test metric, the best test metric of any trial, and the costs (null when
+    the criterion is the same for every trial)."""
     from scipy.stats import kendalltau
 
     test = f"test_{metric}"
@@ -69,7 +70,9 @@ def selection_check(trials: pl.DataFrame, epochs: pl.DataFrame,
             if pairs.height >= 3 and pairs[criterion].n_unique() > 1 and pairs[test].n_unique() > 1:
                 result = kendalltau(pairs[criterion].to_numpy(), pairs[test].to_numpy())
                 tau, p_value = float(result.statistic), float(result.pvalue)
-            picked, picked_test = _picked_test(part, criterion, test)
+            # A criterion equal for every trial cannot select one: no pick, no cost.
+            varies = pairs[criterion].n_unique() > 1
+            picked, picked_test = _picked_test(part, criterion, test) if varies else (None, None)
             records.append({
                 **dict(zip(GROUP, key)),
                 "criterion": criterion,

@@ -89,6 +89,7 @@ def test_selection_check_tau_matches_scipy_and_the_hand_count(hand_results):
     agreement = table.filter((pl.col("dataset") == "shenzhen")
                              & (pl.col("criterion") == "val_teacher_agreement")).row(0, named=True)
     assert agreement["kendall_tau"] is None or np.isnan(agreement["kendall_tau"])  # constant 0.8
+    assert (agreement["picked_trial"], agreement["cost_vs_best"]) == (None, None)  # cannot select
 
 
 def test_short_leaderboard_line_carries_the_interval_and_verdict(study_with_predictions):
