@@ -308,6 +308,12 @@ class StudySection:
     num_samples: int = 32
     demo_num_samples: int = 3
     demo_method: dict = field(default_factory=dict)
+    # Confirmation stage (medguna.study.confirm): the confirm_top best configurations per dataset
+    # rerun with confirm_seeds fresh seeds; 0 turns it off. demo_*: the same in the demonstration.
+    confirm_top: int = 3
+    confirm_seeds: int = 3
+    demo_confirm_top: int = 1
+    demo_confirm_seeds: int = 2
 
 
 @dataclass
@@ -325,6 +331,9 @@ class SearchConfig:
     space: dict = field(default_factory=dict)
     sampler_seed: int = 9  # as studies/conf/search/default.yaml
     enqueue_reference: bool = True
+    # medguna.study.warm_start: "<storage>/<study>" or "<storage>/<study>:<dataset>"; null: none.
+    warm_start: str | None = None
+    warm_start_top: int = 3
     scheduler: str = "asha"
     grace_period: int = 1
     reduction_factor: int = 2
@@ -381,10 +390,13 @@ class StudyConfig:
             raise ConfigError(f"data.roots has unknown dataset(s) {unknown_roots}; known: {DATASET_NAMES}")
         _check(s.num_samples >= 1, "study.num_samples", s.num_samples, ">= 1")
         _check(s.demo_num_samples >= 1, "study.demo_num_samples", s.demo_num_samples, ">= 1")
+        for name in ("confirm_top", "confirm_seeds", "demo_confirm_top", "demo_confirm_seeds"):
+            _check(getattr(s, name) >= 0, f"study.{name}", getattr(s, name), ">= 0 (0: no confirmation)")
         apply_method_params(self.method, s.demo_method)  # names and ranges of the demo budget
         _check(q.scheduler in ("asha", "none"), "search.scheduler", q.scheduler, "asha or none")
         _check(q.grace_period >= 1, "search.grace_period", q.grace_period, ">= 1")
         _check(q.reduction_factor >= 2, "search.reduction_factor", q.reduction_factor, ">= 2")
+        _check(q.warm_start_top >= 1, "search.warm_start_top", q.warm_start_top, ">= 1")
         if search:
             validate_space(q.space, self.method)
         _check(r.cpus_per_trial > 0, "resources.cpus_per_trial", r.cpus_per_trial, "> 0")

@@ -18,14 +18,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", default="chestxray", help="chestxray | fundus | skin | all (studies/conf/study/)")
     parser.add_argument("--fresh", action="store_true", help="delete this study's earlier results and start over")
     parser.add_argument("--no-report", action="store_true", help="skip the leaderboards and figures at the end")
+    parser.add_argument("--confirm-top", type=int, metavar="K", default=None,
+                        help="confirmation stage: rerun the K best configurations per dataset with fresh "
+                             "seeds (0: none); also on a finished study")
+    parser.add_argument("--seeds", type=int, metavar="N", default=None,
+                        help="fresh seeds per confirmed configuration")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
     args = parser.parse_args(argv)
+    confirm = []  # the flags set the real and the demonstration budget alike
+    if args.confirm_top is not None:
+        confirm += [f"study.confirm_top={args.confirm_top}", f"study.demo_confirm_top={args.confirm_top}"]
+    if args.seeds is not None:
+        confirm += [f"study.confirm_seeds={args.seeds}", f"study.demo_confirm_seeds={args.seeds}"]
 
     from medguna.compose import compose_study
     from medguna.errors import MedgunaError
 
     try:
-        cfg = compose_study([f"study={args.study}", *args.overrides])
+        cfg = compose_study([f"study={args.study}", *confirm, *args.overrides])
         from medguna.study.runner import StudyInterrupted, run_study
 
         plan = run_study(cfg, fresh=args.fresh)

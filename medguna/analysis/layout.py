@@ -17,6 +17,11 @@ OPTUNA_FILE = "optuna.db"
 # Trial folders are named t<NNNN>_<tune trial id>, e.g. t0003_a1b2c3d4_00003.
 TRIAL_DIR_PATTERN = re.compile(r"^t(?P<number>\d+)_(?P<trial_id>.+)$")
 
+# A dataset's confirmation experiment (medguna.study.confirm) sits beside its search experiment:
+# <study>/<dataset>_confirm/, its trials named confirm/t<NNNN>_<id> in the tables (column stage).
+CONFIRM_SUFFIX = "_confirm"
+SEARCH_STAGE, CONFIRM_STAGE = "search", "confirm"
+
 # Trial states as the contract defines them (see results_layout in the project notes).
 COMPLETED = "completed"
 STOPPED_EARLY = "stopped_early"
@@ -59,6 +64,8 @@ TEST_SIZE_CHECKPOINT = "test-size"
 # Metrics scored on the test split at the selected epoch, and their zero-shot counterparts.
 HEADLINE_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "auroc")
 DEFAULT_METRIC = "balanced_accuracy"
+# Calibration of the same predictions (lower is better), per split, zero-shot included.
+CALIBRATION_METRICS = ("ece", "brier")
 
 FINAL_ROW_COLUMNS = (
     "selected_epoch",
@@ -66,6 +73,7 @@ FINAL_ROW_COLUMNS = (
     "objective_value",
     *(f"test_{m}" for m in HEADLINE_METRICS),
     *(f"zeroshot_test_{m}" for m in HEADLINE_METRICS),
+    *(f"{kind}_{m}" for kind in ("test", "zeroshot_test") for m in CALIBRATION_METRICS),
 )
 EPOCH_COLUMNS = (
     "epoch",
@@ -88,6 +96,7 @@ EPOCH_COLUMNS = (
     "zeroshot_val_balanced_accuracy",
     "zeroshot_val_macro_f1",
     "zeroshot_val_auroc",
+    *(f"{kind}_{m}" for kind in ("val", "zeroshot_val") for m in CALIBRATION_METRICS),
     "peak_memory_mb",
 )
 OBJECTIVES = ("val_balanced_accuracy", "val_information_maximization")

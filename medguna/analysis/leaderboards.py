@@ -12,7 +12,14 @@ from collections.abc import Sequence
 import polars as pl
 
 from medguna.analysis.configurations import configuration_expr, searched_params
-from medguna.analysis.layout import COMPLETED, FAILED, HEADLINE_METRICS, INCOMPLETE, STOPPED_EARLY
+from medguna.analysis.layout import (
+    CALIBRATION_METRICS,
+    COMPLETED,
+    FAILED,
+    HEADLINE_METRICS,
+    INCOMPLETE,
+    STOPPED_EARLY,
+)
 from medguna.analysis.stats import mean_ci
 from medguna.errors import DataError
 
@@ -119,6 +126,7 @@ def dataset_leaderboard(
         f"gain_{metric}",
         "note",
         *others,
+        *(f"{kind}_{m}" for m in CALIBRATION_METRICS for kind in ("test", "zeroshot_test")),
         "best_val_objective",
         "ever_collapsed",
         "trial_id",

@@ -19,6 +19,8 @@ from tqdm import tqdm
 from medguna.analysis.cohorts import cohort_expr
 from medguna.analysis.layout import (
     COMPLETED,
+    CONFIRM_STAGE,
+    CONFIRM_SUFFIX,
     DESIGN_PARAMS,
     EPOCH_COLUMNS,
     ERROR_FILE,
@@ -28,6 +30,7 @@ from medguna.analysis.layout import (
     PARAMS_FILE,
     PROVENANCE,
     RESULT_FILE,
+    SEARCH_STAGE,
     STOPPED_EARLY,
     TRIAL_DIR_PATTERN,
 )
@@ -56,6 +59,9 @@ class ResultSet:
     notes: list[str] = field(default_factory=list)
     # Names of the params.json keys (with `variant` read as `method_variant`), in first-seen order.
     param_names: list[str] = field(default_factory=list)
+    # Per-image predictions (medguna.trial.predictions) of every trial that wrote them, keyed by
+    # study, dataset and trial; the prob_<class> columns of other datasets' classes are null.
+    predictions: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,12 @@ class _TrialFolder:
     path: Path
     number: int
     trial_id: str
+    stage: str = SEARCH_STAGE
+
+    @property
+    def trial(self) -> str:
+        """The trial's name in the tables: its folder, prefixed by `confirm/` for confirmation runs."""
+        return self.path.name if self.stage == SEARCH_STAGE else f"{self.stage}/{self.path.name}"
 
 
 def load_results(study_dirs: str | Path | Sequence[str | Path], progress: bool = True) -> ResultSet:
@@ -90,8 +102,38 @@ def load_results(study_dirs: str | Path | Sequence[str | Path], progress: bool =
     epochs = _finish_epochs(epochs, studies)
     trials = _trial_table(epochs)
     return ResultSet(
-        studies=studies, epochs=epochs, trials=trials, notes=notes, param_names=param_names
+        studies=studies,
+        epochs=epochs,
+        trials=trials,
+        notes=notes,
+        param_names=param_names,
+        predictions=_load_predictions(folders, notes),
     )
+
+
+def _load_predictions(folders: list[_TrialFolder], notes: list[str]) -> pl.DataFrame:
+    """Every trial's predictions.parquet, with its study, dataset and trial; a file that cannot be
+    read is skipped with a note (the trial's metrics stay in the tables)."""
+    from medguna.trial.predictions import PREDICTIONS_FILE, read_predictions
+
+    frames = []
+    for folder in folders:
+        path = folder.path / PREDICTIONS_FILE
+        if not path.is_file():
+            continue
+        try:
+            frame = read_predictions(path)
+        except DataError as exc:
+            notes.append(f"predictions skipped: {exc}")
+            continue
+        frames.append(
+            frame.with_columns(
+                pl.lit(folder.study.name).alias("study"),
+                pl.lit(folder.dataset).alias("dataset"),
+                pl.lit(folder.trial).alias("trial"),
+            )
+        )
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
 def _param_name(column: str) -> str:
@@ -128,16 +170,24 @@ def _trial_folders(studies: list[StudyInfo], notes: list[str]) -> Iterable[_Tria
                     "it has not run"
                 )
                 continue
-            found = 0
-            for child in sorted(dataset_dir.iterdir()):
-                match = TRIAL_DIR_PATTERN.match(child.name)
-                if child.is_dir() and match:
-                    found += 1
-                    yield _TrialFolder(
-                        study, dataset, child, int(match["number"]), match["trial_id"]
-                    )
+            found = list(_experiment_trials(study, dataset, dataset_dir, SEARCH_STAGE))
             if not found:
                 notes.append(f"study {study.name}: dataset {dataset} has no trial folders yet")
+            yield from found
+            confirm_dir = study.path / f"{dataset}{CONFIRM_SUFFIX}"
+            if confirm_dir.is_dir():
+                yield from _experiment_trials(study, dataset, confirm_dir, CONFIRM_STAGE)
+
+
+def _experiment_trials(
+    study: StudyInfo, dataset: str, experiment_dir: Path, stage: str
+) -> Iterable[_TrialFolder]:
+    for child in sorted(experiment_dir.iterdir()):
+        match = TRIAL_DIR_PATTERN.match(child.name)
+        if child.is_dir() and match:
+            yield _TrialFolder(
+                study, dataset, child, int(match["number"]), match["trial_id"], stage
+            )
 
 
 def _read_params(path: Path) -> dict:
@@ -180,7 +230,8 @@ def _trial_meta(folder: _TrialFolder) -> dict:
     meta.update(
         study=folder.study.name,
         dataset=params.get("dataset", folder.dataset),
-        trial=folder.path.name,
+        trial=folder.trial,
+        stage=folder.stage,
         trial_number=folder.number,
         trial_id=folder.trial_id,
         trial_dir=str(folder.path),

@@ -14,13 +14,23 @@ import polars as pl
 
 from medguna.analysis.cohorts import cohort_heading, cohort_title, sorted_cohorts
 from medguna.analysis.configurations import searched_params
+from medguna.analysis.confirmed import confirmed_leaderboard, search_trials
 from medguna.analysis.effects import EFFECT_PARAMS, effect_table
 from medguna.analysis.importance import param_importance
-from medguna.analysis.layout import COMPLETED, DEFAULT_METRIC, TRIAL_STATES
+from medguna.analysis.layout import CALIBRATION_METRICS, COMPLETED, DEFAULT_METRIC, TRIAL_STATES
 from medguna.analysis.leaderboards import across_leaderboard, dataset_leaderboard, seeds_table
 from medguna.analysis.loading import ResultSet, load_results
+from medguna.analysis.pareto import pareto_table, plot_pareto
 from medguna.analysis.plots import write_figures
+from medguna.analysis.reliability import plot_reliability, with_cohort
+from medguna.analysis.selection_check import selection_check
 from medguna.analysis.tables import format_cell, markdown_table, write_table
+from medguna.analysis.uncertainty import (
+    leaderboard_uncertainty_columns,
+    predictions_on_test,
+    trial_uncertainty,
+    with_uncertainty,
+)
 
 StudyDirs = str | Path | Sequence[str | Path]
 
@@ -92,23 +102,41 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
     """Write the report of already-loaded results into out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(out_dir=out_dir, index=out_dir / "index.md", notes=list(results.notes))
-    trials, names = results.trials, results.param_names
+    # Confirmation reruns (stage "confirm") feed the seed tables only: the search's leaderboards,
+    # effects and figures rank what the sampler proposed, one run each.
+    all_trials, names = results.trials, results.param_names
+    trials, epochs = search_trials(all_trials), search_trials(results.epochs)
     objective_note = (
         "Ranked by the study objective on validation (completed trials only); test "
         f"metrics are those of the selected epoch; gain = test {metric} minus "
         "zero-shot test. Stopped-early, failed and incomplete trials are listed "
         "below the ranked ones, unranked."
     )
+    uncertainty = trial_uncertainty(trials, results.predictions, metric, notes=report.notes)
+    reliability: list[Path] = []
     for dataset in sorted(trials["dataset"].unique().to_list()):
-        board = dataset_leaderboard(trials, dataset, names, metric)
+        board = with_uncertainty(dataset_leaderboard(trials, dataset, names, metric), uncertainty, metric)
         _write(
             report,
             board,
             f"leaderboard_{dataset}",
             f"Leaderboard: {dataset}",
-            _leaderboard_columns(board, metric),
-            [objective_note],
+            [
+                *_leaderboard_columns(board, metric),
+                *leaderboard_uncertainty_columns(board, metric),
+                *(f"{kind}_{m}" for m in CALIBRATION_METRICS for kind in ("test", "zeroshot_test")),
+            ],
+            [objective_note, UNCERTAINTY_NOTE],
         )
+        reliability += _reliability_figures(board, results.predictions, out_dir / "figures")
+    checks = selection_check(trials, epochs, metric)
+    _write(
+        report,
+        _with_schema(checks, "no completed trial"),
+        "selection_check",
+        "Does label-free selection work? Criteria against test " + metric,
+        notes=[SELECTION_NOTE.format(metric=metric)],
+    )
     across = across_leaderboard(trials, names, metric)
     _write(
         report,
@@ -139,20 +167,74 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
             ],
         )
     _write_importance(report, results)
-    seeds = seeds_table(trials, names, metric)
+    seeds = seeds_table(all_trials, names, metric)
     _write(
         report,
         _with_schema(seeds, "no configuration ran with several seeds"),
         "seeds",
         "Seed repeats: mean and 95% confidence interval",
-        notes=["Interval: mean ± t(0.975, n−1)·sd/√n (Student t, sample sd)."],
+        notes=[
+            ("Interval: mean ± t(0.975, n−1)·sd/√n (Student t, sample sd). Search and "
+            "confirmation runs of a configuration together.")
+        ],
     )
-    trials.write_csv(out_dir / "trials.csv")
-    trials.write_parquet(out_dir / "trials.parquet")
+    confirmed = confirmed_leaderboard(all_trials, names, metric)
+    _write(
+        report,
+        _with_schema(confirmed, "no confirmation stage ran (study.confirm_top=0) or it has not finished"),
+        "leaderboard_confirmed",
+        "Confirmed leaderboard: the best configurations rerun with fresh seeds",
+        notes=[
+            ("Confirmation runs only (<dataset>_confirm/): per configuration, the mean and "
+            "95% t interval over its seeds of test "
+            f"{metric}, of its gain over zero-shot and of the validation objective; ranked by "
+            "mean validation objective.")
+        ],
+    )
+    all_trials.write_csv(out_dir / "trials.csv")
+    all_trials.write_parquet(out_dir / "trials.parquet")
     results.epochs.write_parquet(out_dir / "epochs.parquet")
-    report.figures = write_figures(trials, results.epochs, names, out_dir / "figures", metric)
+    report.figures = write_figures(trials, epochs, names, out_dir / "figures", metric)
+    report.figures += reliability
+    report.figures += plot_pareto(pareto_table(trials, epochs), out_dir / "figures")
     report.index.write_text(_index_text(report, results, metric))
     return report
+
+
+UNCERTAINTY_NOTE = (
+    "test_<metric>_ci_low/high: 95% stratified bootstrap interval (2000 resamples within each "
+    "class) on the trial's test predictions. vs_zeroshot / vs_reference: the trial against "
+    "zero-shot and against the paper's configuration (★) on the same test images: paired "
+    "stratified bootstrap of the balanced-accuracy difference (AUROC when that is the headline "
+    "metric), 'better'/'worse' when its 95% interval excludes 0, else 'not distinguishable', with "
+    "the bootstrap p-value; vs_zeroshot_mcnemar_p: exact McNemar test (binomial) of accuracy. "
+    "ece, brier: calibration of the test predictions (lower is better; ECE with 15 equal-width "
+    "confidence bins)."
+)
+SELECTION_NOTE = (
+    "Per dataset, across completed trials: Kendall's tau-b (scipy) between each criterion on "
+    "validation at the trial's selected epoch and test {metric} at that epoch; picked = the trial "
+    "with the best criterion; cost_vs_best = best test {metric} of any trial minus the picked "
+    "trial's; cost_vs_labelled = the test {metric} of the trial picked by validation labels "
+    "(val_balanced_accuracy) minus the picked trial's. Near-zero tau and large costs mean the "
+    "label-free criterion does not find good configurations on this data."
+)
+
+
+def _reliability_figures(board: pl.DataFrame, predictions: pl.DataFrame, out_dir: Path) -> list[Path]:
+    """A reliability diagram of each cohort's rank-1 trial (test split), with zero-shot's."""
+    adapted, zeroshot = predictions_on_test(predictions, "adapted"), predictions_on_test(predictions, "zeroshot")
+    paths = []
+    for row in board.filter(pl.col("rank") == 1).unique("cohort", keep="first").iter_rows(named=True):
+        key = (row["study"], row["dataset"], row["trial"])
+        if key not in adapted:
+            continue
+        curves = {f"adapted ({row['trial']})": adapted[key][1:]}
+        if key in zeroshot:
+            curves["zero-shot"] = zeroshot[key][1:]
+        title = with_cohort(f"Reliability, {row['dataset']} test: selected configuration", row["cohort"])
+        paths.append(plot_reliability(curves, title, out_dir / f"reliability_{row['dataset']}_{row['cohort']}.png"))
+    return paths
 
 
 def _write(
@@ -204,11 +286,13 @@ def _write_importance(report: Report, results: ResultSet) -> None:
 
 
 def _state_counts(trials: pl.DataFrame) -> pl.DataFrame:
-    counts = trials.group_by(["cohort", "study", "dataset"]).agg(
+    confirmed = "stage" in trials.columns and trials["stage"].n_unique() > 1
+    key = ["cohort", "study", "dataset", *(["stage"] if confirmed else [])]
+    counts = trials.group_by(key).agg(
         *((pl.col("trial_status") == state).sum().alias(state) for state in TRIAL_STATES),
         pl.len().alias("trials"),
     )
-    return counts.sort(["cohort", "study", "dataset"])
+    return counts.sort(key)
 
 
 def _index_text(report: Report, results: ResultSet, metric: str) -> str:
@@ -308,7 +392,8 @@ def short_leaderboard(study_dir: str | Path, top: int = 3, metric: str = DEFAULT
 
 def leaderboard_text(results: ResultSet, top: int = 3, metric: str = DEFAULT_METRIC) -> str:
     """`short_leaderboard` of already-loaded results (any number of studies)."""
-    trials = results.trials
+    trials = search_trials(results.trials)
+    uncertainty = trial_uncertainty(trials, results.predictions, metric)
     studies = ", ".join(f"{s.name} ({s.objective}, {s.mode})" for s in results.studies)
     lines = [
         (
@@ -317,7 +402,9 @@ def leaderboard_text(results: ResultSet, top: int = 3, metric: str = DEFAULT_MET
         )
     ]
     for dataset in sorted(trials["dataset"].unique().to_list()):
-        board = dataset_leaderboard(trials, dataset, results.param_names, metric)
+        board = with_uncertainty(
+            dataset_leaderboard(trials, dataset, results.param_names, metric), uncertainty, metric
+        )
         params = searched_params(trials.filter(pl.col("dataset") == dataset), results.param_names)
         for cohort in sorted_cohorts(board["cohort"].unique().to_list()):
             part = board.filter(pl.col("cohort") == cohort)
@@ -364,4 +451,9 @@ def _short_row(row: dict, params: Sequence[str], metric: str) -> str:
     test = format_cell(row[f"test_{metric}"], "")
     gain = format_cell(row[f"gain_{metric}"], "gain")
     objective = format_cell(row["objective_value"], "")
+    low, high = row.get(f"test_{metric}_ci_low"), row.get(f"test_{metric}_ci_high")
+    if low is not None and high is not None:
+        test += f" [95% CI {format_cell(low, '')}, {format_cell(high, '')}]"
+    if row.get("vs_zeroshot"):
+        gain += f", {row['vs_zeroshot']} vs zero-shot"
     return f"#{row['rank']} {row['trial']}: test {test} ({gain}), val {objective} [{config}]{mark}"

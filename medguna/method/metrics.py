@@ -64,6 +64,32 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
     )
 
 
+ECE_BINS = 15  # equal-width confidence bins, the common choice (Guo et al. 2017)
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Top-label ECE: sum over confidence bins of (bin share) * |accuracy - mean confidence|.
+
+    Confidence is the largest class probability; bins are (i/bins, (i+1)/bins], the first also
+    holding 0. 0 for perfectly calibrated predictions; an overconfident model scores high.
+    """
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+    # ceil(c * bins) - 1 puts c in (i/bins, (i+1)/bins]; clip keeps c = 0 in the first bin.
+    which = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    gap = np.bincount(which, weights=correct, minlength=bins) - np.bincount(
+        which, weights=confidence, minlength=bins)
+    return float(np.abs(gap).sum() / max(count.sum(), 1))
+
+
+def brier_score(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Multi-class Brier score: mean over images of sum_k (p_k - onehot_k)^2, in [0, 2]."""
+    onehot = np.zeros_like(probs)
+    onehot[np.arange(labels.size), labels] = 1.0
+    return float(((probs - onehot) ** 2).sum(axis=1).mean())
+
+
 def classification_metrics(
     probs: ArrayLike, labels: ArrayLike, class_names: Sequence[str]
 ) -> dict[str, float | list[list[int]]]:
@@ -74,6 +100,7 @@ def classification_metrics(
       convention); a class with no true positive has F1 0.
     - auroc: two classes -> AUROC of probs[:, 1] for class 1; more -> macro one-vs-rest over the
       classes that have both positives and negatives; NaN when no class qualifies.
+    - ece, brier: calibration (expected_calibration_error, brier_score); lower is better.
     - recall_<class_name>: NaN for a class absent from the labels.
     """
     probs_np = _to_numpy(probs, np.float64)
@@ -118,6 +145,8 @@ def classification_metrics(
         "balanced_accuracy": float(recall[present].mean()),
         "macro_f1": float(f1[used].mean()),
         "auroc": float(auroc),
+        "ece": expected_calibration_error(probs_np, labels_np),
+        "brier": brier_score(probs_np, labels_np),
     }
     for name, class_recall in zip(class_names, recall, strict=True):
         metrics[f"recall_{name}"] = float(class_recall)

@@ -23,7 +23,9 @@ import torch
 import medguna
 from medguna.config import StudyConfig, TrialConfig, apply_method_params, from_dict, to_dict
 from medguna.errors import ConfigError
+from medguna.study.confirm import run_confirmation
 from medguna.study.space import define_by_run, fixed_params, is_reference_config, reference_point
+from medguna.study.warm_start import enqueue_order, warm_points
 
 COMPLETE_MARKER = "medguna_complete.json"
 TUNE_METRIC = "objective_value"  # best-so-far of runtime.objective, reported every epoch
@@ -35,6 +37,10 @@ class DatasetPlan:
     data_source: str  # "real" | "synthetic"
     trial: TrialConfig  # with the budget's method settings applied
     num_samples: int
+    confirm_top: int = 0  # confirmation stage (medguna.study.confirm); 0: none
+    confirm_seeds: int = 0
+    warm_points: list = dataclasses.field(default_factory=list)  # medguna.study.warm_start
+    warm_note: str = ""
 
 
 @dataclass
@@ -68,6 +74,8 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
     real = real_data and cfg.model.checkpoint is not None
     method = cfg.method if real else apply_method_params(cfg.method, cfg.study.demo_method)
     num_samples = cfg.study.num_samples if real else cfg.study.demo_num_samples
+    s = cfg.study
+    confirm = (s.confirm_top, s.confirm_seeds) if real else (s.demo_confirm_top, s.demo_confirm_seeds)
     checkpoint, tokenizer = _checked_model_paths(cfg)
     plans = []
     for dataset in cfg.study.datasets:
@@ -82,7 +90,11 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
         trial.model.checkpoint, trial.model.tokenizer = checkpoint, tokenizer
         trial.validate()
         source = "real" if root is not None and not is_synthetic_root(root) else "synthetic"
-        plans.append(DatasetPlan(dataset, source, trial, num_samples))
+        dataset_plan = DatasetPlan(dataset, source, trial, num_samples, *confirm)
+        if cfg.search.warm_start:
+            dataset_plan.warm_points, dataset_plan.warm_note = warm_points(
+                cfg.search.warm_start, dataset, cfg.search.space, cfg.search.warm_start_top)
+        plans.append(dataset_plan)
     sets = check_description_sets(cfg, method)
     return StudyPlan(cfg, resolve_storage(cfg.storage.path), "real" if real else "demo", plans, sets)
 
@@ -121,11 +133,19 @@ def banner(plan: StudyPlan) -> str:
          f"{plan.datasets[0].trial.method.stage2_epochs} stage-2 epochs, objective {cfg.runtime.objective}"),
         *(f"  set:{name:<10} {info.get('model') or 'written by hand'} ({info.get('backend') or '-'}), "
           f"sentences {info['descriptions_sha256'][:12]}" for name, info in plan.description_sets.items()),
+        _confirm_line(plan.datasets[0]),
         f"  resources  {r.cpus_per_trial:g} CPU + {r.gpus_per_trial:g} GPU per trial, Ray at {r.address}",
         f"  storage    {plan.study_dir}",
         f"  TensorBoard: tensorboard --logdir {plan.study_dir}",
     ]
     return "\n".join(lines)
+
+
+def _confirm_line(p: DatasetPlan) -> str:
+    if p.confirm_top <= 0 or p.confirm_seeds <= 0:
+        return "  confirm    no confirmation stage (study.confirm_top=0)"
+    return (f"  confirm    then the {p.confirm_top} best configuration(s) per dataset again with "
+            f"{p.confirm_seeds} fresh seeds each (<dataset>_confirm/)")
 
 
 # ---- the trainable (runs inside a Ray worker) ----
@@ -219,7 +239,7 @@ def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable):
     point = reference_point(space) if cfg.search.enqueue_reference else None
     searcher = OptunaSearch(
         define_by_run(space, constants), metric=TUNE_METRIC, mode="max",
-        points_to_evaluate=[point] if point else None, seed=cfg.search.sampler_seed,
+        points_to_evaluate=enqueue_order(point, p.warm_points), seed=cfg.search.sampler_seed,
         study_name=f"{cfg.study.name}-{p.dataset}",
     )
     scheduler = None
@@ -236,14 +256,20 @@ def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable):
             reuse_actors=cfg.resources.reuse_actors and not cfg.resources.distributed,
             trial_dirname_creator=_trial_dirname,
         ),
-        run_config=tune.RunConfig(
-            name=p.dataset, storage_path=plan.study_dir,
-            failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            # Trials write their own TensorBoard events; sync them into the storage path.
-            sync_config=tune.SyncConfig(sync_artifacts=True),
-            verbose=1,
-        ),
+        run_config=_run_config(plan, p.dataset),
+    )
+
+
+def _run_config(plan: StudyPlan, name: str):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=name, storage_path=plan.study_dir,
+        failure_config=tune.FailureConfig(max_failures=plan.config.resources.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        # Trials write their own TensorBoard events and predictions; sync them into the storage path.
+        sync_config=tune.SyncConfig(sync_artifacts=True),
+        verbose=1,
     )
 
 
@@ -294,12 +320,15 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
         trainable = _trainable(plan, p)
         if _read_text(join(exp_dir, COMPLETE_MARKER)) is not None:
             log(f"[{p.dataset}] already complete in {exp_dir}: nothing rerun (use --fresh to start over)")
+            run_confirmation(plan, p, trainable, None, log)
             continue
         if _restorable(exp_dir):
             log(f"[{p.dataset}] resuming the interrupted experiment in {exp_dir}; finished trials are kept")
             tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
         else:
             log(f"[{p.dataset}] starting {p.num_samples} trials")
+            if p.warm_note:
+                log(f"[{p.dataset}] {p.warm_note}")
             tuner = _make_tuner(plan, p, trainable)
         results = tuner.fit()
         summary = export_optuna(plan, p, results)
@@ -311,6 +340,7 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
             raise StudyInterrupted(p.dataset)
         _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps(summary, indent=2))
         log(f"[{p.dataset}] done: {summary['counts']}")
+        run_confirmation(plan, p, trainable, results, log)
     return plan
 
 

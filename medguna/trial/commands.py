@@ -68,5 +68,9 @@ def run_command(args: argparse.Namespace) -> int:
     except MedgunaError as err:
         print(f"[medguna] trial failed: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
+    from medguna.trial.predictions import PREDICTIONS_FILE
+
+    print(f"[medguna] per-image predictions (selected epoch and zero-shot): {log_dir / PREDICTIONS_FILE}",
+          file=sys.stderr)
     print(json.dumps(jsonable_row(final), default=str))  # the machine-readable result, on stdout
     return 0

@@ -221,6 +221,8 @@ class TrialContext:
     tb: Any  # TensorBoardLog on the main process, else None
     started: float
     zero_shot: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> zeroshot_<split>_ metrics
+    zero_shot_probs: dict[str, torch.Tensor] = field(default_factory=dict)  # split -> (N, K)
+    log_dir: Any = None  # the trial's folder: TensorBoard events and predictions.parquet
 
     @property
     def device(self) -> torch.device:
@@ -315,6 +317,8 @@ class Stage2State:
     epoch_states: list[dict[str, torch.Tensor]] = field(default_factory=list)
     first_epoch: int = 1
     step: int = 0
+    val_probs: dict[int, torch.Tensor] = field(default_factory=dict)  # epoch -> (N_val, K), this run
+    test_probs: torch.Tensor | None = None  # at the selected epoch
 
 
 def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: dict) -> dict:
@@ -332,6 +336,7 @@ def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: di
     final, confusion, selected = _select_and_test(ctx, state, setup_seconds)
     final.update(_test_selected(ctx, state.history))
     _write_final_logs(ctx, final, confusion, selected, params)
+    _write_predictions(ctx, state, selected)
     reporter.report(final, None)
     return final
 
@@ -353,11 +358,12 @@ def _prepare(cfg: TrialConfig, *, image_dir, log_dir) -> TrialContext:
         from medguna.trial.reporting import TensorBoardLog
         tb = TensorBoardLog(log_dir)
     ctx = TrialContext(cfg=cfg, accelerator=accelerator, shared=shared, provenance=prov, tb=tb,
-                       started=started)
+                       started=started, log_dir=log_dir)
     # Zero-shot baseline from the cached clean-view features.
     for split in ("val", "test"):
         logits = zero_shot_logits(shared.clean_features[split], shared.class_prototypes) * 100.0
-        ctx.zero_shot[split], _ = _split_metrics(torch.softmax(logits, dim=1), shared.labels[split],
+        ctx.zero_shot_probs[split] = torch.softmax(logits, dim=1)
+        ctx.zero_shot[split], _ = _split_metrics(ctx.zero_shot_probs[split], shared.labels[split],
                                                  shared.spec, f"zeroshot_{split}_")
     return ctx
 
@@ -484,6 +490,7 @@ def _stage2_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, e
                           autocast=ctx.autocast, batch_size=r.eval_batch_size)
     val_metrics, _ = _split_metrics(val_probs, ctx.shared.labels["val"], ctx.shared.spec, "val_",
                                     teacher=stage1.teacher_labels["val"], threshold=r.collapse_threshold)
+    state.val_probs[epoch] = val_probs
     row = {
         **ctx.provenance,
         "num_processes": ctx.accelerator.num_processes,
@@ -576,6 +583,7 @@ def _select_and_test(ctx: TrialContext, state: Stage2State, setup_seconds: float
                            autocast=ctx.autocast, batch_size=r.eval_batch_size)
     test_metrics, confusion = _split_metrics(test_probs, ctx.shared.labels["test"], ctx.shared.spec,
                                              "test_", threshold=r.collapse_threshold)
+    state.test_probs = test_probs
     final = {
         **state.history[-1],
         **test_metrics,
@@ -601,9 +609,31 @@ def _write_final_logs(ctx: TrialContext, final: dict[str, Any], confusion, selec
                    m.stage2_epochs)
     hp = {**to_dict(m), **params, "dataset": ctx.cfg.data.dataset}
     ctx.tb.hparams(hp, {k: final[k] for k in ("objective_value", "test_accuracy", "test_balanced_accuracy",
-                                              "zeroshot_test_balanced_accuracy") if k in final})
+                                              "zeroshot_test_balanced_accuracy", "test_ece") if k in final})
     if confusion is not None:
         ctx.tb.confusion_matrix(confusion, list(spec.classes),
                                 f"{spec.name} test, epoch {selected} ({ctx.provenance['data_source']})",
                                 m.stage2_epochs)
     ctx.tb.close()
+
+
+def _write_predictions(ctx: TrialContext, state: Stage2State, selected: int) -> None:
+    """Per-image predictions of the selected epoch and of zero-shot, on validation and test."""
+    from medguna.trial.predictions import image_ids, prediction_frame, write_predictions
+
+    if ctx.log_dir is None or not ctx.accelerator.is_main_process or state.test_probs is None:
+        return
+    shared = ctx.shared
+    val_probs = state.val_probs.get(selected)
+    if val_probs is None:  # the selected epoch ran before a resume: score it again (same weights)
+        val_probs = _evaluate(state.plain_student, shared, "val", device=ctx.device,
+                              autocast=ctx.autocast, batch_size=ctx.cfg.runtime.eval_batch_size)
+    classes = list(shared.spec.classes)
+    frames = []
+    for model, epoch, probs in (("adapted", selected, {"val": val_probs, "test": state.test_probs}),
+                                ("zeroshot", 0, ctx.zero_shot_probs)):
+        for split in ("val", "test"):
+            ids = image_ids(shared.manifest.paths(split), shared.manifest.root)
+            frames.append(prediction_frame(model, split, epoch, ids, shared.labels[split],
+                                           probs[split], classes))
+    write_predictions(ctx.log_dir, frames)

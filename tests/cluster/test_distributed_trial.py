@@ -42,6 +42,7 @@ def test_two_workers_train_one_model_on_split_batches(
         f"storage.path={tmp_path / 'runs'}",
         f"storage.cache_dir={tmp_path / 'cache'}",
         "study.demo_num_samples=1",
+        "study.demo_confirm_top=0",  # no confirmation stage here (tests/study/test_confirm.py)
         "study.demo_method.stage1_steps=30",
         f"study.demo_method.stage2_epochs={EPOCHS}",
         "study.demo_method.batch_size=8",

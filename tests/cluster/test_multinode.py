@@ -137,6 +137,7 @@ def test_study_spreads_over_nodes_and_survives_losing_one(
         f"storage.path={shared / 'runs'}",
         f"storage.cache_dir={tmp_path / 'cache'}",
         f"study.demo_num_samples={NUM_TRIALS}",
+        "study.demo_confirm_top=0",  # no confirmation stage here (tests/study/test_confirm.py)
         "study.demo_method.stage1_steps=30",
         f"study.demo_method.stage2_epochs={EPOCHS}",
         "study.demo_method.batch_size=8",

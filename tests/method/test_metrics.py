@@ -113,3 +113,19 @@ def test_label_free_metrics_reject_bad_inputs():
         label_free_metrics(BINARY_PROBS, teacher_labels=np.array([0, 1]))
     with pytest.raises(ConfigError, match="probs must have shape"):
         label_free_metrics(np.zeros(3))
+
+
+def test_ece_and_brier_on_known_probabilities():
+    from medguna.method.metrics import brier_score, expected_calibration_error
+
+    # Confidences 0.9 (right), 0.8 (wrong), 0.7 (right), 0.6 (right), each alone in its bin.
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6]])
+    labels = np.array([0, 1, 1, 1])
+    assert expected_calibration_error(probs, labels) == pytest.approx((0.1 + 0.8 + 0.3 + 0.4) / 4)
+    # Squared errors per image: 0.02, 1.28, 0.18, 0.32.
+    assert brier_score(probs, labels) == pytest.approx(1.8 / 4)
+    # Ten images at confidence 0.7, seven right: calibrated.
+    calibrated = np.tile([0.7, 0.3], (10, 1))
+    assert expected_calibration_error(calibrated, np.array([0] * 7 + [1] * 3)) == pytest.approx(0.0)
+    metrics = classification_metrics(probs, labels, ["a", "b"])
+    assert (metrics["ece"], metrics["brier"]) == pytest.approx((0.4, 0.45))

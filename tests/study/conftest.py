@@ -14,6 +14,7 @@ TINY = [
     "study.demo_method.batch_size=8",
     "search.space.prompt_length.choices=[0,4]",
     "runtime.eval_batch_size=32",
+    "study.demo_confirm_top=0",  # the confirmation stage has its own test (test_confirm.py)
 ]
 
 

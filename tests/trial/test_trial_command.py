@@ -6,9 +6,11 @@ import json
 import math
 from pathlib import Path
 
+import polars as pl
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_predictions import check_trial_predictions  # tests/trial is on sys.path
 
 from medguna.cli import main
 from medguna.data.synthetic import synthesize
@@ -45,6 +47,11 @@ def test_trial_prints_final_metrics_and_writes_tensorboard(tmp_path, capsys):
         assert 0.0 <= final[f"{prefix}balanced_accuracy"] <= 1.0
         assert {f"{prefix}recall_NORMAL", f"{prefix}recall_TB"} <= final.keys()
     assert math.isfinite(final["loss"]) and final["images_per_second"] > 0
+    assert f"per-image predictions (selected epoch and zero-shot): {tmp_path / 'tb' / 'predictions.parquet'}" \
+        in captured.err
+    check_trial_predictions(tmp_path / "tb", final, ["NORMAL", "TB"])
+    ids = pl.read_parquet(tmp_path / "tb" / "predictions.parquet")["image_id"]
+    assert ids.str.starts_with("CXR_png/MCUCXR_").all()  # relative to the data root
 
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()

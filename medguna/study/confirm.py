@@ -1,0 +1,155 @@
+"""Confirmation stage: rerun a finished experiment's best configurations with fresh seeds.
+
+A search ranks configurations by one run each, all with the same `method.seed`; a winner by a point
+may be seed luck. Per dataset, the K best distinct configurations of the search (by the objective
+Tune ranked them with, completed trials only) each run again with N seeds
+`method.seed + 1 ... method.seed + N`, as a second Ray Tune experiment `<dataset>_confirm/` in the
+study folder, on the same cluster. The analysis reads it as the "confirmed leaderboard" (mean and
+interval over seeds) and the seeds table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from medguna.config import method_field_names
+
+CONFIRM_SUFFIX = "_confirm"
+COMPLETED = "completed"
+
+
+@dataclass(frozen=True)
+class ConfirmPlan:
+    top: int  # K configurations per dataset
+    seeds: list[int]  # the N fresh seeds each of them runs with
+
+
+def confirm_plan(top: int, num_seeds: int, base_seed: int) -> ConfirmPlan | None:
+    """None when the study asks for no confirmation (K or N is 0)."""
+    if top <= 0 or num_seeds <= 0:
+        return None
+    return ConfirmPlan(top, [base_seed + i for i in range(1, num_seeds + 1)])
+
+
+def _configuration(config: dict[str, Any]) -> dict[str, Any]:
+    """The method hyperparameters of a trial's config, without its seed."""
+    names = set(method_field_names()) - {"seed"}
+    return {k: v for k, v in config.items() if k in names}
+
+
+def best_configurations(results: list[tuple[dict, dict]], top: int, metric: str) -> list[dict[str, Any]]:
+    """The `top` best distinct configurations among (metrics, config) of completed trials."""
+    ranked = []
+    for metrics, config in results:
+        value = (metrics or {}).get(metric)
+        if (metrics or {}).get("status") != COMPLETED or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            continue
+        ranked.append((float(value), _configuration(config or {})))
+    ranked.sort(key=lambda item: -item[0])  # stable: ties keep Tune's trial order
+    chosen: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for _, configuration in ranked:
+        key = json.dumps(configuration, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            chosen.append(configuration)
+        if len(chosen) == top:
+            break
+    return chosen
+
+
+def confirmation_points(configurations: list[dict[str, Any]], seeds: list[int]) -> list[dict[str, Any]]:
+    """One Tune config per (configuration, seed), configuration-major."""
+    return [{**configuration, "seed": seed} for configuration in configurations for seed in seeds]
+
+
+CONFIRM_PLAN_FILE = "confirm_plan.json"  # the points of a confirmation, written before it starts
+
+
+def run_confirmation(plan, p, trainable, search_results, log=print) -> None:
+    """Rerun dataset plan `p`'s best configurations with fresh seeds as `<dataset>_confirm/`;
+    resumes like the search, and is skipped once complete. `search_results`: the search's Tune
+    results, or None to read them back from its experiment folder."""
+    from ray import tune
+
+    from medguna.study.runner import (
+        COMPLETE_MARKER,
+        TUNE_METRIC,
+        StudyInterrupted,
+        _read_text,
+        _restorable,
+        _unfinished_trials,
+        _write_text,
+        join,
+    )
+
+    confirm = confirm_plan(p.confirm_top, p.confirm_seeds, p.trial.method.seed)
+    if confirm is None:
+        return
+    exp_dir = join(plan.study_dir, p.dataset + CONFIRM_SUFFIX)
+    if _read_text(join(exp_dir, COMPLETE_MARKER)) is not None:
+        log(f"[{p.dataset}] confirmation already complete in {exp_dir}")
+        return
+    saved = _read_text(join(exp_dir, CONFIRM_PLAN_FILE))
+    if saved is not None and _restorable(exp_dir):
+        points = json.loads(saved)["points"]
+        log(f"[{p.dataset}] resuming the interrupted confirmation in {exp_dir}")
+        tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
+    else:
+        if search_results is None:
+            search_results = tune.Tuner.restore(join(plan.study_dir, p.dataset), trainable=trainable).get_results()
+        configurations = best_configurations([(r.metrics, r.config) for r in search_results],
+                                             confirm.top, TUNE_METRIC)
+        if not configurations:
+            log(f"[{p.dataset}] no completed trial to confirm")
+            return
+        points = [{**point, "dataset": p.dataset} for point in confirmation_points(configurations, confirm.seeds)]
+        _write_text(join(exp_dir, CONFIRM_PLAN_FILE),
+                    json.dumps({"seeds": confirm.seeds, "points": points}, indent=2, default=str))
+        log(f"[{p.dataset}] confirming the {len(configurations)} best configuration(s) with seeds "
+            f"{confirm.seeds}: {len(points)} trials")
+        tuner = _make_confirm_tuner(plan, p, trainable, points)
+    results = tuner.fit()
+    if _unfinished_trials(exp_dir, results, len(points)):
+        log(f"[{p.dataset}] confirmation interrupted; run the same command again to resume it")
+        raise StudyInterrupted(p.dataset + CONFIRM_SUFFIX)
+    _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps(_summary(results, p), indent=2))
+    log(f"[{p.dataset}] confirmation done: {_summary(results, p)['counts']}")
+
+
+def _summary(results, p) -> dict[str, Any]:
+    import datetime as dt
+
+    from medguna.study.runner import trial_budget
+
+    counts: dict[str, int] = {}
+    for result in results:
+        budget = trial_budget(result.metrics or {}, result.error, p.trial.method.stage2_epochs)
+        counts[budget] = counts.get(budget, 0) + 1
+    return {"counts": counts, "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+
+
+def _make_confirm_tuner(plan, p, trainable, points: list[dict[str, Any]]):
+    """Every (configuration, seed) point once, at full budget: no sampler, no early stopping."""
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    from medguna.study.runner import _max_concurrent, _run_config, _trial_dirname
+
+    cfg = plan.config
+    return tune.Tuner(
+        trainable,
+        # Tune takes points only as variants of a space holding their keys; every point has them all.
+        param_space=dict(points[0]),
+        tune_config=tune.TuneConfig(
+            search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=_max_concurrent(cfg)),
+            num_samples=len(points),
+            reuse_actors=cfg.resources.reuse_actors and not cfg.resources.distributed,
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=_run_config(plan, p.dataset + CONFIRM_SUFFIX),
+    )

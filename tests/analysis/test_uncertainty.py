@@ -1,0 +1,122 @@
+"""Intervals, paired verdicts, reliability diagrams and the label-free selection check in the report,
+on the hand-made study plus constructed per-image predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from analysis_fixtures import write_hand_study
+from scipy import stats
+
+from medguna.analysis.loading import load_results
+from medguna.analysis.paired import BETTER, NOT_DISTINGUISHABLE
+from medguna.analysis.report import build_report
+from medguna.analysis.selection_check import selection_check
+from medguna.trial.predictions import prediction_frame, write_predictions
+
+N = 80  # test images, 40 per class
+LABELS = np.array([0] * (N // 2) + [1] * (N // 2))
+
+
+def _probs(correct: np.ndarray, confidence: float = 0.9) -> np.ndarray:
+    predicted = np.where(correct, LABELS, 1 - LABELS)
+    probs = np.full((N, 2), 1 - confidence)
+    probs[np.arange(N), predicted] = confidence
+    return probs
+
+
+def _write(trial_dir: Path, adapted: np.ndarray, zeroshot: np.ndarray) -> None:
+    import torch
+
+    ids = [f"img{i:03d}.png" for i in range(N)]
+    frames = [prediction_frame(model, "test", epoch, ids, torch.tensor(LABELS), torch.tensor(probs),
+                               ["NORMAL", "TB"])
+              for model, epoch, probs in (("adapted", 2, adapted), ("zeroshot", 0, zeroshot))]
+    write_predictions(trial_dir, frames)
+
+
+@pytest.fixture(scope="module")
+def study_with_predictions(tmp_path_factory) -> Path:
+    study = write_hand_study(tmp_path_factory.mktemp("runs"), with_optuna=False)
+    rng = np.random.default_rng(4)
+    coin = _probs(rng.random(N) < 0.5, confidence=0.6)
+    reference = rng.random(N) < 0.85
+    near_reference = reference.copy()
+    near_reference[:2] = ~near_reference[:2]  # two images apart from the paper's configuration
+    shenzhen = study / "shenzhen"
+    _write(next(shenzhen.glob("t0000_*")), _probs(reference), coin)
+    _write(next(shenzhen.glob("t0001_*")), _probs(near_reference), coin)
+    _write(next(shenzhen.glob("t0002_*")), coin, coin)  # no better than zero-shot
+    return study
+
+
+def test_leaderboard_rows_carry_intervals_and_verdicts(study_with_predictions, tmp_path):
+    results = load_results(study_with_predictions, progress=False)
+    assert results.predictions.height == 3 * 2 * N  # three trials, adapted + zero-shot
+    report = build_report(results, tmp_path / "analysis")
+    board = pl.read_csv(tmp_path / "analysis" / "leaderboard_shenzhen.csv").filter(
+        pl.col("trial").str.slice(0, 5).is_in(["t0000", "t0001", "t0002"]))
+    rows = {r["trial"][:5]: r for r in board.iter_rows(named=True)}
+    for row in rows.values():
+        assert row["test_balanced_accuracy_ci_low"] <= row["test_balanced_accuracy_ci_high"]
+    assert rows["t0001"]["vs_zeroshot_verdict"] == BETTER
+    assert rows["t0001"]["vs_zeroshot"].startswith("better (p=")
+    assert rows["t0001"]["vs_reference_verdict"] == NOT_DISTINGUISHABLE
+    assert rows["t0002"]["vs_zeroshot_verdict"] == NOT_DISTINGUISHABLE
+    assert rows["t0002"]["vs_zeroshot_mcnemar_p"] == 1.0  # identical predictions
+    assert rows["t0000"]["vs_reference_verdict"] is None  # the reference itself
+    markdown = (tmp_path / "analysis" / "leaderboard_shenzhen.md").read_text()
+    assert "vs_zeroshot" in markdown and "not distinguishable" in markdown
+    reliability = tmp_path / "analysis" / "figures" / "reliability_shenzhen_real.png"
+    assert reliability in report.figures and reliability.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_selection_check_tau_matches_scipy_and_the_hand_count(hand_results):
+    table = selection_check(hand_results.trials, hand_results.epochs)
+    row = table.filter((pl.col("dataset") == "shenzhen")
+                       & (pl.col("criterion") == "val_information_maximization")).row(0, named=True)
+    # Selected-epoch val (IM = val / 2 in the fixture) vs test over the 5 completed trials:
+    # 0.60/0.58, 0.70/0.68, 0.76/0.70, 0.78/0.78, 0.80/0.74: 9 concordant pairs, 1 discordant.
+    assert row["kendall_tau"] == pytest.approx(0.8)
+    expected = stats.kendalltau([0.30, 0.35, 0.38, 0.39, 0.40], [0.58, 0.68, 0.70, 0.78, 0.74])
+    assert (row["kendall_tau"], row["kendall_p"]) == pytest.approx((expected.statistic, expected.pvalue))
+    # It picks t0001 (test 0.74); the best trial scores 0.78; labels pick the same trial.
+    assert row["picked_trial"].startswith("t0001")
+    assert (row["cost_vs_best"], row["cost_vs_labelled"]) == pytest.approx((0.04, 0.0))
+    agreement = table.filter((pl.col("dataset") == "shenzhen")
+                             & (pl.col("criterion") == "val_teacher_agreement")).row(0, named=True)
+    assert agreement["kendall_tau"] is None or np.isnan(agreement["kendall_tau"])  # constant 0.8
+    assert (agreement["picked_trial"], agreement["cost_vs_best"]) == (None, None)  # cannot select
+
+
+def test_short_leaderboard_line_carries_the_interval_and_verdict(study_with_predictions):
+    from medguna.analysis.report import leaderboard_text
+
+    text = leaderboard_text(load_results(study_with_predictions, progress=False))
+    shenzhen = text.split("\nshenzhen")[1]  # only shenzhen's trials have predictions here
+    line = next(x for x in shenzhen.splitlines() if "t0001_" in x)
+    assert "[95% CI " in line and "better (p=" in line and "vs zero-shot" in line
+
+
+def test_pareto_front_of_accuracy_against_calibration():
+    from medguna.analysis.pareto import pareto_mask
+
+    accuracy = np.array([0.80, 0.70, 0.75, 0.60, 0.80])
+    ece = np.array([0.20, 0.05, 0.10, 0.30, 0.25])
+    # 0.80/0.20 beats 0.80/0.25 (same accuracy, better ECE); 0.60/0.30 is beaten by every other.
+    assert pareto_mask(accuracy, ece).tolist() == [True, True, True, False, False]
+
+
+def test_auroc_headline_gives_auroc_verdicts(study_with_predictions):
+    from medguna.analysis.uncertainty import trial_uncertainty, with_uncertainty
+
+    results = load_results(study_with_predictions, progress=False)
+    table = trial_uncertainty(results.trials, results.predictions, "auroc", n_resamples=300)
+    row = table.filter(pl.col("trial").str.starts_with("t0001")).row(0, named=True)
+    assert row["vs_zeroshot_auroc_diff_low"] > 0 and row["vs_zeroshot_verdict"] == BETTER
+    board = with_uncertainty(table.select("study", "dataset", "trial"), table, "auroc")
+    text = board.filter(pl.col("trial").str.starts_with("t0001"))["vs_zeroshot"][0]
+    assert text == f"better (p={row['vs_zeroshot_auroc_p']:.2g})"
