@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", default="chestxray", help="chestxray | fundus | skin | all (studies/conf/study/)")
     parser.add_argument("--fresh", action="store_true", help="delete this study's earlier results and start over")
     parser.add_argument("--no-report", action="store_true", help="skip the leaderboards and figures at the end")
+    parser.add_argument("--open", action="store_true", help="open the study's report.html at the end")
+    parser.add_argument("--verbose", action="store_true",
+                        help="Ray's own trial tables and log lines instead of medguna's progress display")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
     args = parser.parse_args(argv)
 
@@ -28,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = compose_study([f"study={args.study}", *args.overrides])
         from medguna.study.runner import StudyInterrupted, run_study
 
-        plan = run_study(cfg, fresh=args.fresh)
+        plan = run_study(cfg, fresh=args.fresh, verbose=args.verbose)
     except MedgunaError as err:
         print(f"studies/run.py: error: {err}", file=sys.stderr)
         return 2
@@ -38,8 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         from medguna.analysis.report import short_leaderboard, write_report
 
         print(short_leaderboard(plan.study_dir))
-        out = write_report([plan.study_dir], None)
-        print(f"Leaderboards and figures: {out}\nTensorBoard: tensorboard --logdir {plan.study_dir}")
+        out = write_report([plan.study_dir], None, progress=sys.stdout.isatty())
+        page = out.parent / "report.html"
+        print(f"Report: {page} (tables and figures also under {out.parent})\n"
+              f"TensorBoard: tensorboard --logdir {plan.study_dir}")
+        if args.open:
+            import webbrowser
+
+            webbrowser.open(page.resolve().as_uri())
     return 0
 
 
