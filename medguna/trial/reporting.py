@@ -88,8 +88,16 @@ class TensorBoardLog:
         hp = {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool))}
         metrics = {f"hparam/{k}": float(v) for k, v in final_metrics.items()
                    if is_scalar(v) and math.isfinite(float(v))}
-        # run_name="." keeps the HPARAMS entry in the trial's own folder, beside its scalars.
-        self.writer.add_hparams(hp, metrics, run_name=".")
+        from torch.utils.tensorboard.summary import hparams
+
+        # Only this trial's session: the study declares the experiment once (searched dimensions
+        # first, medguna.study.tensorboard); a per-trial declaration would list every hyperparameter
+        # alphabetically. Alone (`medguna trial`), TensorBoard builds the list from the sessions.
+        _, session_start, session_end = hparams(hp, metrics)
+        self.writer.file_writer.add_summary(session_start)
+        self.writer.file_writer.add_summary(session_end)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value)
 
     def confusion_matrix(self, matrix: list[list[int]], class_names: list[str], title: str,
                          step: int) -> None:
