@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from ray.tune import Callback
 COMPLETED, STOPPED, FAILED, RUNNING, PENDING = "completed", "stopped", "failed", "running", "pending"
 BAR_WIDTH = 24
 PLAIN_STATUS_EVERY_S = 60.0  # without a terminal, a status line at most this often between trials
+TTY_REDRAW_EVERY_S = 1.0
+STARTED, FINISHED, TICK = "started", "finished", "tick"  # what made the display update
 
 
 @dataclass
@@ -105,6 +108,7 @@ class StudyProgress(Callback):
         self._outcomes: dict[str, str] = {}  # trial id -> outcome told by Tune's hooks
         self._drawn = False  # a status line is on screen and will be redrawn
         self._last_plain = 0.0
+        self._last_draw = 0.0
         self._last_text = ""  # the status last printed as plain lines, not repeated unchanged
 
     # Tune pickles the run config (with its callbacks) into tuner.pkl for resume: no stream in it.
@@ -122,24 +126,27 @@ class StudyProgress(Callback):
         self.started = time.monotonic()
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self._status(trials, force=False)
+        self._status(trials, event=STARTED)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        self._status(trials, force=False)
+        self._status(trials, event=TICK)
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        self._status(trials, event=TICK)  # keeps the clock moving between events
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         outcome = COMPLETED if (trial.last_result or {}).get("status") == "completed" else STOPPED
         self._outcomes[trial.trial_id] = outcome
         self._finished_line(trial, outcome)
-        self._status(trials, force=True)
+        self._status(trials, event=FINISHED)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._outcomes[trial.trial_id] = FAILED
         self._finished_line(trial, FAILED)
-        self._status(trials, force=True)
+        self._status(trials, event=FINISHED)
 
     def on_experiment_end(self, trials, **info) -> None:
-        self._status(trials, force=True)
+        self._status(trials, event=FINISHED)
         if self.tty and self._drawn:
             self.stream.write("\n")
             self.stream.flush()
@@ -194,21 +201,27 @@ class StudyProgress(Callback):
         self.stream.write(self.finished_line(trial, outcome) + "\n")
         self.stream.flush()
 
-    def _status(self, trials, *, force: bool) -> None:
+    def _status(self, trials, *, event: str) -> None:
+        """Terminal: redraw on a trial's start or end, else at most every TTY_REDRAW_EVERY_S.
+        Plain lines: after a trial ends if the counts changed, else every PLAIN_STATUS_EVERY_S."""
         now = time.monotonic()
         if not self.tty:
             text = "\n".join(self.status_lines(trials))
             # Elapsed time alone changes every second; compare what it says of the trials.
             news = text.split(" | elapsed")[0] != self._last_text.split(" | elapsed")[0]
-            if (force and news) or now - self._last_plain >= PLAIN_STATUS_EVERY_S:
+            if (event == FINISHED and news) or now - self._last_plain >= PLAIN_STATUS_EVERY_S:
                 self.stream.write(text + "\n")
                 self.stream.flush()
                 self._last_plain, self._last_text = now, text
             return
+        if event == TICK and now - self._last_draw < TTY_REDRAW_EVERY_S:
+            return
+        # Cut to the terminal's width: a wrapped line would defeat the cursor-up redraw.
+        width = max(shutil.get_terminal_size().columns - 1, 20)
         self._clear()
-        self.stream.write("\n".join(self.status_lines(trials)))
+        self.stream.write("\n".join(line[:width] for line in self.status_lines(trials)))
         self.stream.flush()
-        self._drawn = True
+        self._drawn, self._last_draw = True, now
 
     def _clear(self) -> None:
         """Erase the status lines drawn last (terminal only): cursor up one line, clear both."""
