@@ -41,7 +41,7 @@ def screenshots(study_dir: Path, out: Path) -> list[Path]:
         page.goto(page_path.as_uri())
         page.screenshot(path=str(shots[0]))
         page.locator("svg.parallel").first.screenshot(path=str(shots[1]))
-    with tensorboard_server(study_dir) as url, browser_page(width=1280, height=720) as page:
+    with tensorboard_server(study_dir) as url, browser_page(width=1700, height=720) as page:
         page.goto(f"{url}/#hparams")
         page.locator("tf-hparams-table-view vaadin-grid-cell-content").filter(
             has_text="adapter_width").first.wait_for(timeout=60_000)

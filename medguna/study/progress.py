@@ -175,7 +175,8 @@ class StudyProgress(Callback):
         head = (f"[{self.dataset}] {progress_bar(counts, self.total)} {counts.finished}/{self.total} "
                 f"finished: {counts.completed} completed, {counts.stopped} stopped early, "
                 f"{counts.failed} failed; {counts.running} running | elapsed {clock(elapsed)}, "
-                + ("left ~" + clock(left) if left is not None else "left: after the first trial"))
+                + ("all finished" if counts.finished >= self.total else
+                   "left ~" + clock(left) if left is not None else "left: after the first trial"))
         best = self.best(trials)
         if best is None:
             return [head, f"[{self.dataset}]   best {self.objective}: no completed trial yet"]

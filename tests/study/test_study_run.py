@@ -116,15 +116,23 @@ def test_rerun_of_a_finished_study_reruns_nothing(small_study, shared_cache):
     assert any("already complete" in line for line in lines)
 
 
-def test_analysis_reads_the_study(small_study, tmp_path):
-    from medguna.analysis.report import short_leaderboard, write_report
+@pytest.fixture(scope="module")
+def study_report(small_study, tmp_path_factory) -> Path:
+    """The small study's report folder, written once for the tests that read it."""
+    from medguna.analysis.report import write_report
+
+    _, study_dir, _ = small_study
+    return write_report([study_dir], tmp_path_factory.mktemp("report"), progress=False).parent
+
+
+def test_analysis_reads_the_study(small_study, study_report):
+    from medguna.analysis.report import short_leaderboard
 
     _, study_dir, _ = small_study
     text = short_leaderboard(study_dir)
     assert "montgomery" in text and "SYNTHETIC" in text
-    index = write_report([study_dir], tmp_path / "report", progress=False)
-    assert index.is_file()
-    assert (tmp_path / "report" / "leaderboard_montgomery.csv").is_file()
+    assert (study_report / "index.md").is_file()
+    assert (study_report / "leaderboard_montgomery.csv").is_file()
 
 
 def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path, shared_cache, local_ray, capsys):
@@ -197,13 +205,11 @@ def test_a_trial_under_tune_equals_the_same_trial_run_directly(tmp_path, shared_
 
 # ---- the report and TensorBoard in a real browser (tests/study/browser_tools.py) ----
 
-def test_report_html_in_a_browser(small_study, tmp_path):
+def test_report_html_in_a_browser(small_study, study_report, tmp_path):
     from browser_tools import browser_page, screenshot_dir
 
-    from medguna.analysis.report import write_report
-
     _, study_dir, _ = small_study
-    page_path = write_report([study_dir], tmp_path / "report", progress=False).parent / "report.html"
+    page_path = study_report / "report.html"
     trials = [t.name for t in _trial_dirs(study_dir / "montgomery")]
     requests: list[str] = []
     with browser_page() as page:
