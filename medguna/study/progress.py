@@ -109,7 +109,7 @@ class StudyProgress(Callback):
         self._drawn = False  # a status line is on screen and will be redrawn
         self._last_plain = 0.0
         self._last_draw = 0.0
-        self._last_text = ""  # the status last printed as plain lines, not repeated unchanged
+        self._last_counts: Counts | None = None  # as last printed in plain lines
 
     # Tune pickles the run config (with its callbacks) into tuner.pkl for resume: no stream in it.
     def __getstate__(self) -> dict[str, Any]:
@@ -172,11 +172,12 @@ class StudyProgress(Callback):
         counts = self.counts(trials)
         elapsed = time.monotonic() - self.started
         left = remaining_seconds(elapsed, counts.finished, self.total)
+        when = ("done" if counts.finished >= self.total else
+                "~" + clock(left) + " left" if left is not None else "time left known after one trial")
+        # Most telling first: a terminal line cut to its width loses the detail the bar shows.
         head = (f"[{self.dataset}] {progress_bar(counts, self.total)} {counts.finished}/{self.total} "
-                f"finished: {counts.completed} completed, {counts.stopped} stopped early, "
-                f"{counts.failed} failed; {counts.running} running | elapsed {clock(elapsed)}, "
-                + ("all finished" if counts.finished >= self.total else
-                   "left ~" + clock(left) if left is not None else "left: after the first trial"))
+                f"finished | {clock(elapsed)} elapsed, {when} | {counts.completed} completed, "
+                f"{counts.stopped} stopped early, {counts.failed} failed, {counts.running} running")
         best = self.best(trials)
         if best is None:
             return [head, f"[{self.dataset}]   best {self.objective}: no completed trial yet"]
@@ -207,13 +208,12 @@ class StudyProgress(Callback):
         Plain lines: after a trial ends if the counts changed, else every PLAIN_STATUS_EVERY_S."""
         now = time.monotonic()
         if not self.tty:
-            text = "\n".join(self.status_lines(trials))
-            # Elapsed time alone changes every second; compare what it says of the trials.
-            news = text.split(" | elapsed")[0] != self._last_text.split(" | elapsed")[0]
+            # The time alone changes every second: print after a trial ends only if the counts did.
+            news = self.counts(trials) != self._last_counts
             if (event == FINISHED and news) or now - self._last_plain >= PLAIN_STATUS_EVERY_S:
-                self.stream.write(text + "\n")
+                self.stream.write("\n".join(self.status_lines(trials)) + "\n")
                 self.stream.flush()
-                self._last_plain, self._last_text = now, text
+                self._last_plain, self._last_counts = now, self.counts(trials)
             return
         if event == TICK and now - self._last_draw < TTY_REDRAW_EVERY_S:
             return

@@ -63,8 +63,8 @@ def test_plain_lines_count_outcomes_and_name_the_best_trial(tmp_path):
                         "test 0.610 | adapter_width=64, entropy_weight=0.25")
     assert lines[3].startswith("[montgomery] t0002_id2 stopped   val_balanced_accuracy 0.900 after epoch 1/2")
     assert lines[6].startswith("[montgomery] t0003_id3 failed    TrialError: loss became NaN at epoch 1 |")
-    assert lines[7].startswith("[montgomery] [######======!!!!!!~~~~~~] 3/4 finished: 1 completed, "
-                               "1 stopped early, 1 failed; 1 running | elapsed 0:00, left ~0:00")
+    assert lines[7] == ("[montgomery] [######======!!!!!!~~~~~~] 3/4 finished | 0:00 elapsed, ~0:00 left "
+                        "| 1 completed, 1 stopped early, 1 failed, 1 running")
     assert lines[8] == ("[montgomery]   best val_balanced_accuracy 0.700 (t0001_id1: adapter_width=64, "
                         "entropy_weight=0.25); zero-shot 0.500")
     # Nothing new to say: the experiment's end repeats no status; results alone print nothing.

@@ -159,7 +159,7 @@ def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path, shared_cach
     printed = capsys.readouterr().out.splitlines()
     failed = [line for line in printed if line.startswith("[montgomery] t0") and " failed " in line]
     assert failed and all("loss became nan" in line.lower() for line in failed)
-    status = [line for line in printed if "/4 finished:" in line]
+    status = [line for line in printed if "/4 finished | " in line]
     assert status[-1].startswith("[montgomery] [") and f"{len(failed)} failed" in status[-1]
     study = optuna.load_study(study_name="chestxray-montgomery", storage=f"sqlite:///{exp / 'optuna.db'}")
     budgets = sorted(t.user_attrs["budget"] for t in study.trials)
