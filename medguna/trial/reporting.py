@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -126,7 +127,8 @@ def confusion_matrix_png(matrix: list[list[int]], class_names: list[str], title:
     ax.set_yticks(range(k), class_names, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
+    # Wrapped to the figure's width: TensorBoard shows the image as is, a long title cut off.
+    ax.set_title("\n".join(textwrap.wrap(title, width=8 + 8 * k)), fontsize=9)
     top = max((max(row) for row in matrix), default=0)
     for i, row in enumerate(matrix):
         for j, n in enumerate(row):

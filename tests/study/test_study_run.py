@@ -266,3 +266,18 @@ def test_tensorboard_hparams_in_a_browser(small_study, tmp_path):
         assert all(ticked[name] == "true" for name in searched)
         assert ticked["stage2_lr"] == "false"
         page.screenshot(path=str(screenshot_dir(tmp_path) / "tensorboard_hparams.png"))
+
+        # IMAGES: each trial's confusion matrix, drawn (tag names live on the card headings).
+        page.goto(f"{url}/#images")
+        images = page.locator("tf-image-loader img")
+        images.first.wait_for(timeout=30_000)
+        cards = page.locator("tf-card-heading").evaluate_all("hs => hs.map(h => [h.tag, h.run])")
+        assert sorted(cards) == [["test_confusion_matrix", f"montgomery/{t.name}"]
+                                 for t in _trial_dirs(study_dir / "montgomery")]
+        for _ in range(50):  # the images load after the cards: until every one has its pixels
+            widths = images.evaluate_all("xs => xs.map(i => i.complete ? i.naturalWidth : 0)")
+            if len(widths) == len(cards) and min(widths) > 100:
+                break
+            page.wait_for_timeout(200)
+        assert len(widths) == len(cards) and min(widths) > 100, widths
+        page.screenshot(path=str(screenshot_dir(tmp_path) / "tensorboard_images.png"))
