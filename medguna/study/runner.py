@@ -210,6 +210,18 @@ def _callbacks(plan: StudyPlan, p: DatasetPlan, verbose: bool) -> list:
     return callbacks
 
 
+def _use_this_console(tuner, plan: StudyPlan, p: DatasetPlan, verbose: bool) -> None:
+    """A restored Tuner brings back the callbacks and verbosity pickled when the experiment began
+    (tuner.pkl); this run's --verbose choice replaces them. Ray 2.60 keeps that run config on
+    the Tuner's local part, whose fit() reads it."""
+    local = getattr(tuner, "_local_tuner", None)
+    if local is None:
+        return
+    run_config = local.get_run_config()
+    run_config.callbacks = _callbacks(plan, p, verbose)
+    run_config.verbose = 1 if verbose else 0
+
+
 def _write_hparams_config(plan: StudyPlan, p: DatasetPlan) -> None:
     """Declare the experiment's HParams once (searched dimensions first) beside its trials."""
     from medguna.study.tensorboard import CONFIG_EVENTS_FILE, hparams_config_event
@@ -314,6 +326,7 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print, verbose: bool
         if _restorable(exp_dir):
             log(f"[{p.dataset}] resuming the interrupted experiment in {exp_dir}; finished trials are kept")
             tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
+            _use_this_console(tuner, plan, p, verbose)
         else:
             log(f"[{p.dataset}] starting {p.num_samples} trials")
             tuner = _make_tuner(plan, p, trainable, verbose)
