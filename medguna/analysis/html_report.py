@@ -192,7 +192,8 @@ def page_html(report, results, metric: str) -> str:
                     + "</strong>: this report contains results on synthetic stand-ins or a "
                     "test-size model. They are kept in their own sections, never ranked with real "
                     "results, and say nothing about real performance.</p>")
-    sections = [(stem, report.sections[stem]) for stem in report.tables]
+    # A table added without its section record is still shown, titled by its file stem.
+    sections = [(stem, report.sections.get(stem) or TableSection(stem, stem)) for stem in report.tables]
     boards = [(s, t) for s, t in sections if s.startswith("leaderboard_")]
     others = [(s, t) for s, t in sections if not s.startswith("leaderboard_")]
     body.append('<nav><a href="#studies">Studies</a> · <a href="#leaderboards">Leaderboards</a> · '
