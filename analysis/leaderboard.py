@@ -1,10 +1,11 @@
 """Leaderboards, effect tables and figures from one or many study folders.
 
-    python analysis/leaderboard.py <study_dir> [<study_dir> ...] [--out DIR] [--metric NAME]
+    python analysis/leaderboard.py <study_dir> [<study_dir> ...] [--out DIR] [--metric NAME] [--open]
 
 Writes leaderboard_<dataset>, leaderboard_across, effects_<param>, importance_<dataset> and seeds
-as Markdown, CSV and Parquet, figures/*.png and index.md (default DIR: <first study_dir>/analysis),
-and prints the top rows of each leaderboard.
+as Markdown, CSV and Parquet, figures/*.png, index.md and report.html (all of it in one
+self-contained page; default DIR: <first study_dir>/analysis), and prints the top rows of each
+leaderboard. --open opens report.html in the default browser.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ from medguna.errors import MedgunaError
 TOP_ROWS = 5
 
 
+def open_in_browser(page: Path) -> None:
+    import webbrowser
+
+    if not webbrowser.open(page.resolve().as_uri()):
+        print(f"no web browser found: open {page} yourself", file=sys.stderr)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("study_dirs", nargs="+", type=Path, help="<storage>/<study> folders")
@@ -33,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_METRIC,
         help="headline test metric for gains over zero-shot",
     )
+    parser.add_argument("--open", action="store_true", help="open report.html in the web browser")
     return parser.parse_args(argv)
 
 
@@ -49,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     print(across_text(report.tables["leaderboard_across"], TOP_ROWS, args.metric))
     for note in report.notes:
         print(f"note: {note}")
-    print(f"\nreport: {report.index}")
+    print(f"\nreport: {report.index}\npage:   {report.html}")
+    if args.open:
+        open_in_browser(report.html)
     return 0
 
 

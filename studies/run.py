@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
                              "seeds (0: none); also on a finished study")
     parser.add_argument("--seeds", type=int, metavar="N", default=None,
                         help="fresh seeds per confirmed configuration")
+    parser.add_argument("--open", action="store_true", help="open the study's report.html at the end")
+    parser.add_argument("--verbose", action="store_true",
+                        help="Ray's own trial tables and log lines instead of medguna's progress display")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
     args = parser.parse_args(argv)
     confirm = []  # the flags set the real and the demonstration budget alike
@@ -38,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = compose_study([f"study={args.study}", *confirm, *args.overrides])
         from medguna.study.runner import StudyInterrupted, run_study
 
-        plan = run_study(cfg, fresh=args.fresh)
+        plan = run_study(cfg, fresh=args.fresh, verbose=args.verbose)
     except MedgunaError as err:
         print(f"studies/run.py: error: {err}", file=sys.stderr)
         return 2
@@ -48,8 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         from medguna.analysis.report import short_leaderboard, write_report
 
         print(short_leaderboard(plan.study_dir))
-        out = write_report([plan.study_dir], None)
-        print(f"Leaderboards and figures: {out}\nTensorBoard: tensorboard --logdir {plan.study_dir}")
+        out = write_report([plan.study_dir], None, progress=sys.stdout.isatty())
+        page = out.parent / "report.html"
+        print(f"Report: {page} (tables and figures also under {out.parent})\n"
+              f"TensorBoard: tensorboard --logdir {plan.study_dir}")
+        if args.open:
+            import webbrowser
+
+            webbrowser.open(page.resolve().as_uri())
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The study report: every table and figure under one folder, linked from `index.md`.
+"""The study report: every table and figure under one folder, linked from `index.md`, and all of
+it in one self-contained page, `report.html` (medguna.analysis.html_report).
 
 `write_report` is what the study runner calls at the end of a study; `short_leaderboard` is the
 few lines it prints when a study ends.
@@ -16,6 +17,7 @@ from medguna.analysis.cohorts import cohort_heading, cohort_title, sorted_cohort
 from medguna.analysis.configurations import searched_params
 from medguna.analysis.confirmed import confirmed_leaderboard, search_trials
 from medguna.analysis.effects import EFFECT_PARAMS, effect_table
+from medguna.analysis.html_report import TableSection, write_html_report
 from medguna.analysis.importance import param_importance
 from medguna.analysis.layout import CALIBRATION_METRICS, COMPLETED, DEFAULT_METRIC, TRIAL_STATES
 from medguna.analysis.leaderboards import across_leaderboard, dataset_leaderboard, seeds_table
@@ -37,11 +39,14 @@ StudyDirs = str | Path | Sequence[str | Path]
 
 @dataclass
 class Report:
-    """What a report wrote: tables by file stem, figure paths, notes, and the index."""
+    """What a report wrote: tables by file stem (with their titles, columns and notes), figure
+    paths, notes, the index and the HTML page."""
 
     out_dir: Path
     index: Path
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    sections: dict[str, TableSection] = field(default_factory=dict)
+    html: Path | None = None
     figures: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -198,6 +203,7 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
     report.figures += reliability
     report.figures += plot_pareto(pareto_table(trials, epochs), out_dir / "figures")
     report.index.write_text(_index_text(report, results, metric))
+    report.html = write_html_report(report, results, metric)
     return report
 
 
@@ -247,6 +253,7 @@ def _write(
 ) -> None:
     write_table(frame, report.out_dir, stem, title, columns, notes)
     report.tables[stem] = frame
+    report.sections[stem] = TableSection(stem, title, list(columns) if columns else None, list(notes))
 
 
 def _write_importance(report: Report, results: ResultSet) -> None:
@@ -296,7 +303,7 @@ def _state_counts(trials: pl.DataFrame) -> pl.DataFrame:
 
 
 def _index_text(report: Report, results: ResultSet, metric: str) -> str:
-    lines = ["# medguna study report", ""]
+    lines = ["# medguna study report", "", "The same report as one page: [report.html](report.html).", ""]
     cohorts = sorted_cohorts(results.trials["cohort"].unique().to_list())
     stand_ins = [c for c in cohorts if cohort_title(c)]
     if stand_ins:

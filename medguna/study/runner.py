@@ -228,7 +228,42 @@ def _max_concurrent(cfg: StudyConfig) -> int:
     return max(1, by_cpu)
 
 
-def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable):
+def _callbacks(plan: StudyPlan, p: DatasetPlan, verbose: bool) -> list:
+    """Ray's TensorBoard scalars without its HParams entry, and (unless verbose) medguna's display."""
+    from medguna.study.progress import StudyProgress
+    from medguna.study.tensorboard import ScalarsOnlyTBXLogger
+
+    callbacks = [ScalarsOnlyTBXLogger()]
+    if not verbose:
+        callbacks.append(StudyProgress(
+            p.dataset, p.num_samples, list(plan.config.search.space), metric=TUNE_METRIC,
+            objective=plan.config.runtime.objective, epochs=p.trial.method.stage2_epochs))
+    return callbacks
+
+
+def _use_this_console(tuner, plan: StudyPlan, p: DatasetPlan, verbose: bool) -> None:
+    """A restored Tuner brings back the callbacks and verbosity pickled when the experiment began
+    (tuner.pkl); this run's --verbose choice replaces them. Ray 2.60 keeps that run config on
+    the Tuner's local part, whose fit() reads it."""
+    local = getattr(tuner, "_local_tuner", None)
+    if local is None:
+        return
+    run_config = local.get_run_config()
+    run_config.callbacks = _callbacks(plan, p, verbose)
+    run_config.verbose = 1 if verbose else 0
+
+
+def _write_hparams_config(plan: StudyPlan, p: DatasetPlan) -> None:
+    """Declare the experiment's HParams once (searched dimensions first) beside its trials."""
+    from medguna.study.tensorboard import CONFIG_EVENTS_FILE, hparams_config_event
+
+    space = plan.config.search.space
+    constants = {**to_dict(p.trial.method), **fixed_params(p.trial.method, space, dataset=p.dataset)}
+    event = hparams_config_event(space, constants, plan.config.runtime.objective)
+    _write_bytes(join(plan.study_dir, p.dataset, CONFIG_EVENTS_FILE), event)
+
+
+def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable, verbose: bool = False):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
@@ -256,11 +291,11 @@ def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable):
             reuse_actors=cfg.resources.reuse_actors and not cfg.resources.distributed,
             trial_dirname_creator=_trial_dirname,
         ),
-        run_config=_run_config(plan, p.dataset),
+        run_config=_run_config(plan, p.dataset, callbacks=_callbacks(plan, p, verbose), verbose=verbose),
     )
 
 
-def _run_config(plan: StudyPlan, name: str):
+def _run_config(plan: StudyPlan, name: str, *, callbacks=None, verbose: bool = False):
     from ray import tune
 
     return tune.RunConfig(
@@ -269,7 +304,8 @@ def _run_config(plan: StudyPlan, name: str):
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         # Trials write their own TensorBoard events and predictions; sync them into the storage path.
         sync_config=tune.SyncConfig(sync_artifacts=True),
-        verbose=1,
+        callbacks=callbacks,
+        verbose=1 if verbose else 0,  # Ray's trial tables only on request (--verbose)
     )
 
 
@@ -294,8 +330,10 @@ def _trainable(plan: StudyPlan, p: DatasetPlan):
     return tune.with_resources(fn, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
 
 
-def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
-    """Run (or resume) every dataset's experiment of the study, then export and summarise."""
+def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print, verbose: bool = False) -> StudyPlan:
+    """Run (or resume) every dataset's experiment of the study, then export and summarise.
+
+    verbose: Ray's own trial tables and log lines instead of medguna's progress display."""
     import ray
     from ray import tune
 
@@ -305,10 +343,14 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
     log(banner(plan))
     # Ray reports usage statistics over the network unless told not to; medguna asks for no network.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from medguna.study.progress import quiet_libraries, ray_console
+
+    if not verbose:
+        quiet_libraries()
     if not ray.is_initialized():
         address = cfg.resources.address
         ray.init(address=address if address != "local" else "local", include_dashboard=False,
-                 log_to_driver=True, configure_logging=False)
+                 log_to_driver=verbose, configure_logging=False)
     check_storage_for_cluster(plan.storage, expected_cluster_nodes())
     if fresh and not is_uri(plan.storage) and Path(plan.study_dir).exists():
         log(f"--fresh: removing the earlier results in {plan.study_dir}")
@@ -325,12 +367,15 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
         if _restorable(exp_dir):
             log(f"[{p.dataset}] resuming the interrupted experiment in {exp_dir}; finished trials are kept")
             tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
+            _use_this_console(tuner, plan, p, verbose)
         else:
             log(f"[{p.dataset}] starting {p.num_samples} trials")
             if p.warm_note:
                 log(f"[{p.dataset}] {p.warm_note}")
-            tuner = _make_tuner(plan, p, trainable)
-        results = tuner.fit()
+            tuner = _make_tuner(plan, p, trainable, verbose)
+        _write_hparams_config(plan, p)
+        with ray_console(verbose):
+            results = tuner.fit()
         summary = export_optuna(plan, p, results)
         unfinished = _unfinished_trials(exp_dir, results, p.num_samples)
         if unfinished:
@@ -473,10 +518,14 @@ def _read_text(path: str) -> str | None:
 
 
 def _write_text(path: str, text: str) -> None:
+    _write_bytes(path, text.encode())
+
+
+def _write_bytes(path: str, data: bytes) -> None:
     fs, inner = _filesystem(path)
     fs.create_dir(inner.rsplit("/", 1)[0] if is_uri(path) else str(Path(inner).parent), recursive=True)
     with fs.open_output_stream(inner) as f:
-        f.write(text.encode())
+        f.write(data)
 
 
 def _copy_to(local: Path, dest: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -91,8 +92,16 @@ class TensorBoardLog:
         hp = {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool))}
         metrics = {f"hparam/{k}": float(v) for k, v in final_metrics.items()
                    if is_scalar(v) and math.isfinite(float(v))}
-        # run_name="." keeps the HPARAMS entry in the trial's own folder, beside its scalars.
-        self.writer.add_hparams(hp, metrics, run_name=".")
+        from torch.utils.tensorboard.summary import hparams
+
+        # Only this trial's session: the study declares the experiment once (searched dimensions
+        # first, medguna.study.tensorboard); a per-trial declaration would list every hyperparameter
+        # alphabetically. Alone (`medguna trial`), TensorBoard builds the list from the sessions.
+        _, session_start, session_end = hparams(hp, metrics)
+        self.writer.file_writer.add_summary(session_start)
+        self.writer.file_writer.add_summary(session_end)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value)
 
     def confusion_matrix(self, matrix: list[list[int]], class_names: list[str], title: str,
                          step: int) -> None:
@@ -121,7 +130,8 @@ def confusion_matrix_png(matrix: list[list[int]], class_names: list[str], title:
     ax.set_yticks(range(k), class_names, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
+    # Wrapped to the figure's width: TensorBoard shows the image as is, a long title cut off.
+    ax.set_title("\n".join(textwrap.wrap(title, width=8 + 8 * k)), fontsize=9)
     top = max((max(row) for row in matrix), default=0)
     for i, row in enumerate(matrix):
         for j, n in enumerate(row):

@@ -50,6 +50,10 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path, s
     second = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=400)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resuming the interrupted experiment" in second.stdout
+    # The resumed run shows medguna's progress (not Ray's tables), counting the trials finished
+    # before Ctrl-C as well.
+    assert "[idrid] [########################] 4/4 finished | " in second.stdout
+    assert "Trial status" not in second.stdout and "== Status ==" not in second.stdout
     final = _completed(exp)
     assert len(final) == 4
     for name, rows in finished.items():  # untouched: same rows, same file

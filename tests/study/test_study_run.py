@@ -116,18 +116,26 @@ def test_rerun_of_a_finished_study_reruns_nothing(small_study, shared_cache):
     assert any("already complete" in line for line in lines)
 
 
-def test_analysis_reads_the_study(small_study, tmp_path):
-    from medguna.analysis.report import short_leaderboard, write_report
+@pytest.fixture(scope="module")
+def study_report(small_study, tmp_path_factory) -> Path:
+    """The small study's report folder, written once for the tests that read it."""
+    from medguna.analysis.report import write_report
+
+    _, study_dir, _ = small_study
+    return write_report([study_dir], tmp_path_factory.mktemp("report"), progress=False).parent
+
+
+def test_analysis_reads_the_study(small_study, study_report):
+    from medguna.analysis.report import short_leaderboard
 
     _, study_dir, _ = small_study
     text = short_leaderboard(study_dir)
     assert "montgomery" in text and "SYNTHETIC" in text
-    index = write_report([study_dir], tmp_path / "report", progress=False)
-    assert index.is_file()
-    assert (tmp_path / "report" / "leaderboard_montgomery.csv").is_file()
+    assert (study_report / "index.md").is_file()
+    assert (study_report / "leaderboard_montgomery.csv").is_file()
 
 
-def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path, shared_cache, local_ray):
+def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path, shared_cache, local_ray, capsys):
     # The reference entropy term is NaN when floor(0.1 * batch) == 0 (docs/method.md §5.6): batch 8
     # trials fail with that reason, batch 16 trials complete.
     overrides = [o for o in tiny_overrides(tmp_path, shared_cache) if not o.startswith(("search.", "study.demo_method.batch"))]
@@ -147,6 +155,12 @@ def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path, shared_cach
         if error.is_file():
             assert "loss became nan" in error.read_text().lower()
     assert outcomes == {8: {"failed"}, 16: {"completed"}}
+    # The progress display named each failure with its reason and counted it.
+    printed = capsys.readouterr().out.splitlines()
+    failed = [line for line in printed if line.startswith("[montgomery] t0") and " failed " in line]
+    assert failed and all("loss became nan" in line.lower() for line in failed)
+    status = [line for line in printed if "/4 finished | " in line]
+    assert status[-1].startswith("[montgomery] [") and f"{len(failed)} failed" in status[-1]
     study = optuna.load_study(study_name="chestxray-montgomery", storage=f"sqlite:///{exp / 'optuna.db'}")
     budgets = sorted(t.user_attrs["budget"] for t in study.trials)
     assert "failed" in budgets and "full" in budgets
@@ -187,3 +201,83 @@ def test_a_trial_under_tune_equals_the_same_trial_run_directly(tmp_path, shared_
     assert tuned["student_sha256_by_rank"] == direct["student_sha256_by_rank"]  # the same weights
     for metric in ("loss", "val_balanced_accuracy", "test_balanced_accuracy", "test_auroc", "selected_epoch"):
         assert tuned[metric] == pytest.approx(direct[metric], abs=1e-9), metric
+
+
+# ---- the report and TensorBoard in a real browser (tests/study/browser_tools.py) ----
+
+def test_report_html_in_a_browser(small_study, study_report, tmp_path):
+    from browser_tools import browser_page, screenshot_dir
+
+    _, study_dir, _ = small_study
+    page_path = study_report / "report.html"
+    trials = [t.name for t in _trial_dirs(study_dir / "montgomery")]
+    requests: list[str] = []
+    with browser_page() as page:
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(page_path.as_uri())
+        assert "SYNTHETIC DATA" in page.locator("#synthetic-banner").inner_text()
+        board = page.locator("#leaderboard_montgomery table")
+        assert "SYNTHETIC DATA" in page.locator("#leaderboard_montgomery h4").inner_text()
+        headers = board.locator("th").all_inner_texts()
+        column = {name: i for i, name in enumerate(headers)}
+        rows = board.locator("tbody tr")
+        assert rows.count() == 3
+        runs = sorted(rows.nth(i).locator("td").nth(column["tensorboard_run"]).inner_text()
+                      for i in range(3))
+        assert runs == [f"montgomery/{name}" for name in trials]
+        # A click sorts by that column, a second click reverses it.
+        board.locator("th", has_text="entropy_weight").click()
+        ascending = [float(rows.nth(i).locator("td").nth(column["entropy_weight"]).inner_text())
+                     for i in range(3)]
+        board.locator("th", has_text="entropy_weight").click()
+        descending = [float(rows.nth(i).locator("td").nth(column["entropy_weight"]).inner_text())
+                      for i in range(3)]
+        assert ascending == sorted(ascending) and descending == sorted(ascending, reverse=True)
+        assert page.locator("svg.parallel polyline.pc-line").count() == 3
+        figures = page.locator("figure img")
+        assert figures.count() >= 3
+        widths = figures.evaluate_all("imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+        assert all(w > 100 for w in widths), widths
+        page.screenshot(path=str(screenshot_dir(tmp_path) / "report.png"), full_page=True)
+    assert requests and all(url.startswith(("file:", "data:")) for url in requests), requests
+
+
+def test_tensorboard_hparams_in_a_browser(small_study, tmp_path):
+    from browser_tools import browser_page, screenshot_dir, tensorboard_server
+
+    _, study_dir, _ = small_study
+    searched = {"adapter_width", "entropy_weight", "prompt_length", "description_source"}
+    with tensorboard_server(study_dir) as url, browser_page() as page:
+        page.goto(f"{url}/#hparams")
+        cells = page.locator("tf-hparams-table-view vaadin-grid-cell-content")
+        cells.filter(has_text="adapter_width").first.wait_for(timeout=30_000)
+        texts = [t.strip() for t in cells.all_inner_texts()]
+        header = texts[:texts.index("test_accuracy") + 1]
+        # Searched dimensions first, then constants (one, since TensorBoard shows five), then the
+        # objective as the first metric; no Ray entry.
+        assert header[:2] == ["Trial ID", "Show Metrics"] and set(header[2:6]) == searched
+        assert header[7].startswith("objective (val_balanced_accuracy")
+        assert not any(t.startswith("ray/") for t in texts)
+        trial_rows = [t for t in texts if t.startswith("montgomery/t0")]
+        assert len(trial_rows) == 3
+        boxes = page.locator("tf-hparams-query-pane paper-checkbox")
+        ticked = {boxes.nth(i).inner_text().strip(): boxes.nth(i).get_attribute("aria-checked")
+                  for i in range(boxes.count())}
+        assert all(ticked[name] == "true" for name in searched)
+        assert ticked["stage2_lr"] == "false"
+        page.screenshot(path=str(screenshot_dir(tmp_path) / "tensorboard_hparams.png"))
+
+        # IMAGES: each trial's confusion matrix, drawn (tag names live on the card headings).
+        page.goto(f"{url}/#images")
+        images = page.locator("tf-image-loader img")
+        images.first.wait_for(timeout=30_000)
+        cards = page.locator("tf-card-heading").evaluate_all("hs => hs.map(h => [h.tag, h.run])")
+        assert sorted(cards) == [["test_confusion_matrix", f"montgomery/{t.name}"]
+                                 for t in _trial_dirs(study_dir / "montgomery")]
+        for _ in range(50):  # the images load after the cards: until every one has its pixels
+            widths = images.evaluate_all("xs => xs.map(i => i.complete ? i.naturalWidth : 0)")
+            if len(widths) == len(cards) and min(widths) > 100:
+                break
+            page.wait_for_timeout(200)
+        assert len(widths) == len(cards) and min(widths) > 100, widths
+        page.screenshot(path=str(screenshot_dir(tmp_path) / "tensorboard_images.png"))

@@ -1,0 +1,292 @@
+"""What a study prints while it runs: a compact progress display per dataset, not Ray's tables.
+
+`StudyProgress` is a Ray Tune callback. Per dataset it shows a bar of finished / running / failed /
+stopped-early trials, the best objective so far with its hyperparameters, that trial's zero-shot
+figure, the elapsed and estimated remaining time, and one line per finished trial. On a terminal
+the status line is redrawn in place; elsewhere (CI logs, a file) it prints plain lines only.
+Ray's own tables come back with `studies/run.py --verbose`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from ray.tune import Callback
+
+# A trial's outcome as the display names it; "pending" and "running" are not finished.
+COMPLETED, STOPPED, FAILED, RUNNING, PENDING = "completed", "stopped", "failed", "running", "pending"
+BAR_WIDTH = 24
+PLAIN_STATUS_EVERY_S = 60.0  # without a terminal, a status line at most this often between trials
+TTY_REDRAW_EVERY_S = 1.0
+STARTED, FINISHED, TICK = "started", "finished", "tick"  # what made the display update
+
+
+@dataclass
+class Counts:
+    completed: int = 0
+    stopped: int = 0
+    failed: int = 0
+    running: int = 0
+    pending: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.completed + self.stopped + self.failed
+
+
+def progress_bar(counts: Counts, total: int, width: int = BAR_WIDTH) -> str:
+    """`[###=!~~..........]`: # completed, = stopped early, ! failed, ~ running, . to come."""
+    total = max(total, counts.finished + counts.running, 1)
+    cells = []
+    for n, mark in ((counts.completed, "#"), (counts.stopped, "="), (counts.failed, "!"),
+                    (counts.running, "~")):
+        cells.append(mark * round(width * n / total))
+    bar = "".join(cells)[:width]
+    return "[" + bar + "." * (width - len(bar)) + "]"
+
+
+def clock(seconds: float) -> str:
+    seconds = max(round(seconds), 0)
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def remaining_seconds(elapsed: float, finished: int, total: int) -> float | None:
+    """Time left at the pace so far (finished trials per elapsed second); None before the first."""
+    if finished <= 0 or total <= finished:
+        return None if finished <= 0 else 0.0
+    return elapsed / finished * (total - finished)
+
+
+def trial_outcome(trial) -> str:
+    """completed | stopped | failed | running | pending, from a Tune Trial object."""
+    status = getattr(trial, "status", "PENDING")
+    if status == "ERROR":
+        return FAILED
+    if status == "TERMINATED":
+        return COMPLETED if (trial.last_result or {}).get("status") == "completed" else STOPPED
+    return RUNNING if status == "RUNNING" else PENDING
+
+
+def format_params(config: dict[str, Any], names: list[str]) -> str:
+    def fmt(value):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return ", ".join(f"{n}={fmt(config[n])}" for n in names if n in config)
+
+
+def _number(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) and math.isfinite(value) else "—"
+
+
+class StudyProgress(Callback):
+    """The progress display of one dataset's experiment (a Ray Tune callback).
+
+    dataset, total: what runs; searched: the searched hyperparameter names, shown with each trial;
+    metric: the Tune metric (best-so-far objective, maximised); objective: its name for the reader;
+    epochs: stage-2 epochs of a full-budget trial.
+    """
+
+    def __init__(self, dataset: str, total: int, searched: list[str], *, metric: str, objective: str,
+                 epochs: int, stream: TextIO | None = None, tty: bool | None = None) -> None:
+        self.dataset, self.total, self.searched = dataset, total, list(searched)
+        self.metric, self.objective, self.epochs = metric, objective, epochs
+        self._attach(stream, tty)
+
+    def _attach(self, stream: TextIO | None, tty: bool | None) -> None:
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.started = time.monotonic()
+        self._outcomes: dict[str, str] = {}  # trial id -> outcome told by Tune's hooks
+        self._drawn = False  # a status line is on screen and will be redrawn
+        self._last_plain = 0.0
+        self._last_draw = 0.0
+        self._last_counts: Counts | None = None  # as last printed in plain lines
+
+    # Tune pickles the run config (with its callbacks) into tuner.pkl for resume: no stream in it.
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: self.__dict__[k] for k in
+                ("dataset", "total", "searched", "metric", "objective", "epochs")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._attach(None, None)
+
+    # ---- Tune's hooks ----
+
+    def setup(self, **info) -> None:
+        self.started = time.monotonic()
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._status(trials, event=STARTED)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self._status(trials, event=TICK)
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        self._status(trials, event=TICK)  # keeps the clock moving between events
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        outcome = COMPLETED if (trial.last_result or {}).get("status") == "completed" else STOPPED
+        self._outcomes[trial.trial_id] = outcome
+        self._finished_line(trial, outcome)
+        self._status(trials, event=FINISHED)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._outcomes[trial.trial_id] = FAILED
+        self._finished_line(trial, FAILED)
+        self._status(trials, event=FINISHED)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self._status(trials, event=FINISHED)
+        if self.tty and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+    # ---- what is shown ----
+
+    def counts(self, trials) -> Counts:
+        counts = Counts()
+        for trial in trials:
+            outcome = self._outcomes.get(trial.trial_id) or trial_outcome(trial)
+            setattr(counts, outcome, getattr(counts, outcome) + 1)
+        return counts
+
+    def best(self, trials):
+        """The completed trial with the highest objective so far, or None."""
+        done = [t for t in trials if (self._outcomes.get(t.trial_id) or trial_outcome(t)) == COMPLETED
+                and isinstance((t.last_result or {}).get(self.metric), (int, float))
+                and math.isfinite(t.last_result[self.metric])]
+        return max(done, key=lambda t: t.last_result[self.metric], default=None)
+
+    def status_lines(self, trials) -> list[str]:
+        counts = self.counts(trials)
+        elapsed = time.monotonic() - self.started
+        left = remaining_seconds(elapsed, counts.finished, self.total)
+        when = ("done" if counts.finished >= self.total else
+                "~" + clock(left) + " left" if left is not None else "time left known after one trial")
+        # Most telling first: a terminal line cut to its width loses the detail the bar shows.
+        head = (f"[{self.dataset}] {progress_bar(counts, self.total)} {counts.finished}/{self.total} "
+                f"finished | {clock(elapsed)} elapsed, {when} | {counts.completed} completed, "
+                f"{counts.stopped} stopped early, {counts.failed} failed, {counts.running} running")
+        best = self.best(trials)
+        if best is None:
+            return [head, f"[{self.dataset}]   best {self.objective}: no completed trial yet"]
+        row = best.last_result
+        zero_shot = row.get(f"zeroshot_{self.objective}") if self.objective.startswith("val_") else None
+        return [head, (f"[{self.dataset}]   best {self.objective} {_number(row[self.metric])} "
+                       f"({_trial_name(best)}: {format_params(best.config, self.searched)}); "
+                       f"zero-shot {_number(zero_shot)}")]
+
+    def finished_line(self, trial, outcome: str) -> str:
+        row = trial.last_result or {}
+        epoch = row.get("epoch", "?")
+        text = f"[{self.dataset}] {_trial_name(trial)} {outcome:<9}"
+        if outcome == FAILED:
+            text += f" {error_reason(trial)}"
+        else:
+            text += (f" {self.objective} {_number(row.get(self.metric))} after epoch {epoch}/"
+                     f"{self.epochs}, test {_number(row.get('test_balanced_accuracy'))}")
+        return f"{text} | {format_params(trial.config, self.searched)}"
+
+    def _finished_line(self, trial, outcome: str) -> None:
+        self._clear()
+        self.stream.write(self.finished_line(trial, outcome) + "\n")
+        self.stream.flush()
+
+    def _status(self, trials, *, event: str) -> None:
+        """Terminal: redraw on a trial's start or end, else at most every TTY_REDRAW_EVERY_S.
+        Plain lines: after a trial ends if the counts changed, else every PLAIN_STATUS_EVERY_S."""
+        now = time.monotonic()
+        if not self.tty:
+            # The time alone changes every second: print after a trial ends only if the counts did.
+            news = self.counts(trials) != self._last_counts
+            if (event == FINISHED and news) or now - self._last_plain >= PLAIN_STATUS_EVERY_S:
+                self.stream.write("\n".join(self.status_lines(trials)) + "\n")
+                self.stream.flush()
+                self._last_plain, self._last_counts = now, self.counts(trials)
+            return
+        if event == TICK and now - self._last_draw < TTY_REDRAW_EVERY_S:
+            return
+        # Cut to the terminal's width: a wrapped line would defeat the cursor-up redraw.
+        width = max(shutil.get_terminal_size().columns - 1, 20)
+        self._clear()
+        self.stream.write("\n".join(line[:width] for line in self.status_lines(trials)))
+        self.stream.flush()
+        self._drawn, self._last_draw = True, now
+
+    def _clear(self) -> None:
+        """Erase the status lines drawn last (terminal only): cursor up one line, clear both."""
+        if self.tty and self._drawn:
+            self.stream.write("\r\x1b[2K\x1b[1A\r\x1b[2K")
+            self._drawn = False
+
+
+def _trial_name(trial) -> str:
+    """The trial's folder name (t0003_<id>), which is also its TensorBoard run."""
+    path = getattr(trial, "local_path", None) or getattr(trial, "path", None)
+    return os.path.basename(str(path).rstrip("/")) if path else trial.trial_id
+
+
+def error_reason(trial) -> str:
+    """The last line of the trial's error.txt (the exception and its message), shortened."""
+    try:
+        with open(trial.error_file, encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except (OSError, TypeError):
+        lines = []
+    return lines[-1][:200] if lines else "(no error.txt yet)"
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, *starts: str) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.starts)
+
+
+# Ray's notice when it starts a local cluster with token authentication on (its default, and the
+# safe setting: nothing for the user to do). The warning for a cluster *without* it stays.
+TOKEN_AUTH_NOTICE = ("ray._private.authentication.authentication_token_setup",
+                     "Token authentication is enabled for this Ray cluster")
+
+
+def quiet_libraries() -> None:
+    """Silence what does not concern a study's user: Optuna's INFO line per study ("A new study
+    created in memory ...") and Ray's token-authentication notice. Idempotent."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logger = logging.getLogger(TOKEN_AUTH_NOTICE[0])
+    if not any(isinstance(f, _DropMessages) for f in logger.filters):
+        logger.addFilter(_DropMessages(TOKEN_AUTH_NOTICE[1]))
+
+
+@contextlib.contextmanager
+def ray_console(verbose: bool):
+    """Around Tuner.fit: without verbose, Ray's legacy console output, which at verbosity 0 prints
+    nothing (the default one still prints an experiment box and a TensorBoard command for its own
+    temporary folder); medguna's StudyProgress callback prints instead."""
+    if verbose:
+        yield
+        return
+    before = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = before
