@@ -329,6 +329,7 @@ class StudyConfig:
     def validate(self, search: bool = True) -> StudyConfig:
         """search=False skips the search space: a single trial (`medguna trial`) searches nothing."""
         s, r, q = self.study, self.resources, self.search
+        validate_study_name(s.name)
         if not s.datasets:
             raise ConfigError("study.datasets is empty: name at least one of " + ", ".join(DATASET_NAMES))
         for name in s.datasets:
@@ -366,6 +367,18 @@ class StudyConfig:
             model=dataclasses.replace(self.model),
             method=dataclasses.replace(method or self.method),
             runtime=dataclasses.replace(self.runtime),
+        )
+
+
+def validate_study_name(name: Any) -> None:
+    """A study's name is one folder under storage.path, and `--fresh` deletes exactly that folder:
+    a name that is empty, absolute, holds a path separator or '..' could point it elsewhere."""
+    bad = (not isinstance(name, str) or not name.strip() or name != name.strip() or name == "."
+           or ".." in name or any(char in name for char in ("/", "\\", "\0")))
+    if bad:
+        raise ConfigError(
+            f"study.name={name!r} is invalid: expected a single folder name, not empty or '.', "
+            "without '/', '\\' or '..' (e.g. study.name=chestxray-v2)"
         )
 
 

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     except MedgunaError as err:
         print(f"studies/run.py: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once (listed first: StudyInterrupted may be unbound)
+        return 130
     except StudyInterrupted:
         return 130
     if not args.no_report:

@@ -7,12 +7,12 @@ Layout of results (the contract with analysis/): <storage>/<study>/study.json an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import math
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,14 +255,39 @@ def _trainable(plan: StudyPlan, p: DatasetPlan):
 
 
 def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
-    """Run (or resume) every dataset's experiment of the study, then export and summarise."""
-    import ray
-    from ray import tune
+    """Run (or resume) every dataset's experiment of the study, then export and summarise.
 
-    from medguna.study.storage import check_storage_for_cluster, expected_cluster_nodes
+    Folders are checked and the study's lock taken before Ray starts, so a second driver on the
+    same study, or an unwritable storage path, stops at once.
+    """
+    from medguna.study.interrupt import stop_on_interrupt
+    from medguna.study.lock import study_lock
 
     plan = plan_study(cfg)
     log(banner(plan))
+    _check_local_folders(plan)
+    lock = study_lock(plan.study_dir, log=log) if not is_uri(plan.storage) else contextlib.nullcontext()
+    with lock, stop_on_interrupt() as stop:
+        _run_planned(plan, fresh=fresh, log=log, stop=stop)
+    return plan
+
+
+def _check_local_folders(plan: StudyPlan) -> None:
+    from medguna.folders import check_writable_folder
+
+    if not is_uri(plan.storage):
+        check_writable_folder(plan.storage, "storage.path")
+    check_writable_folder(plan.config.storage.cache_dir, "storage.cache_dir")
+
+
+def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop) -> None:
+    import ray
+    from ray import tune
+
+    from medguna.study.lock import LOCK_FILE
+    from medguna.study.storage import check_storage_for_cluster, expected_cluster_nodes
+
+    cfg = plan.config
     # Ray reports usage statistics over the network unless told not to; medguna asks for no network.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():
@@ -271,8 +296,10 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
                  log_to_driver=True, configure_logging=False)
     check_storage_for_cluster(plan.storage, expected_cluster_nodes())
     if fresh and not is_uri(plan.storage) and Path(plan.study_dir).exists():
+        from medguna.study.fresh import clear_study_folder
+
         log(f"--fresh: removing the earlier results in {plan.study_dir}")
-        shutil.rmtree(plan.study_dir)
+        clear_study_folder(plan.storage, cfg.study.name, keep=(LOCK_FILE,))
     _write_study_json(plan)
 
     for p in plan.datasets:
@@ -287,7 +314,8 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
         else:
             log(f"[{p.dataset}] starting {p.num_samples} trials")
             tuner = _make_tuner(plan, p, trainable)
-        results = tuner.fit()
+        with stop.fitting():
+            results = tuner.fit()
         summary = export_optuna(plan, p, results)
         unfinished = _unfinished_trials(exp_dir, results, p.num_samples)
         if unfinished:
@@ -297,7 +325,10 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
             raise StudyInterrupted(p.dataset)
         _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps(summary, indent=2))
         log(f"[{p.dataset}] done: {summary['counts']}")
-    return plan
+        if stop.requested:
+            # Ctrl-C after this experiment's last trial: it is complete, the rest of the study waits.
+            log(f"[{p.dataset}] stopped on request after this dataset; run the same command again to resume")
+            raise StudyInterrupted(p.dataset)
 
 
 class StudyInterrupted(Exception):
