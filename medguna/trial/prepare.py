@@ -197,15 +197,18 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
     texts, text_labels = flatten_descriptions(descriptions, spec)
     wrapped = wrap_texts(texts, wrapper, spec.modality)
     prompts = class_prompts(spec, wrapper)
-    text_key = content_key(encoder=enc_id, texts=descriptions_fingerprint(wrapped, text_labels, wrapper),
-                           prompts=prompts)
+    # The tokenizer's vocabulary decides the token ids, so it is part of the key like the weights.
+    text_material = {"encoder": enc_id, "tokenizer": encoder.info.get("tokenizer_sha256", ""),
+                     "texts": descriptions_fingerprint(wrapped, text_labels, wrapper), "prompts": prompts}
+    text_key = content_key(**text_material)
 
     def encode_all_texts() -> dict[str, torch.Tensor]:
         with torch.no_grad():
             return {"texts": encoder.encode_texts(wrapped).float(),
                     "prototypes": encoder.encode_texts(prompts).float()}
 
-    text, hits["text_embeddings"] = cached_tensors(tensor_dir, "text", text_key, encode_all_texts)
+    text, hits["text_embeddings"] = cached_tensors(tensor_dir, "text", text_key, encode_all_texts,
+                                                   material=text_material, names=("texts", "prototypes"))
 
     images, labels, features, image_keys = {}, {}, {}, {}
     size = cfg.data.image_size
@@ -218,12 +221,13 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
         image_keys[split] = cache_key(paths, preprocessing, size) if paths else "empty"
         hits[f"images_{split}"] = bool(paths) and cache_file(paths, preprocessing, size, image_dir).is_file()
         images[split] = build_image_cache(paths, preprocessing, size, image_dir, progress=True)
-        key = content_key(encoder=enc_id, images=image_keys[split], precision=precision)
+        material = {"encoder": enc_id, "images": image_keys[split], "precision": precision}
         feats, hits[f"features_{split}"] = cached_tensors(
-            tensor_dir, "features", key,
+            tensor_dir, "features", content_key(**material),
             lambda split=split: {"features": encode_images(
                 encoder, images[split], preprocessing, device=device,
                 batch_size=cfg.runtime.eval_batch_size, autocast=autocast)},
+            material=material, names=("features",),
         )
         features[split] = feats["features"]
 
@@ -245,8 +249,8 @@ def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast) -> t
     from medguna.data.augment import strong_view
 
     r = cfg.runtime
-    key = content_key(encoder=encoder_id(shared.encoder), images=shared.image_keys["train"],
-                      precision=shared.precision, views=r.feature_bank_views, seed=r.feature_bank_seed)
+    material = {"encoder": encoder_id(shared.encoder), "images": shared.image_keys["train"],
+                "precision": shared.precision, "views": r.feature_bank_views, "seed": r.feature_bank_seed}
 
     def compute() -> dict[str, torch.Tensor]:
         generator = torch.Generator(device="cpu").manual_seed(r.feature_bank_seed)
@@ -262,5 +266,6 @@ def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast) -> t
         return {"bank": torch.stack(bank)}
 
     with _rng_neutral(device):
-        bank, shared.cache_hits["feature_bank"] = cached_tensors(_tensor_cache_dir(cfg), "bank", key, compute)
+        bank, shared.cache_hits["feature_bank"] = cached_tensors(
+            _tensor_cache_dir(cfg), "bank", content_key(**material), compute, material=material, names=("bank",))
     return bank["bank"]
