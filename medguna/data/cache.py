@@ -1,10 +1,17 @@
-"""Decode-once image cache: a memory-mapped uint8 .npy per (images, preprocessing, size)."""
+"""Decode-once image cache: a memory-mapped uint8 .npy per (images, preprocessing, size).
+
+Beside each `<entry>.npy` a `<entry>.npy.json` records the key material (the images' paths,
+sizes and mtimes, the preprocessing, the size) and the sha256 of the .npy. An entry is checked
+against it the first time a process opens it (and again whenever the file changes on disk): a
+changed or foreign entry is rebuilt, and said so once, instead of being used.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -21,8 +28,7 @@ from medguna.errors import DataError
 CACHE_FORMAT_VERSION = 1  # bump when preprocessing code changes what a key's pixels are
 
 
-def cache_key(paths: Sequence[str | Path], preprocessing: str, size: int) -> str:
-    """sha256 of the (path, size in bytes, mtime_ns) list, the preprocessing and the output size."""
+def _key_material(paths: Sequence[str | Path], preprocessing: str, size: int) -> dict:
     check_preprocessing(preprocessing)
     entries = []
     for path in paths:
@@ -31,16 +37,73 @@ def cache_key(paths: Sequence[str | Path], preprocessing: str, size: int) -> str
         except FileNotFoundError:
             raise DataError(f"image file not found: {path}") from None
         entries.append([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns])
-    payload = json.dumps(
-        {"version": CACHE_FORMAT_VERSION, "preprocessing": preprocessing, "size": size, "images": entries}
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return {"version": CACHE_FORMAT_VERSION, "preprocessing": preprocessing, "size": size, "images": entries}
+
+
+def _key_of(material: dict) -> str:
+    return hashlib.sha256(json.dumps(material).encode()).hexdigest()
+
+
+def cache_key(paths: Sequence[str | Path], preprocessing: str, size: int) -> str:
+    """sha256 of the (path, size in bytes, mtime_ns) list, the preprocessing and the output size."""
+    return _key_of(_key_material(paths, preprocessing, size))
 
 
 def cache_file(paths: Sequence[str | Path], preprocessing: str, size: int, cache_dir: str | Path) -> Path:
     """Where the cache entry for these images lives."""
-    key = cache_key(paths, preprocessing, size)
+    return _entry_path(cache_key(paths, preprocessing, size), preprocessing, size, cache_dir)
+
+
+def _entry_path(key: str, preprocessing: str, size: int, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / f"images_{preprocessing}_{size}_{key[:24]}.npy"
+
+
+def record_file(entry: Path) -> Path:
+    """The entry's record: its key material and checksum."""
+    return entry.with_name(entry.name + ".json")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_VERIFIED: set[tuple] = set()  # (path, inode, size, mtime) of entries this process has checked
+_REPORTED: set[tuple] = set()
+
+
+def _signature(path: Path) -> tuple:
+    stat = path.stat()
+    return (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def _entry_problem(entry: Path, key: str) -> str:
+    """What is wrong with the entry, or "" if it matches its record (checked once per version)."""
+    if _signature(entry) in _VERIFIED:
+        return ""
+    try:
+        record = json.loads(record_file(entry).read_text())
+    except (OSError, ValueError):
+        return "without a readable record of what it holds"
+    if not isinstance(record, dict) or record.get("key") != key or _key_of(record.get("material")) != key:
+        return "recorded under another key"
+    if record.get("sha256") != _file_sha256(entry):
+        return "changed on disk since it was written (checksum mismatch)"
+    _VERIFIED.add(_signature(entry))
+    return ""
+
+
+def _report_rebuild(entry: Path, problem: str) -> None:
+    try:
+        seen = _signature(entry)
+    except OSError:
+        seen = (str(entry),)
+    if seen not in _REPORTED:  # once per bad version of the file, however many trials meet it
+        _REPORTED.add(seen)
+        print(f"[medguna] image cache entry {entry} is {problem}: rebuilding it", file=sys.stderr)
 
 
 def _open_read_only(path: Path) -> torch.Tensor:
@@ -84,12 +147,20 @@ def build_image_cache(
     channels = channels_of(preprocessing)
     if not paths:
         return torch.empty((0, channels, size, size), dtype=torch.uint8)
-    target_path = cache_file(paths, preprocessing, size, cache_dir)
+    material = _key_material(paths, preprocessing, size)
+    key = _key_of(material)
+    target_path = _entry_path(key, preprocessing, size, cache_dir)
     if target_path.is_file():
         try:
-            return _open_read_only(target_path)
-        except (OSError, ValueError):
-            target_path.unlink(missing_ok=True)  # a damaged entry (e.g. disk full earlier): rebuild
+            problem = _entry_problem(target_path, key)
+        except OSError:
+            problem = "unreadable"  # removed or replaced while being checked
+        if not problem:
+            try:
+                return _open_read_only(target_path)
+            except (OSError, ValueError):
+                problem = "unreadable"  # a damaged entry (e.g. disk full earlier)
+        _report_rebuild(target_path, problem)
     target_path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=target_path.parent, prefix=f".{target_path.stem}.", suffix=".npy")
     os.close(descriptor)
@@ -100,8 +171,17 @@ def build_image_cache(
         _fill(array, paths, preprocessing, size, progress)
         array.flush()
         del array
+        # The record goes first: a reader that sees the new .npy then finds its record.
+        _write_record(target_path, {"key": key, "sha256": _file_sha256(Path(temporary)), "material": material})
         os.replace(temporary, target_path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return _open_read_only(target_path)
+
+
+def _write_record(entry: Path, record: dict) -> None:
+    descriptor, temporary = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".json")
+    with os.fdopen(descriptor, "w") as f:
+        json.dump(record, f)
+    os.replace(temporary, record_file(entry))
