@@ -19,7 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="delete this study's earlier results and start over")
     parser.add_argument("--no-report", action="store_true", help="skip the leaderboards and figures at the end")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
-    args = parser.parse_args(argv)
+    # Overrides may also follow the options (`--fresh a=b`): argparse leaves those unparsed.
+    args, extra = parser.parse_known_args(argv)
+    stray = [item for item in extra if item.startswith("-")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    args.overrides = [*args.overrides, *extra]
 
     from medguna.compose import compose_study
     from medguna.errors import MedgunaError

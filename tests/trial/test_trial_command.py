@@ -79,6 +79,15 @@ def test_unknown_hyperparameter_is_a_clear_error(tmp_path, capsys):
     assert "entropy_wieght" in err
 
 
+def test_overrides_after_an_option_are_read_and_checked(tmp_path, capsys):
+    code = main(["trial", "dataset=shenzhen", *_storage(tmp_path), "--quiet", "method.batch_size=0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "method.batch_size=0 is invalid: expected >= 1" in err
+    with pytest.raises(SystemExit):
+        main(["trial", "--quiet", "--no-such-option"])
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
 def test_diverging_trial_fails_with_its_reason(tmp_path, capsys):
     # The reference variant's entropy term is NaN when floor(confident_ratio * batch) == 0.
     code = main(["trial", "dataset=shenzhen", *_storage(tmp_path), "method=reference",
