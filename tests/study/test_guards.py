@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -114,9 +115,8 @@ def test_a_second_driver_is_refused_naming_the_first_then_takes_over_once_it_is_
     study_dir = tmp_path / "runs" / "mine"
     holder = _start_holder(study_dir)
     try:
-        with pytest.raises(StudyLocked) as refused:
-            with study_lock(study_dir, log=lambda line: None):
-                pass
+        with pytest.raises(StudyLocked) as refused, study_lock(study_dir, log=lambda line: None):
+            pass
         message = str(refused.value)
         assert f"PID {holder.pid}" in message and f"host {socket.gethostname()}" in message
         assert "started 20" in message and "already running" in message
@@ -151,7 +151,7 @@ class _TuneLikeFit:
     """A tuner whose fit() installs Ray Tune's real signal handling and gets a Ctrl-C just as its
     last trial finished, which is the moment Tune used to swallow it."""
 
-    fitted: list[str] = []
+    fitted: ClassVar[list[str]] = []
 
     def __init__(self, dataset: str) -> None:
         self.dataset = dataset
