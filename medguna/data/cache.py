@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from medguna.data.images import channels_of, check_preprocessing, load_preprocessed
+from medguna.data.verify import unreadable_message
 from medguna.errors import DataError
 
 CACHE_FORMAT_VERSION = 1  # bump when preprocessing code changes what a key's pixels are
@@ -117,17 +118,26 @@ def _open_read_only(path: Path) -> torch.Tensor:
 def _fill(
     target: np.ndarray, paths: Sequence[str | Path], preprocessing: str, size: int, progress: bool
 ) -> None:
-    def decode_into(index: int) -> None:
-        target[index] = load_preprocessed(paths[index], preprocessing, size)
+    def decode_into(index: int) -> str | None:
+        try:
+            target[index] = load_preprocessed(paths[index], preprocessing, size)
+        except DataError as error:
+            return str(error)  # keep decoding: the error names every bad file, not the first
+        return None
 
     # PIL releases the GIL while decoding and resizing, so threads give real parallelism here.
     workers = min(8, os.cpu_count() or 1, len(paths))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         bar = tqdm(total=len(paths), desc=f"decoding images ({preprocessing}, {size}px)",
                    unit="img", disable=not progress)
+        problems = []
         with bar:
-            for _ in pool.map(decode_into, range(len(paths))):
+            for problem in pool.map(decode_into, range(len(paths))):
                 bar.update(1)
+                if problem is not None:
+                    problems.append(problem)
+    if problems:
+        raise DataError(unreadable_message(problems))
 
 
 def build_image_cache(
