@@ -152,6 +152,7 @@ def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: st
     """Tune function trainable: the trial config plus this trial's sampled hyperparameters."""
     from ray import tune
 
+    from medguna.study.failures import input_errors_not_retried
     from medguna.trial.loop import run_trial
 
     cfg = from_dict(TrialConfig, base)
@@ -159,7 +160,9 @@ def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: st
     cfg.method = apply_method_params(cfg.method, params)
     reporter = _TaggedReporter(TuneReporter(), {
         "study": study, "is_reference_config": is_reference_config(params)})
-    run_trial(cfg, reporter, log_dir=tune.get_context().get_trial_dir(), params=config)
+    trial_dir = tune.get_context().get_trial_dir()
+    with input_errors_not_retried(trial_dir):
+        run_trial(cfg, reporter, log_dir=trial_dir, params=config)
 
 
 class _TaggedReporter:
