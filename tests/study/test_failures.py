@@ -17,7 +17,7 @@ def trial(tmp_path, monkeypatch):
     """medguna_trainable as Tune calls it (first attempt, then a retry), with a run_trial stand-in."""
     from ray import tune
 
-    import medguna.trial.loop as loop
+    from medguna.trial import loop
 
     calls = []
     monkeypatch.setattr(tune, "get_context", lambda: SimpleNamespace(get_trial_dir=lambda: str(tmp_path)))
