@@ -88,3 +88,11 @@ def test_a_dataset_too_small_for_a_test_split_is_a_clear_error(small_montgomery,
             os.remove(image)
     with pytest.raises(DataError, match=r"no images in its val and test split\(s\) \(train 2, val 0, test 0"):
         load_manifest("montgomery", small_montgomery, tmp_path / "splits")
+
+
+def test_an_image_vanishing_while_the_dataset_is_read_is_named(small_montgomery):
+    from medguna.data.manifest import manifest_fingerprint
+
+    rows = [("CXR_png/MCUCXR_0001_0.png", 0, "train"), ("CXR_png/MCUCXR_0999_0.png", 0, "test")]
+    with pytest.raises(DataError, match=r"image .*MCUCXR_0999_0.png disappeared while the dataset was being read"):
+        manifest_fingerprint(small_montgomery, rows)
