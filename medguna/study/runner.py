@@ -306,6 +306,8 @@ def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop) -> None:
     _write_study_json(plan)
 
     for p in plan.datasets:
+        if stop.requested:  # Ctrl-C while Ray started or between two experiments
+            raise StudyInterrupted(p.dataset)
         exp_dir = join(plan.study_dir, p.dataset)
         trainable = _trainable(plan, p)
         if _read_text(join(exp_dir, COMPLETE_MARKER)) is not None:
