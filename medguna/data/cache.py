@@ -184,6 +184,7 @@ def build_image_cache(
         # The record goes first: a reader that sees the new .npy then finds its record.
         _write_record(target_path, {"key": key, "sha256": _file_sha256(Path(temporary)), "material": material})
         os.replace(temporary, target_path)
+        _VERIFIED.add(_signature(target_path))  # just hashed: no need to read it again in this process
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
