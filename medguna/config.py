@@ -37,6 +37,7 @@ PROTOCOLS = ("validation", "reference")
 MAX_PROMPT_LENGTH = 1024
 SWIN_PATCH_SIZE = 4  # MedCLIP-ViT's Swin-T: a 224 px image is a 56 x 56 patch grid
 MAX_ADAPTER_WIDTH = 8192
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 4096  # below 32 px Swin's 4-px patches leave no grid to speak of
 
 
 @dataclass
@@ -156,6 +157,8 @@ class TrialConfig:
         _check(0 < d.val_fraction < 1, "data.val_fraction", d.val_fraction, "a fraction in (0, 1)")
         _check(0 < d.test_fraction < 1, "data.test_fraction", d.test_fraction, "a fraction in (0, 1)")
         _check(d.synthetic_scale > 0, "data.synthetic_scale", d.synthetic_scale, "> 0")
+        _check(MIN_IMAGE_SIZE <= d.image_size <= MAX_IMAGE_SIZE, "data.image_size", d.image_size,
+               f"pixels per side from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} (MedCLIP-ViT: 224)")
         _check(r.objective in OBJECTIVES, "runtime.objective", r.objective, f"one of {OBJECTIVES}")
         _check(r.protocol in PROTOCOLS, "runtime.protocol", r.protocol, f"one of {PROTOCOLS}")
         _check(r.mixed_precision in MIXED_PRECISIONS, "runtime.mixed_precision",
@@ -184,6 +187,10 @@ def _check_reference_prompt_length(m: MethodConfig, image_size: int) -> None:
 
 
 def validate_method(m: MethodConfig, image_size: int = 224) -> None:
+    for f in dataclasses.fields(m):  # inf passes every `>= 0` below and fails only mid-training
+        value = getattr(m, f.name)
+        if isinstance(value, float):
+            _check(math.isfinite(value), f"method.{f.name}", value, "a finite number")
     _check(m.variant in VARIANTS, "method.variant", m.variant, f"one of {VARIANTS}")
     _check(0 <= m.adapter_width <= MAX_ADAPTER_WIDTH, "method.adapter_width", m.adapter_width,
            f"0 (linear adapter) or a bottleneck width up to {MAX_ADAPTER_WIDTH}")
@@ -196,7 +203,8 @@ def validate_method(m: MethodConfig, image_size: int = 224) -> None:
     _check(m.ce_weight >= 0, "method.ce_weight", m.ce_weight, ">= 0")
     _check(0 < m.confident_ratio <= 1, "method.confident_ratio", m.confident_ratio, "in (0, 1]")
     _check(0 <= m.label_smoothing < 1, "method.label_smoothing", m.label_smoothing, "in [0, 1)")
-    _check(m.stage1_steps >= 0, "method.stage1_steps", m.stage1_steps, ">= 0")
+    _check(m.stage1_steps >= 1, "method.stage1_steps", m.stage1_steps,
+           ">= 1 (stage 1 trains the adapter that stage 2 starts from)")
     _check(m.stage1_noise_std >= 0, "method.stage1_noise_std", m.stage1_noise_std, ">= 0")
     _check(m.stage1_lr > 0, "method.stage1_lr", m.stage1_lr, "> 0")
     _check(m.stage2_lr > 0, "method.stage2_lr", m.stage2_lr, "> 0")
@@ -204,6 +212,7 @@ def validate_method(m: MethodConfig, image_size: int = 224) -> None:
     _check(m.stage2_optimizer in OPTIMIZERS, "method.stage2_optimizer", m.stage2_optimizer,
            f"one of {OPTIMIZERS}")
     _check(m.batch_size >= 1, "method.batch_size", m.batch_size, ">= 1")
+    _check(m.weight_decay >= 0, "method.weight_decay", m.weight_decay, ">= 0")
     _check(m.preprocessing in PREPROCESSINGS, "method.preprocessing", m.preprocessing,
            f"one of {PREPROCESSINGS}")
     _check(m.text_wrapper in TEXT_WRAPPERS, "method.text_wrapper", m.text_wrapper,
@@ -381,6 +390,7 @@ class StudyConfig:
     def validate(self, search: bool = True) -> StudyConfig:
         """search=False skips the search space: a single trial (`medguna trial`) searches nothing."""
         s, r, q = self.study, self.resources, self.search
+        validate_study_name(s.name)
         if not s.datasets:
             raise ConfigError("study.datasets is empty: name at least one of " + ", ".join(DATASET_NAMES))
         for name in s.datasets:
@@ -421,6 +431,18 @@ class StudyConfig:
             model=dataclasses.replace(self.model),
             method=dataclasses.replace(method or self.method),
             runtime=dataclasses.replace(self.runtime),
+        )
+
+
+def validate_study_name(name: Any) -> None:
+    """A study's name is one folder under storage.path, and `--fresh` deletes exactly that folder:
+    a name that is empty, absolute, holds a path separator or '..' could point it elsewhere."""
+    bad = (not isinstance(name, str) or not name.strip() or name != name.strip() or name == "."
+           or ".." in name or any(char in name for char in ("/", "\\", "\0")))
+    if bad:
+        raise ConfigError(
+            f"study.name={name!r} is invalid: expected a single folder name, not empty or '.', "
+            "without '/', '\\' or '..' (e.g. study.name=chestxray-v2)"
         )
 
 

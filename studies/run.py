@@ -27,7 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true",
                         help="Ray's own trial tables and log lines instead of medguna's progress display")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
-    args = parser.parse_args(argv)
+    # Overrides may also follow the options (`--fresh a=b`): argparse leaves those unparsed.
+    args, extra = parser.parse_known_args(argv)
+    stray = [item for item in extra if item.startswith("-")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    args.overrides = [*args.overrides, *extra]
     confirm = []  # the flags set the real and the demonstration budget alike
     if args.confirm_top is not None:
         confirm += [f"study.confirm_top={args.confirm_top}", f"study.demo_confirm_top={args.confirm_top}"]
@@ -45,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     except MedgunaError as err:
         print(f"studies/run.py: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once (listed first: StudyInterrupted may be unbound)
+        return 130
     except StudyInterrupted:
         return 130
     if not args.no_report:

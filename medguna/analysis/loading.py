@@ -320,7 +320,10 @@ def _finish_epochs(epochs: pl.DataFrame, studies: list[StudyInfo]) -> pl.DataFra
         "is_reference_config",
     ):
         if name not in epochs.columns:  # e.g. no trial reported an epoch: every one failed at start
-            dtype = pl.String if name in _STRING_COLUMNS else pl.Int64 if name == "epoch" else pl.Float64
+            # is_reference_config must not be a Float64: pl.col(pl.Float64) below would select it a
+            # second time in the same with_columns (every trial failed before its first report).
+            dtype = (pl.String if name in _STRING_COLUMNS else pl.Int64 if name == "epoch"
+                     else pl.Boolean if name == "is_reference_config" else pl.Float64)
             epochs = epochs.with_columns(pl.lit(None, dtype=dtype).alias(name))
     epochs = epochs.with_columns(
         pl.col("epoch").cast(pl.Int64),

@@ -19,7 +19,13 @@ from medguna.analysis.confirmed import confirmed_leaderboard, search_trials
 from medguna.analysis.effects import EFFECT_PARAMS, effect_table
 from medguna.analysis.html_report import TableSection, write_html_report
 from medguna.analysis.importance import param_importance
-from medguna.analysis.layout import CALIBRATION_METRICS, COMPLETED, DEFAULT_METRIC, TRIAL_STATES
+from medguna.analysis.layout import (
+    CALIBRATION_METRICS,
+    COMPLETED,
+    DEFAULT_METRIC,
+    FAILED,
+    TRIAL_STATES,
+)
 from medguna.analysis.leaderboards import across_leaderboard, dataset_leaderboard, seeds_table
 from medguna.analysis.loading import ResultSet, load_results
 from medguna.analysis.pareto import pareto_table, plot_pareto
@@ -426,11 +432,23 @@ def leaderboard_text(results: ResultSet, top: int = 3, metric: str = DEFAULT_MET
             ranked = part.filter(pl.col("trial_status") == COMPLETED).head(top)
             for row in ranked.iter_rows(named=True):
                 lines.append("  " + _short_row(row, params, metric))
+            if ranked.height == 0:
+                lines += _failure_lines(part)
             reference = part.filter(pl.col("reference") != "")
             for row in reference.iter_rows(named=True):
                 if row["trial_status"] != COMPLETED or row["rank"] > top:
                     lines.append("  " + _short_row(row, params, metric))
     return "\n".join(lines)
+
+
+def _failure_lines(board: pl.DataFrame) -> list[str]:
+    """No trial completed: each distinct failure reason once, with how many trials it stopped."""
+    failed = board.filter(pl.col("trial_status") == FAILED)
+    if failed.height == 0:
+        return []
+    reasons = failed.group_by("note").len().sort(["len", "note"], descending=[True, False])
+    return [f"  {count} failed: {note or '(no reason recorded)'}"
+            for note, count in reasons.iter_rows()]
 
 
 def across_text(across: pl.DataFrame, top: int = 5, metric: str = DEFAULT_METRIC) -> str:

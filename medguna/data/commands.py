@@ -12,6 +12,7 @@ from medguna.config import StorageConfig
 from medguna.data.datasets import DATASETS
 from medguna.data.manifest import load_manifest
 from medguna.data.synthetic import synthesize
+from medguna.data.verify import unreadable_images, unreadable_message
 from medguna.errors import MedgunaError
 
 # Where studies and trials keep split files with the default storage.cache_dir, so `medguna data`
@@ -50,6 +51,13 @@ def run_data(args: argparse.Namespace) -> int:
         print(manifest.counts())
     print(f"split file: {manifest.split_file}")
     print(f"fingerprint: {manifest.fingerprint}")
+    if args.verify:
+        paths = manifest.table["path"].to_list()
+        problems = unreadable_images(paths, progress=True)
+        if problems:
+            print(f"error: {unreadable_message(problems)}", file=sys.stderr)
+            return 2
+        print(f"verified: all {len(paths)} images decode")
     return 0
 
 
@@ -73,4 +81,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--split-seed", type=int, default=0)
     data.add_argument("--val-fraction", type=float, default=0.2)
     data.add_argument("--test-fraction", type=float, default=0.2)
+    data.add_argument("--verify", action="store_true",
+                      help="decode every image (in parallel) and list each unreadable file")
     data.set_defaults(func=run_data)

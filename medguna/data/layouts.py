@@ -9,6 +9,8 @@ validation set) or "test" (an official test set).
 from __future__ import annotations
 
 import csv
+import errno
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +34,21 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+        return False
+    _check_link(path)
+    return path.is_file()
+
+
+def _check_link(path: Path) -> None:
+    """A dangling or looping symlink reads as "not a file": refuse it instead of dropping an image."""
+    if not path.is_symlink():
+        return
+    try:
+        os.stat(path)
+    except OSError as error:
+        what = "a symlink loop" if error.errno == errno.ELOOP else f"a broken symlink (to {os.readlink(path)})"
+        raise DataError(f"image {path} is {what}: point the link at the image file or remove it") from None
 
 
 # --- shenzhen / montgomery -------------------------------------------------------------------
@@ -45,7 +61,10 @@ def _nlm_parser(prefix: str) -> Callable[[Path], list[ImageRecord]]:
         for folder in (root, root / "CXR_png"):
             if not folder.is_dir():
                 continue
-            named = sorted(p for p in folder.iterdir() if p.is_file() and p.name.upper().startswith(prefix))
+            candidates = [p for p in folder.iterdir() if p.name.upper().startswith(prefix)]
+            for path in candidates:
+                _check_link(path)
+            named = sorted(p for p in candidates if p.is_file())
             if not named:
                 continue
             records = []

@@ -18,7 +18,7 @@ from medguna.data.splits import (
     load_or_create_splits,
     split_file_path,
 )
-from medguna.errors import ConfigError
+from medguna.errors import ConfigError, DataError
 
 SYNTHETIC_MARKER = "MEDGUNA_SYNTHETIC.json"
 
@@ -72,9 +72,27 @@ def manifest_fingerprint(root: Path, rows: list[tuple[str, int, str]]) -> str:
     """sha256 over sorted (relative path, size, mtime_ns, label, split): any file/label/split change shows."""
     digest = hashlib.sha256()
     for relative_path, label, split in sorted(rows):
-        stat = (root / relative_path).stat()
+        try:
+            stat = (root / relative_path).stat()
+        except FileNotFoundError:
+            raise DataError(f"image {root / relative_path} disappeared while the dataset was being read: "
+                            "wait until whatever moves or deletes files under the root is done, then "
+                            "run again") from None
         digest.update(f"{relative_path}\t{stat.st_size}\t{stat.st_mtime_ns}\t{label}\t{split}\n".encode())
     return digest.hexdigest()
+
+
+def _check_no_empty_split(dataset: str, root: Path, rows: list[tuple[str, int, str]], split_file: Path) -> None:
+    # Trials train, select and test on all three: an empty one fails later as a shape error.
+    counts = {split: sum(1 for _, _, s in rows if s == split) for split in ("train", "val", "test")}
+    empty = [split for split, count in counts.items() if count == 0]
+    if empty:
+        raise DataError(
+            f"{dataset} at {root} has no images in its {' and '.join(empty)} split(s) "
+            f"(train {counts['train']}, val {counts['val']}, test {counts['test']}; split file "
+            f"{split_file}): restore the official test folder or add images, or raise "
+            "data.val_fraction / data.test_fraction"
+        )
 
 
 def load_manifest(
@@ -98,6 +116,7 @@ def load_manifest(
     split_file = split_file_path(Path(split_dir), spec, root_path, val_fraction, test_fraction, split_seed)
     assignment = load_or_create_splits(split_file, spec, records, val_fraction, test_fraction, split_seed)
     rows = [(r.relative_path, r.label, assignment[r.relative_path]) for r in records]
+    _check_no_empty_split(spec.name, root_path, rows, split_file)
     table = pl.DataFrame(
         {
             "path": [str(root_path / p) for p, _, _ in rows],

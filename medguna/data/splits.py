@@ -168,8 +168,24 @@ def load_or_create_splits(
     test_fraction: float, seed: int,
 ) -> dict[str, str]:
     """The stored split if `path` exists (checked against disk), else a new one written there."""
-    if path.is_file():
-        return check_split_file(path, spec, records, read_split_file(path))
     assignment = make_splits(spec, records, val_fraction, test_fraction, seed)
+    if path.is_file():
+        stored = check_split_file(path, spec, records, read_split_file(path))
+        _check_same_split(path, stored, assignment, seed)
+        return stored
     write_split_file(path, records, assignment)
     return assignment
+
+
+def _check_same_split(path: Path, stored: dict[str, str], expected: dict[str, str], seed: int) -> None:
+    """The split is a function of the images, the seed and the fractions (all in the file's name):
+    a stored file that says otherwise was edited (val and test rows swapped, say), and trials
+    would select their epoch on test images."""
+    moved = sorted(p for p, split in stored.items() if split != expected[p])
+    if moved:
+        examples = ", ".join(f"{p} ({stored[p]}, expected {expected[p]})" for p in moved[:3])
+        raise DataError(
+            f"split file {path} puts {len(moved)} image(s) in other splits than split_seed={seed} "
+            f"and its fractions give: {examples}{' ...' if len(moved) > 3 else ''}; the file was "
+            f"edited or copied from elsewhere: delete {path} to regenerate it"
+        )

@@ -18,7 +18,11 @@ from medguna.models.medclip_config import test_size_config
 from medguna.models.prompted import INSERTIONS, prompted_image_features
 from medguna.models.registry import register_encoder
 from medguna.models.test_size import ensure_test_size_checkpoint
-from medguna.models.tokenizer import VOCAB_FILE_NAME, load_tokenizer
+from medguna.models.tokenizer import (
+    VOCAB_FILE_NAME,
+    load_tokenizer,
+    tokenizer_fingerprint,
+)
 
 
 class Encoder(nn.Module):
@@ -174,6 +178,7 @@ def build_medclip_vit(
         "checkpoint_sha256": loaded.sha256,
         "is_test_size": loaded.config.name == test_size_config().name,
         "tokenizer": str(tokenizer_dir),
+        "tokenizer_sha256": tokenizer_fingerprint(tokenizer_dir),
         "parameters": parameter_counts(loaded.model),
         "load_report": {"entries": loaded.report.total_entries, **loaded.report.counts()},
     }

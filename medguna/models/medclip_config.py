@@ -57,13 +57,52 @@ class MedClipConfig:
 
     @classmethod
     def load(cls, path: Path) -> MedClipConfig:
+        fix = ("Delete the file to read the directory as the official full-size release, or re-create "
+               "it with save_released_format.")
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
+            config = cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, ValueError, TypeError) as error:
-            raise CheckpointError(
-                f"cannot read the MedCLIP config {path}: {error}. Delete the file to read the "
-                "directory as the official full-size release, or re-create it with save_released_format."
-            ) from error
+            raise CheckpointError(f"cannot read the MedCLIP config {path}: {error}. {fix}") from error
+        problem = size_problem(config)
+        if problem:
+            raise CheckpointError(f"the MedCLIP config {path} is invalid: {problem}. {fix}")
+        return config
+
+
+MAX_PARAMETERS = 2_000_000_000  # ten times the released MedCLIP-ViT (~0.2 billion)
+_VISION_SIZES = ("embed_dim", "image_size", "patch_size", "window_size")
+_TEXT_SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+               "intermediate_size", "max_position_embeddings")
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def size_problem(config: MedClipConfig) -> str:
+    """What makes the config unbuildable (a size that is not a positive integer, or a model too
+    large to be MedCLIP, which would try to allocate it), or "" if nothing does."""
+    for section, keys in (("vision", _VISION_SIZES), ("text", _TEXT_SIZES)):
+        values = getattr(config, section)
+        for key in keys:
+            if not _positive_int(values.get(key)):
+                return f"{section}.{key}={values.get(key)!r} must be a positive integer"
+    for key in ("depths", "num_heads"):
+        value = config.vision.get(key)
+        if not isinstance(value, list) or not value or not all(_positive_int(v) for v in value):
+            return f"vision.{key}={value!r} must be a non-empty list of positive integers"
+    if not _positive_int(config.projection_dim):
+        return f"projection_dim={config.projection_dim!r} must be a positive integer"
+    t, v = config.text, config.vision
+    hidden = t["hidden_size"]
+    text = ((t["vocab_size"] + t["max_position_embeddings"]) * hidden
+            + t["num_hidden_layers"] * (4 * hidden * hidden + 2 * hidden * t["intermediate_size"]))
+    vision = sum(depth * 12 * (v["embed_dim"] * 2**stage) ** 2 for stage, depth in enumerate(v["depths"]))
+    if text + vision > MAX_PARAMETERS:
+        return (f"it describes a model of about {(text + vision) / 1e9:.0f} billion parameters "
+                f"(text.vocab_size={t['vocab_size']}, text.hidden_size={hidden}, vision.embed_dim="
+                f"{v['embed_dim']}); MedCLIP-ViT has about 0.2 billion")
+    return ""
 
 
 def _swin_settings(embed_dim: int, depths: list[int], num_heads: list[int]) -> dict[str, Any]:

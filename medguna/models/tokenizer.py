@@ -8,6 +8,7 @@ therefore lower-cases by default, and follows `do_lower_case` when a tokenizer_c
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -51,11 +52,30 @@ def load_tokenizer(directory: str | Path) -> PreTrainedTokenizerBase:
             f"tokenizer directory {directory} has no {VOCAB_FILE_NAME}: copy Bio_ClinicalBERT's "
             f"{VOCAB_FILE_NAME} (28,996 lines) there"
         )
+    tokens = [line.strip() for line in vocab.read_text(encoding="utf-8", errors="replace").splitlines()]
+    missing = [token for token in ("[UNK]", "[CLS]", "[SEP]") if token not in tokens]
+    if missing:
+        what = "is empty" if not any(tokens) else f"lacks the special token(s) {', '.join(missing)}"
+        raise CheckpointError(
+            f"{vocab} {what}: it is not a BERT WordPiece vocabulary; copy Bio_ClinicalBERT's "
+            f"{VOCAB_FILE_NAME} (28,996 lines, starting with [PAD]) there"
+        )
     return BertTokenizer(
         vocab=str(vocab),
         do_lower_case=_lower_case_setting(directory),
         model_max_length=MODEL_MAX_LENGTH,
     )
+
+
+def tokenizer_fingerprint(directory: str | Path) -> str:
+    """sha256 of what decides the token ids: vocab.txt and (if present) tokenizer_config.json.
+    Part of the text-embedding cache key, so a changed vocabulary never reuses old embeddings."""
+    directory = Path(directory).expanduser()
+    digest = hashlib.sha256()
+    for name in (VOCAB_FILE_NAME, TOKENIZER_CONFIG_NAME):
+        path = directory / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
+    return digest.hexdigest()
 
 
 def build_wordpiece_vocab(texts: list[str], vocab_size: int) -> list[str]:

@@ -7,12 +7,12 @@ Layout of results (the contract with analysis/): <storage>/<study>/study.json an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import math
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,6 +182,7 @@ def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: st
     from ray import tune
 
     from medguna.study.description_sets import install_sets
+    from medguna.study.failures import input_errors_not_retried
     from medguna.trial.loop import run_trial
 
     cfg = from_dict(TrialConfig, base)
@@ -190,7 +191,9 @@ def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: st
     cfg.method = apply_method_params(cfg.method, params)
     reporter = _TaggedReporter(TuneReporter(), {
         "study": study, "is_reference_config": is_reference_config(params)})
-    run_trial(cfg, reporter, log_dir=tune.get_context().get_trial_dir(), params=config)
+    trial_dir = tune.get_context().get_trial_dir()
+    with input_errors_not_retried(trial_dir):
+        run_trial(cfg, reporter, log_dir=trial_dir, params=config)
 
 
 class _TaggedReporter:
@@ -333,14 +336,39 @@ def _trainable(plan: StudyPlan, p: DatasetPlan):
 def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print, verbose: bool = False) -> StudyPlan:
     """Run (or resume) every dataset's experiment of the study, then export and summarise.
 
-    verbose: Ray's own trial tables and log lines instead of medguna's progress display."""
-    import ray
-    from ray import tune
+    verbose: Ray's own trial tables and log lines instead of medguna's progress display.
 
-    from medguna.study.storage import check_storage_for_cluster, expected_cluster_nodes
+    Folders are checked and the study's lock taken before Ray starts, so a second driver on the
+    same study, or an unwritable storage path, stops at once.
+    """
+    from medguna.study.interrupt import stop_on_interrupt
+    from medguna.study.lock import study_lock
 
     plan = plan_study(cfg)
     log(banner(plan))
+    _check_local_folders(plan)
+    lock = study_lock(plan.study_dir, log=log) if not is_uri(plan.storage) else contextlib.nullcontext()
+    with lock, stop_on_interrupt() as stop:
+        _run_planned(plan, fresh=fresh, log=log, stop=stop, verbose=verbose)
+    return plan
+
+
+def _check_local_folders(plan: StudyPlan) -> None:
+    from medguna.folders import check_writable_folder
+
+    if not is_uri(plan.storage):
+        check_writable_folder(plan.storage, "storage.path")
+    check_writable_folder(plan.config.storage.cache_dir, "storage.cache_dir")
+
+
+def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop, verbose: bool = False) -> None:
+    import ray
+    from ray import tune
+
+    from medguna.study.lock import LOCK_FILE
+    from medguna.study.storage import check_storage_for_cluster, expected_cluster_nodes
+
+    cfg = plan.config
     # Ray reports usage statistics over the network unless told not to; medguna asks for no network.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from medguna.study.progress import quiet_libraries, ray_console
@@ -353,11 +381,15 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print, verbose: bool
                  log_to_driver=verbose, configure_logging=False)
     check_storage_for_cluster(plan.storage, expected_cluster_nodes())
     if fresh and not is_uri(plan.storage) and Path(plan.study_dir).exists():
+        from medguna.study.fresh import clear_study_folder
+
         log(f"--fresh: removing the earlier results in {plan.study_dir}")
-        shutil.rmtree(plan.study_dir)
+        clear_study_folder(plan.storage, cfg.study.name, keep=(LOCK_FILE,))
     _write_study_json(plan)
 
     for p in plan.datasets:
+        if stop.requested:  # Ctrl-C while Ray started or between two experiments
+            raise StudyInterrupted(p.dataset)
         exp_dir = join(plan.study_dir, p.dataset)
         trainable = _trainable(plan, p)
         if _read_text(join(exp_dir, COMPLETE_MARKER)) is not None:
@@ -374,7 +406,7 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print, verbose: bool
                 log(f"[{p.dataset}] {p.warm_note}")
             tuner = _make_tuner(plan, p, trainable, verbose)
         _write_hparams_config(plan, p)
-        with ray_console(verbose):
+        with ray_console(verbose), stop.fitting():
             results = tuner.fit()
         summary = export_optuna(plan, p, results)
         unfinished = _unfinished_trials(exp_dir, results, p.num_samples)
@@ -386,7 +418,10 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print, verbose: bool
         _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps(summary, indent=2))
         log(f"[{p.dataset}] done: {summary['counts']}")
         run_confirmation(plan, p, trainable, results, log)
-    return plan
+        if stop.requested:
+            # Ctrl-C after this experiment's last trial: it is complete, the rest of the study waits.
+            log(f"[{p.dataset}] stopped on request after this dataset; run the same command again to resume")
+            raise StudyInterrupted(p.dataset)
 
 
 class StudyInterrupted(Exception):

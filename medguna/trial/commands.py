@@ -42,12 +42,14 @@ def trial_overrides(overrides: list[str]) -> tuple[list[str], str]:
 def run_command(args: argparse.Namespace) -> int:
     from medguna.compose import compose_study
     from medguna.data.manifest import is_synthetic_root
+    from medguna.folders import check_writable_folder
     from medguna.trial.loop import mixed_precision, run_trial
     from medguna.trial.reporting import PrintReporter, jsonable_row
 
     overrides, dataset = trial_overrides(list(args.overrides))
     study = compose_study(overrides, search=False)  # one trial: the study's search space plays no part
     cfg = study.trial_config(dataset).validate()
+    check_writable_folder(study.storage.cache_dir, "storage.cache_dir")  # before any decoding
     log_dir = Path(args.logdir) if args.logdir else (
         Path(study.storage.path) / "trials" / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     if cfg.data.root is None:

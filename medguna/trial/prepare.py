@@ -219,15 +219,19 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
     # Texts: keyed by the sentences themselves, never by the source's name (docs/method.md §5.8).
     wrapped, text_labels, descriptions = stage1_texts(method, spec, sets_dir=sets_dir_for(cfg.data.cache_dir))
     prompts = class_prompts(spec, wrapper)
-    text_key = content_key(encoder=enc_id, texts=descriptions_fingerprint(wrapped, text_labels, wrapper),
-                           prompts=prompts, max_text_tokens=encoder.max_text_tokens)
+    # The tokenizer's vocabulary decides the token ids, so it is part of the key like the weights.
+    text_material = {"encoder": enc_id, "tokenizer": encoder.info.get("tokenizer_sha256", ""),
+                     "texts": descriptions_fingerprint(wrapped, text_labels, wrapper), "prompts": prompts,
+                     "max_text_tokens": encoder.max_text_tokens}
+    text_key = content_key(**text_material)
 
     def encode_all_texts() -> dict[str, torch.Tensor]:
         with torch.no_grad():
             return {"texts": encoder.encode_texts(wrapped).float(),
                     "prototypes": encoder.encode_texts(prompts).float()}
 
-    text, hits["text_embeddings"] = cached_tensors(tensor_dir, "text", text_key, encode_all_texts)
+    text, hits["text_embeddings"] = cached_tensors(tensor_dir, "text", text_key, encode_all_texts,
+                                                   material=text_material, names=("texts", "prototypes"))
 
     images, labels, features, image_keys = {}, {}, {}, {}
     size = cfg.data.image_size
@@ -242,12 +246,13 @@ def _prepare_shared_work(cfg: TrialConfig, *, device, autocast, image_dir: Path)
         hits[f"images_{split}"] = bool(paths) and cache_file(paths, preprocessing, size, image_dir, depth).is_file()
         images[split] = build_image_cache(paths, preprocessing, size, image_dir, progress=True,
                                           high_bit_depth=depth)
-        key = content_key(encoder=enc_id, images=image_keys[split], precision=precision)
+        material = {"encoder": enc_id, "images": image_keys[split], "precision": precision}
         feats, hits[f"features_{split}"] = cached_tensors(
-            tensor_dir, "features", key,
+            tensor_dir, "features", content_key(**material),
             lambda split=split: {"features": encode_images(
                 encoder, images[split], preprocessing, device=device,
                 batch_size=cfg.runtime.eval_batch_size, autocast=autocast)},
+            material=material, names=("features",),
         )
         features[split] = feats["features"]
 
@@ -293,11 +298,11 @@ def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast, spli
     interpolation = cfg.method.crop_interpolation
     whole = split in shared.whole_images
     source = shared.whole_images[split] if whole else shared.images[split]
-    key = content_key(encoder=encoder_id(shared.encoder),
-                      images=shared.whole_keys[split] if whole else shared.image_keys[split],
-                      precision=shared.precision, views=r.feature_bank_views, seed=r.feature_bank_seed,
-                      # bicubic banks keep their earlier keys, so existing caches stay valid
-                      **({"interpolation": interpolation} if interpolation != "bicubic" else {}))
+    material = dict(encoder=encoder_id(shared.encoder),
+                    images=shared.whole_keys[split] if whole else shared.image_keys[split],
+                    precision=shared.precision, views=r.feature_bank_views, seed=r.feature_bank_seed,
+                    # bicubic banks keep their earlier keys, so existing caches stay valid
+                    **({"interpolation": interpolation} if interpolation != "bicubic" else {}))
 
     def compute() -> dict[str, torch.Tensor]:
         generator = torch.Generator(device="cpu").manual_seed(r.feature_bank_seed)
@@ -315,5 +320,6 @@ def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast, spli
         return {"bank": torch.stack(bank)}
 
     with _rng_neutral(device):
-        bank, shared.cache_hits["feature_bank"] = cached_tensors(_tensor_cache_dir(cfg), "bank", key, compute)
+        bank, shared.cache_hits["feature_bank"] = cached_tensors(
+            _tensor_cache_dir(cfg), "bank", content_key(**material), compute, material=material, names=("bank",))
     return bank["bank"]

@@ -139,3 +139,25 @@ def test_command_line(hand_study, tmp_path, capsys):
     assert (tmp_path / "out" / "index.md").is_file()
     assert cli.main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_study_whose_every_trial_failed_at_start_reports_the_reasons(tmp_path):
+    # What Ray leaves when a trial fails before its first report: params.json without the
+    # is_reference_config tag, an empty result.json, and error.txt.
+    import json
+
+    study = write_study_json(tmp_path / "broken", "broken", ["montgomery"], {"montgomery": "real"})
+    reasons = ["medguna.errors.DataError: cannot decode image a.png; replace or delete the file"] * 2 + [
+        "medguna.errors.DataError: image file not found: b.png"]
+    for number, reason in enumerate(reasons, start=1):
+        folder = study / "montgomery" / f"t{number:04d}_abc{number}"
+        folder.mkdir(parents=True)
+        (folder / "params.json").write_text(json.dumps({"adapter_width": 0, "dataset": "montgomery"}))
+        (folder / "result.json").write_text("")
+        (folder / "error.txt").write_text(f"Traceback (most recent call last):\n  ...\n{reason}\n")
+    text = short_leaderboard(study)
+    assert "montgomery: 3 failed" in text
+    assert f"  2 failed: {reasons[0]}" in text and f"  1 failed: {reasons[2]}" in text
+    out = write_report([study], None)
+    assert "| real | broken | montgomery | 0 | 0 | 3 | 0 | 3 |" in out.read_text()
+    assert "image file not found: b.png" in (out.parent / "leaderboard_montgomery.md").read_text()

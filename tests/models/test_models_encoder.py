@@ -162,3 +162,29 @@ def test_texts_longer_than_clip_77_tokens_are_encoded_whole(encoder):
     with torch.no_grad():
         whole, truncated = encoder.encode_texts([long_text, cut])
     assert not torch.allclose(whole, truncated, atol=1e-4)
+
+
+@pytest.mark.parametrize("section,key,value,message", [
+    ("vision", "embed_dim", -24, "vision.embed_dim=-24 must be a positive integer"),
+    ("text", "vocab_size", 10**10, "about 640 billion parameters"),  # would allocate terabytes
+])
+def test_check_model_refuses_an_impossible_config_before_building(tmp_path, capsys, test_size_dir,
+                                                                  section, key, value, message):
+    import json
+    import shutil
+
+    copy = tmp_path / "ckpt"
+    shutil.copytree(test_size_dir, copy)
+    config_path = copy / "medguna_medclip_config.json"
+    config = json.loads(config_path.read_text())
+    config[section][key] = value
+    config_path.write_text(json.dumps(config))
+    assert _run_check_model(["check-model", "--checkpoint", str(copy)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "medguna_medclip_config.json is invalid" in err and "Traceback" not in err
+
+
+def test_check_model_refuses_an_empty_vocab_txt(tmp_path, capsys, test_size_dir):
+    (tmp_path / "vocab.txt").write_text("")
+    assert _run_check_model(["check-model", "--checkpoint", str(test_size_dir), "--tokenizer", str(tmp_path)]) == 1
+    assert f"{tmp_path / 'vocab.txt'} is empty: it is not a BERT WordPiece vocabulary" in capsys.readouterr().err

@@ -61,6 +61,11 @@ def test_trial_config_carries_the_dataset_root_and_cache():
     (["resources.gpus_per_trial=1.5"], "whole number of GPUs"),
     (["runtime.objective=test_accuracy"], "runtime.objective"),
     (["method.batch_size=abc"], "must be an integer"),
+    (["method.entropy_weight=inf"], "method.entropy_weight=inf is invalid: expected a finite number"),
+    (["method.stage2_lr=nan"], "method.stage2_lr=nan is invalid"),
+    (["method.stage1_steps=0"], "method.stage1_steps=0 is invalid: expected >= 1"),
+    (["data.image_size=0"], "data.image_size=0 is invalid: expected pixels per side from 32"),
+    (["method.weight_decay=-0.1"], "method.weight_decay=-0.1"),
 ])
 def test_config_errors_name_the_key(overrides, message):
     with pytest.raises(ConfigError) as err:

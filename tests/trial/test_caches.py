@@ -7,6 +7,7 @@ without touching test) and the test-size MedCLIP, on CPU, in tmp folders.
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 from contextlib import nullcontext
@@ -19,7 +20,7 @@ from PIL import Image
 
 from medguna.config import DataConfig, MethodConfig, RuntimeConfig, TrialConfig
 from medguna.data.synthetic import synthesize
-from medguna.trial.cache import cached_tensors, content_key
+from medguna.trial.cache import cached_tensors, content_key, tensors_checksum
 from medguna.trial.loop import run_trial
 from medguna.trial.prepare import feature_bank, prepare_shared_work
 from medguna.trial.reporting import PrintReporter
@@ -258,3 +259,69 @@ def test_cached_tensors_recomputes_a_torn_entry_and_computes_every_time_when_off
     for _ in range(2):
         cached_tensors(None, "kind", key, compute)
     assert len(calls) == 4
+
+
+def test_another_tokenizer_vocabulary_recomputes_only_the_text_embeddings(tmp_path: Path, data_root: Path):
+    cache = tmp_path / "cache"
+    base = prepare(make_config(cache, data_root))
+    checkpoint = Path(base.encoder.info["checkpoint_path"]).parent
+    tokens = (checkpoint / "vocab.txt").read_text().splitlines()
+    same, shuffled = tmp_path / "same", tmp_path / "shuffled"
+    same.mkdir()
+    shuffled.mkdir()
+    (same / "vocab.txt").write_text("\n".join(tokens) + "\n")
+    (shuffled / "vocab.txt").write_text("\n".join(tokens[:5] + tokens[5:][::-1]) + "\n")  # specials kept
+
+    def with_tokenizer(folder: Path) -> TrialConfig:
+        cfg = make_config(cache, data_root)
+        cfg.model.checkpoint, cfg.model.tokenizer = str(checkpoint), str(folder)
+        return cfg
+
+    copied = prepare(with_tokenizer(same))  # same weights, same vocabulary content elsewhere: all hits
+    assert misses(copied) == set()
+    other = prepare(with_tokenizer(shuffled))
+    assert misses(other) == {"text_embeddings"}
+    assert not torch.allclose(other.text_embeddings, base.text_embeddings)
+
+
+def _ramp() -> dict[str, torch.Tensor]:
+    return {"x": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
+
+
+@pytest.mark.parametrize("damage", ["changed_value", "foreign_tensors", "nan", "no_metadata"])
+def test_a_cache_entry_that_fails_its_checks_is_rebuilt_and_said_once(tmp_path: Path, damage: str, capsys):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    calls = []
+
+    def compute() -> dict[str, torch.Tensor]:
+        calls.append(1)
+        return _ramp()
+
+    material = {"encoder": "abc:medclip-vit", "texts": "d41d8"}
+    key = content_key(**material)
+    cached_tensors(tmp_path, "text", key, compute, material=material, names=["x"])
+    entry = tmp_path / "text" / f"{key}.safetensors"
+    with safe_open(str(entry), framework="pt") as opened:
+        stored = opened.metadata()
+    assert json.loads(stored["material"]) == material and stored["key"] == key
+    if damage == "changed_value":  # the last float's bytes, same file size
+        data = bytearray(entry.read_bytes())
+        data[-4:] = np.float32(99.0).tobytes()
+        entry.write_bytes(bytes(data))
+    elif damage == "foreign_tensors":  # another writer's entry, with its own valid checksum
+        foreign = {"y": torch.ones(2)}
+        save_file(foreign, entry, metadata={"key": key, "checksum": tensors_checksum(foreign)})
+    elif damage == "nan":
+        bad = {"x": torch.full((2, 3), float("nan"))}
+        save_file(bad, entry, metadata={"key": key, "checksum": tensors_checksum(bad)})
+    else:  # an entry from before entries carried their key and checksum
+        save_file(_ramp(), entry)
+    capsys.readouterr()
+    again, hit = cached_tensors(tmp_path, "text", key, compute, material=material, names=["x"])
+    assert not hit and len(calls) == 2 and torch.equal(again["x"], _ramp()["x"])
+    err = capsys.readouterr().err
+    assert err.count("rebuilding it") == 1 and entry.name in err
+    reread, hit = cached_tensors(tmp_path, "text", key, compute, material=material, names=["x"])
+    assert torch.equal(reread["x"], again["x"]) and hit and len(calls) == 2 and capsys.readouterr().err == ""

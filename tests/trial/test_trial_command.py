@@ -86,6 +86,23 @@ def test_unknown_hyperparameter_is_a_clear_error(tmp_path, capsys):
     assert "entropy_wieght" in err
 
 
+def test_overrides_after_an_option_are_read_and_checked(tmp_path, capsys):
+    code = main(["trial", "dataset=shenzhen", *_storage(tmp_path), "--quiet", "method.batch_size=0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "method.batch_size=0 is invalid: expected >= 1" in err
+    with pytest.raises(SystemExit):
+        main(["trial", "--quiet", "--no-such-option"])
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
+def test_a_cache_dir_that_cannot_be_written_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    code = main(["trial", "dataset=shenzhen", f"storage.cache_dir={tmp_path / 'afile' / 'cache'}",
+                 f"storage.path={tmp_path / 'runs'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "storage.cache_dir=" in err and "cannot be written (Not a directory" in err
+
+
 def test_diverging_trial_fails_with_its_reason(tmp_path, capsys):
     # The reference variant's entropy term is NaN when floor(confident_ratio * batch) == 0.
     code = main(["trial", "dataset=shenzhen", *_storage(tmp_path), "method=reference",
