@@ -183,21 +183,7 @@ def _trial_dirname(trial) -> str:
     return f"t{number:04d}_{trial.trial_id}"
 
 
-def _max_concurrent(cfg: StudyConfig) -> int:
-    import ray
-
-    r = cfg.resources
-    if r.max_concurrent_trials:
-        return r.max_concurrent_trials
-    total = ray.cluster_resources()
-    by_cpu = int(total.get("CPU", 1) // (r.cpus_per_trial * r.num_workers))
-    if r.gpus_per_trial > 0:
-        gpus = r.gpus_per_trial if not r.distributed else float(r.num_workers)
-        return max(1, min(by_cpu, int(total.get("GPU", 0) // gpus)))
-    return max(1, by_cpu)
-
-
-def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable):
+def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable, max_concurrent: int):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
@@ -220,7 +206,7 @@ def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable):
         trainable,
         tune_config=tune.TuneConfig(
             metric=TUNE_METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
-            num_samples=p.num_samples, max_concurrent_trials=_max_concurrent(cfg),
+            num_samples=p.num_samples, max_concurrent_trials=max_concurrent,
             # A Ray Train driver starts its own worker group per trial, so reusing it saves nothing.
             reuse_actors=cfg.resources.reuse_actors and not cfg.resources.distributed,
             trial_dirname_creator=_trial_dirname,
@@ -259,7 +245,8 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
     import ray
     from ray import tune
 
-    from medguna.study.storage import check_storage_for_cluster, expected_cluster_nodes
+    from medguna.study.concurrency import study_concurrency
+    from medguna.study.storage import check_storage_for_cluster, count_alive_nodes, expected_cluster_nodes
 
     plan = plan_study(cfg)
     log(banner(plan))
@@ -269,7 +256,10 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
         address = cfg.resources.address
         ray.init(address=address if address != "local" else "local", include_dashboard=False,
                  log_to_driver=True, configure_logging=False)
-    check_storage_for_cluster(plan.storage, expected_cluster_nodes())
+    autoscaling_config = cfg.resources.autoscaling_config
+    check_storage_for_cluster(plan.storage, expected_cluster_nodes(autoscaling_config) if autoscaling_config
+                              else count_alive_nodes())
+    concurrency = study_concurrency(cfg.resources)
     if fresh and not is_uri(plan.storage) and Path(plan.study_dir).exists():
         log(f"--fresh: removing the earlier results in {plan.study_dir}")
         shutil.rmtree(plan.study_dir)
@@ -285,8 +275,9 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
             log(f"[{p.dataset}] resuming the interrupted experiment in {exp_dir}; finished trials are kept")
             tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
         else:
-            log(f"[{p.dataset}] starting {p.num_samples} trials")
-            tuner = _make_tuner(plan, p, trainable)
+            log(f"[{p.dataset}] starting {p.num_samples} trials, at most {concurrency.limit} at once "
+                f"(from {concurrency.reason})")
+            tuner = _make_tuner(plan, p, trainable, concurrency.limit)
         results = tuner.fit()
         summary = export_optuna(plan, p, results)
         unfinished = _unfinished_trials(exp_dir, results, p.num_samples)
