@@ -35,11 +35,26 @@ def main(argv: list[str] | None = None) -> int:
     except StudyInterrupted:
         return 130
     if not args.no_report:
-        from medguna.analysis.report import short_leaderboard, write_report
+        return _report(plan)
+    return 0
 
-        print(short_leaderboard(plan.study_dir))
-        out = write_report([plan.study_dir], None)
-        print(f"Leaderboards and figures: {out}\nTensorBoard: tensorboard --logdir {plan.study_dir}")
+
+def _report(plan) -> int:
+    """The end-of-study report; a failure here loses nothing (the results are written) and says how
+    to rerun just the report."""
+    from medguna.errors import MedgunaError
+    from medguna.study.end_report import report_study
+
+    try:
+        report = report_study(plan)
+    except (MedgunaError, OSError) as err:
+        print(f"studies/run.py: the study finished, but its report failed: {err}\n"
+              f"The results are kept in {plan.study_dir}; rerun the same command to retry the report "
+              "(nothing is rerun).", file=sys.stderr)
+        return 1
+    print(report.leaderboard)
+    copied = f" (copied to {report.copied_to})" if report.copied_to else ""
+    print(f"Leaderboards and figures: {report.index}{copied}\nTensorBoard: tensorboard --logdir {plan.study_dir}")
     return 0
 
 

@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import math
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,6 +245,7 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
     from ray import tune
 
     from medguna.study.concurrency import study_concurrency
+    from medguna.study.remote import remove_tree
     from medguna.study.storage import check_storage_for_cluster, count_alive_nodes, expected_cluster_nodes
 
     plan = plan_study(cfg)
@@ -260,9 +260,8 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
     check_storage_for_cluster(plan.storage, expected_cluster_nodes(autoscaling_config) if autoscaling_config
                               else count_alive_nodes())
     concurrency = study_concurrency(cfg.resources)
-    if fresh and not is_uri(plan.storage) and Path(plan.study_dir).exists():
-        log(f"--fresh: removing the earlier results in {plan.study_dir}")
-        shutil.rmtree(plan.study_dir)
+    if fresh and remove_tree(plan.study_dir):  # a local folder or a bucket prefix alike
+        log(f"--fresh: removed the earlier results in {plan.study_dir}")
     _write_study_json(plan)
 
     for p in plan.datasets:
