@@ -185,16 +185,17 @@ def _trial_dirname(trial) -> str:
 def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable, max_concurrent: int):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
+
+    from medguna.study.searcher import StudySearch
 
     cfg = plan.config
     space = cfg.search.space
     constants = fixed_params(p.trial.method, space, dataset=p.dataset)
     point = reference_point(space) if cfg.search.enqueue_reference else None
-    searcher = OptunaSearch(
+    searcher = StudySearch(
         define_by_run(space, constants), metric=TUNE_METRIC, mode="max",
         points_to_evaluate=[point] if point else None, seed=cfg.search.sampler_seed,
-        study_name=f"{cfg.study.name}-{p.dataset}",
+        study_name=f"{cfg.study.name}-{p.dataset}", export_dir=join(plan.study_dir, p.dataset),
     )
     scheduler = None
     if cfg.search.scheduler == "asha" and not cfg.resources.distributed:
