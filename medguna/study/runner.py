@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 
-import medguna
 from medguna.config import StudyConfig, TrialConfig, apply_method_params, from_dict, to_dict
 from medguna.errors import ConfigError
 from medguna.study.space import define_by_run, fixed_params, is_reference_config, reference_point
@@ -147,11 +146,14 @@ class TuneReporter:
             return torch.load(os.path.join(path, "trial_state.pt"), weights_only=True)
 
 
-def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: str) -> None:
+def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: str, code_version: str) -> None:
     """Tune function trainable: the trial config plus this trial's sampled hyperparameters."""
     from ray import tune
 
     from medguna.trial.loop import run_trial
+    from medguna.versions import CODE_VERSION_ENV
+
+    os.environ[CODE_VERSION_ENV] = code_version  # the driver's commit: nodes get the code without .git
 
     cfg = from_dict(TrialConfig, base)
     params = {k: v for k, v in config.items() if k in to_dict(cfg.method)}
@@ -225,18 +227,21 @@ def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable, max_concurrent: int)
 def _trainable(plan: StudyPlan, p: DatasetPlan):
     from ray import tune
 
+    from medguna.versions import describe_code
+
     r = plan.config.resources
-    base, study = to_dict(p.trial), plan.config.study.name
+    base, study, code_version = to_dict(p.trial), plan.config.study.name, describe_code()
     if r.distributed:
         from medguna.study.distributed import DRIVER_RESOURCES, distributed_trainable
 
         fn = tune.with_parameters(
             distributed_trainable, base=base, study=study, num_workers=r.num_workers,
             use_gpu=r.gpus_per_trial > 1, cpus_per_worker=r.cpus_per_trial,
-            storage_path=join(plan.study_dir, "_train"), max_failures=r.max_failures)
+            storage_path=join(plan.study_dir, "_train"), max_failures=r.max_failures,
+            code_version=code_version)
         # The driver only waits on its TorchTrainer, whose workers hold the CPUs and GPUs.
         return tune.with_resources(fn, DRIVER_RESOURCES)
-    fn = tune.with_parameters(medguna_trainable, base=base, study=study)
+    fn = tune.with_parameters(medguna_trainable, base=base, study=study, code_version=code_version)
     return tune.with_resources(fn, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
 
 
@@ -247,7 +252,11 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
 
     from medguna.study.concurrency import study_concurrency
     from medguna.study.remote import remove_tree
-    from medguna.study.storage import check_storage_for_cluster, count_alive_nodes, expected_cluster_nodes
+    from medguna.study.storage import (
+        check_storage_for_cluster,
+        count_alive_nodes,
+        expected_cluster_nodes,
+    )
 
     plan = plan_study(cfg)
     log(banner(plan))
@@ -388,6 +397,8 @@ def export_optuna(plan: StudyPlan, p: DatasetPlan, results) -> dict[str, Any]:
 
 
 def _write_study_json(plan: StudyPlan) -> None:
+    from medguna.versions import describe_code, git_state, library_versions
+
     cfg = plan.config
     info = {
         "study": cfg.study.name, "datasets": cfg.study.datasets, "objective": cfg.runtime.objective,
@@ -396,7 +407,7 @@ def _write_study_json(plan: StudyPlan) -> None:
         "encoder": cfg.model.encoder, "checkpoint": cfg.model.checkpoint or "test-size",
         "search_space": cfg.search.space, "method": dataclasses.asdict(plan.datasets[0].trial.method),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "code_version": medguna.__version__,
+        "code_version": describe_code(), **git_state(), **library_versions(),
         "config": to_dict(cfg),  # everything composed, so a study can be rerun from this file alone
     }
     _write_text(join(plan.study_dir, "study.json"), json.dumps(info, indent=2))

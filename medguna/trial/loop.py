@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-import medguna
 from medguna.config import TrialConfig, to_dict
 from medguna.errors import TrialError
 from medguna.trial.prepare import SharedWork, feature_bank, image_cache_dir, prepare_shared_work
 from medguna.trial.reporting import Reporter
+from medguna.versions import code_version, library_versions
 
 # The reference initialises its prompt tokens uniformly in [-0.0833, 0.0833] (docs/method.md §4).
 PROMPT_INIT_BOUND = 0.0833
@@ -94,7 +94,8 @@ def provenance(cfg: TrialConfig, shared: SharedWork) -> dict[str, Any]:
         "checkpoint": "test-size" if info.get("is_test_size") else str(cfg.model.checkpoint),
         "checkpoint_sha256": str(info.get("checkpoint_sha256", ""))[:12],
         "method_variant": cfg.method.variant,
-        "code_version": medguna.__version__,
+        "code_version": code_version(),
+        **library_versions(),
         "node_id": _ray_node_id(),
     }
 

@@ -14,7 +14,7 @@ from conftest import tiny_overrides
 pytestmark = pytest.mark.slow
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "studies"))
-import run as study_command  # noqa: E402  (studies/run.py, the command users type)
+import run as study_command
 
 
 def _trial_ids(exp: Path) -> set[str]:
@@ -36,7 +36,7 @@ def test_a_file_uri_study_runs_reports_and_starts_fresh(tmp_path, shared_cache, 
     assert (study / "analysis" / "index.md").is_file()
     assert (study / "analysis" / "leaderboard_montgomery.csv").is_file()
     mirror = shared_cache / "study_mirrors" / "chestxray"
-    assert (mirror / "montgomery" / sorted(first)[0] / "result.json").is_file()
+    assert (mirror / "montgomery" / min(first) / "result.json").is_file()
     assert not list(mirror.rglob("checkpoint_*")), "checkpoints are not mirrored for the report"
     assert "montgomery" in out and f"copied to file://{study}/analysis" in out
 
