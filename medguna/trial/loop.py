@@ -20,6 +20,7 @@ from torch import nn
 
 from medguna.config import TrialConfig, to_dict
 from medguna.errors import TrialError
+from medguna.trial.memory import release_memory
 from medguna.trial.prepare import SharedWork, feature_bank, image_cache_dir, prepare_shared_work
 from medguna.trial.reporting import Reporter
 from medguna.versions import code_version, library_versions
@@ -202,8 +203,11 @@ def _best_so_far(history: list[dict[str, Any]], objective: str) -> float:
 
 def run_trial(cfg: TrialConfig, reporter: Reporter, *, log_dir=None, params: dict | None = None) -> dict:
     """Run one trial; report every epoch; return the final row (with test metrics)."""
-    with image_cache_dir(cfg) as image_dir:
-        return _run(cfg, reporter, image_dir=image_dir, log_dir=log_dir, params=params or {})
+    try:
+        with image_cache_dir(cfg) as image_dir:
+            return _run(cfg, reporter, image_dir=image_dir, log_dir=log_dir, params=params or {})
+    finally:
+        release_memory()  # a reused worker's next trial starts without this one's GPU memory
 
 
 @dataclass
