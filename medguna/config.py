@@ -299,6 +299,9 @@ class ResourcesConfig:
     max_cluster_gpus: int | None = None
     autoscaling_config: str | None = "~/ray_bootstrap_config.yaml"
     max_failures: int = 1
+    # Running a study again reruns its failed trials only when asked (a failure such as a NaN loss is
+    # a result of the configuration); a dataset whose trials all failed reruns them regardless.
+    rerun_failed: bool = False
     reuse_actors: bool = True  # multi-GPU (TorchTrainer) trials never reuse: see _make_tuner
     # Training processes per trial on CPU (a TorchTrainer when > 1); with gpus_per_trial > 1
     # there is one process per GPU instead.

@@ -4,7 +4,9 @@
 Overrides are Hydra's (`data.roots.shenzhen=/data/ChinaSet_AllFiles model.checkpoint=/models/medclip
 resources=gpu storage.path=s3://bucket/medguna`). With no data roots and no checkpoint it runs a
 demonstration on synthetic stand-ins and the test-size MedCLIP, which finishes in minutes on a laptop.
-Running the same command again resumes an interrupted study; --fresh starts over.
+Running the same command again resumes an interrupted study, or extends a study whose
+study.num_samples grew; a study run again with other settings is refused with the list of changes
+(--restart DATASET starts one dataset over); --fresh starts the whole study over.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--study", default="chestxray", help="chestxray | fundus | skin | all (studies/conf/study/)")
     parser.add_argument("--fresh", action="store_true", help="delete this study's earlier results and start over")
+    parser.add_argument("--restart", action="append", default=[], metavar="DATASET",
+                        help="delete this dataset's earlier results and start it over, keeping the other "
+                             "datasets' (repeatable); the way to change a dataset's settings")
     parser.add_argument("--no-report", action="store_true", help="skip the leaderboards and figures at the end")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
     args = parser.parse_args(argv)
@@ -26,14 +31,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = compose_study([f"study={args.study}", *args.overrides])
-        from medguna.study.runner import StudyInterrupted, run_study
+        from medguna.study.runner import StudyFailed, StudyInterrupted, run_study
 
-        plan = run_study(cfg, fresh=args.fresh)
+        plan = run_study(cfg, fresh=args.fresh, restart=args.restart)
     except MedgunaError as err:
         print(f"studies/run.py: error: {err}", file=sys.stderr)
         return 2
     except StudyInterrupted:
         return 130
+    except StudyFailed as failed:
+        print(f"studies/run.py: {failed}; the study is not complete (see the errors above)", file=sys.stderr)
+        return 1
     if not args.no_report:
         return _report(plan)
     return 0

@@ -245,13 +245,17 @@ def _trainable(plan: StudyPlan, p: DatasetPlan):
     return tune.with_resources(fn, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
 
 
-def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
-    """Run (or resume) every dataset's experiment of the study, then export and summarise."""
+def run_study(cfg: StudyConfig, *, fresh: bool = False, restart: tuple[str, ...] | list[str] = (),
+              log=print) -> StudyPlan:
+    """Run (or resume, or extend) every dataset's experiment of the study, then export and summarise.
+
+    `restart` names datasets to start over (their earlier results are deleted, the others kept).
+    """
     import ray
-    from ray import tune
 
     from medguna.study.concurrency import study_concurrency
     from medguna.study.remote import remove_tree
+    from medguna.study.resume import decide, read_previous
     from medguna.study.storage import (
         check_storage_for_cluster,
         count_alive_nodes,
@@ -260,6 +264,8 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
 
     plan = plan_study(cfg)
     log(banner(plan))
+    previous = None if fresh else read_previous(_read_text(join(plan.study_dir, "study.json")))
+    decisions = decide(plan, previous, restart)  # a changed configuration stops here, before Ray
     # Ray reports usage statistics over the network unless told not to; medguna asks for no network.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():
@@ -272,32 +278,86 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print) -> StudyPlan:
     concurrency = study_concurrency(cfg.resources)
     if fresh and remove_tree(plan.study_dir):  # a local folder or a bucket prefix alike
         log(f"--fresh: removed the earlier results in {plan.study_dir}")
-    _write_study_json(plan)
+    _write_study_json(plan, previous, restart)
 
-    for p in plan.datasets:
+    failed = []
+    for p, decision in zip(plan.datasets, decisions, strict=True):
         exp_dir = join(plan.study_dir, p.dataset)
-        trainable = _trainable(plan, p)
-        if _read_text(join(exp_dir, COMPLETE_MARKER)) is not None:
-            log(f"[{p.dataset}] already complete in {exp_dir}: nothing rerun (use --fresh to start over)")
-            continue
-        if _restorable(exp_dir):
-            log(f"[{p.dataset}] resuming the interrupted experiment in {exp_dir}; finished trials are kept")
-            tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
-        else:
-            log(f"[{p.dataset}] starting {p.num_samples} trials, at most {concurrency.limit} at once "
-                f"(from {concurrency.reason})")
-            tuner = _make_tuner(plan, p, trainable, concurrency.limit)
-        results = tuner.fit()
-        summary = export_optuna(plan, p, results)
-        unfinished = _unfinished_trials(exp_dir, results, p.num_samples)
-        if unfinished:
-            # Tune returns normally after Ctrl-C; the experiment state it saved is what resume reads.
-            log(f"[{p.dataset}] interrupted: {p.num_samples - unfinished} of {p.num_samples} trials finished; "
-                f"results so far are kept in {exp_dir}. Run the same command again to resume.")
-            raise StudyInterrupted(p.dataset)
-        _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps(summary, indent=2))
-        log(f"[{p.dataset}] done: {summary['counts']}")
+        if decision.action == "restart" and remove_tree(exp_dir):
+            log(f"[{p.dataset}] --restart: removed its earlier results in {exp_dir}")
+        if not _run_dataset(plan, p, concurrency, log):
+            failed.append(p.dataset)
+    if failed:
+        raise StudyFailed(failed)
     return plan
+
+
+def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log) -> bool:
+    """Run one dataset's experiment to its end; False if every one of its trials failed."""
+    from ray import tune
+
+    from medguna.study.resume import raise_sample_target
+
+    cfg, exp_dir = plan.config, join(plan.study_dir, p.dataset)
+    trainable = _trainable(plan, p)
+    if _completed_samples(exp_dir) >= p.num_samples:
+        log(f"[{p.dataset}] already complete in {exp_dir}: nothing rerun (use --fresh to start over)")
+        return True
+    if _restorable(exp_dir):
+        earlier = raise_sample_target(exp_dir, p.num_samples)
+        if earlier < p.num_samples:
+            log(f"[{p.dataset}] extending from {earlier} to {p.num_samples} trials in {exp_dir}: "
+                f"the earlier trials are kept, {p.num_samples - earlier} new ones run")
+        else:
+            log(f"[{p.dataset}] resuming the interrupted experiment in {exp_dir}; finished trials are kept")
+        # Failed trials rerun only when asked, or when all of them failed (a broken setup, not a result).
+        rerun = cfg.resources.rerun_failed or _all_failed(exp_dir)
+        if rerun:
+            log(f"[{p.dataset}] failed trials rerun from their last checkpoint")
+        tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=rerun)
+    else:
+        log(f"[{p.dataset}] starting {p.num_samples} trials, at most {concurrency.limit} at once "
+            f"(from {concurrency.reason})")
+        tuner = _make_tuner(plan, p, trainable, concurrency.limit)
+    results = tuner.fit()
+    summary = export_optuna(plan, p, results)
+    unfinished = _unfinished_trials(exp_dir, results, p.num_samples)
+    if unfinished:
+        # Tune returns normally after Ctrl-C; the experiment state it saved is what resume reads.
+        log(f"[{p.dataset}] interrupted: {p.num_samples - unfinished} of {p.num_samples} trials finished; "
+            f"results so far are kept in {exp_dir}. Run the same command again to resume.")
+        raise StudyInterrupted(p.dataset)
+    if _all_failed(exp_dir):
+        error = next((str(r.error) for r in results if r.error), "")[:300]
+        log(f"[{p.dataset}] all {p.num_samples} trials failed, so it is not complete (first error: {error}). "
+            "Fix the cause and run the same command again: these trials rerun.")
+        return False
+    _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps({**summary, "num_samples": p.num_samples}, indent=2))
+    log(f"[{p.dataset}] done: {summary['counts']}")
+    return True
+
+
+def _completed_samples(exp_dir: str) -> int:
+    """The number of trials the dataset's completion marker covers; 0 without a marker."""
+    text = _read_text(join(exp_dir, COMPLETE_MARKER))
+    if text is None:
+        return 0
+    marker = json.loads(text)
+    # Markers written before the count was recorded: every trial they counted.
+    return int(marker.get("num_samples", sum(marker.get("counts", {}).values())))
+
+
+def _all_failed(exp_dir: str) -> bool:
+    statuses = saved_trial_statuses(exp_dir)
+    return bool(statuses) and all(status == "ERROR" for status in statuses)
+
+
+class StudyFailed(Exception):
+    """Every trial of some dataset failed: the study is not complete (a broken setup, not a result)."""
+
+    def __init__(self, datasets: list[str]) -> None:
+        super().__init__(f"every trial failed on {', '.join(datasets)}")
+        self.datasets = datasets
 
 
 class StudyInterrupted(Exception):
@@ -396,20 +456,37 @@ def export_optuna(plan: StudyPlan, p: DatasetPlan, results) -> dict[str, Any]:
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
-def _write_study_json(plan: StudyPlan) -> None:
+def _write_study_json(plan: StudyPlan, previous: dict[str, Any] | None, restart=()) -> None:
+    """study.json: written whole for a new study. For a study run again, what the kept results were
+    made with stays (the first configuration, and per dataset the record that resume compares
+    against); datasets started now get their own record, extended ones their new trial count, and
+    every run is listed with the code that ran it."""
+    from medguna.study.resume import dataset_record
     from medguna.versions import describe_code, git_state, library_versions
 
     cfg = plan.config
-    info = {
-        "study": cfg.study.name, "datasets": cfg.study.datasets, "objective": cfg.runtime.objective,
-        "mode": "max", "budget": plan.budget,
-        "data_source": {p.dataset: p.data_source for p in plan.datasets},
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    versions = {"code_version": describe_code(), **git_state(), **library_versions()}
+    info = previous or {
+        "study": cfg.study.name, "datasets": [], "objective": cfg.runtime.objective,
+        "mode": "max", "budget": plan.budget, "data_source": {},
         "encoder": cfg.model.encoder, "checkpoint": cfg.model.checkpoint or "test-size",
         "search_space": cfg.search.space, "method": dataclasses.asdict(plan.datasets[0].trial.method),
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "code_version": describe_code(), **git_state(), **library_versions(),
+        "created": now, **versions,
         "config": to_dict(cfg),  # everything composed, so a study can be rerun from this file alone
     }
+    records = info.setdefault("dataset_records", {})
+    for p in plan.datasets:
+        kept = records.get(p.dataset)
+        if kept is None or p.dataset in restart:
+            records[p.dataset] = dataset_record(plan, p)
+        else:
+            kept["num_samples"] = max(int(kept.get("num_samples", 0)), p.num_samples)
+        if p.dataset not in info["datasets"]:
+            info["datasets"].append(p.dataset)
+        info["data_source"][p.dataset] = p.data_source
+    info.setdefault("runs", []).append({"started": now, **versions,
+                                        "num_samples": {p.dataset: p.num_samples for p in plan.datasets}})
     _write_text(join(plan.study_dir, "study.json"), json.dumps(info, indent=2))
 
 
