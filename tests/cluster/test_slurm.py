@@ -46,9 +46,9 @@ def _run(tmp_path: Path, nodes: list[str], *args: str) -> list[str]:
 def test_ray_starts_on_every_node_and_the_study_joins_it(tmp_path, nodes):
     lines = _run(tmp_path, nodes, "--study", "chestxray", "storage.path=/shared/runs")
     head = [line for line in lines if "ray start --head" in line]
-    assert head == ["srun --nodes=1 --ntasks=1 -w gpu001 ray start --head --node-ip-address=10.1.2.3 "
-                    "--port=6379 --num-cpus=16 --num-gpus=2 --temp-dir=/tmp/ray_medguna_4242 "
-                    "--include-dashboard=false --disable-usage-stats --block"]
+    assert head == [("srun --nodes=1 --ntasks=1 -w gpu001 ray start --head --node-ip-address=10.1.2.3 "
+                     "--port=6379 --num-cpus=16 --num-gpus=2 --temp-dir=/tmp/ray_medguna_4242 "
+                     "--include-dashboard=false --disable-usage-stats --block")]
     workers = [line for line in lines if "ray start --address" in line]
     assert workers == [f"srun --nodes=1 --ntasks=1 -w {node} ray start --address=10.1.2.3:6379 --num-cpus=16 "
                        "--num-gpus=2 --temp-dir=/tmp/ray_medguna_4242 --disable-usage-stats --block"
