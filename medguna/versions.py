@@ -67,7 +67,9 @@ def library_versions() -> dict[str, str]:
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
     return {
-        "torch_version": torch.__version__, "cuda_version": torch.version.cuda or "",
+        # str(): torch.__version__ is a TorchVersion, which torch.load(weights_only=True) refuses in a
+        # checkpoint's history rows.
+        "torch_version": str(torch.__version__), "cuda_version": str(torch.version.cuda or ""),
         "transformers_version": _version("transformers"), "ray_version": _version("ray"),
         "optuna_version": _version("optuna"), "accelerate_version": _version("accelerate"),
         "gpu_model": gpu,

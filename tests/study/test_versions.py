@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 from pathlib import Path
 
@@ -35,3 +36,9 @@ def test_a_trial_reports_the_drivers_version_when_handed_one(monkeypatch):
 
     assert libs["torch_version"] == torch.__version__ and libs["ray_version"].startswith("2.")
     assert set(libs) >= {"cuda_version", "transformers_version", "gpu_model"}
+    # Rows go into trial checkpoints, which load with weights_only=True: plain types only.
+    assert all(type(v) is str for v in libs.values())
+    buffer = io.BytesIO()
+    torch.save({"history": [libs]}, buffer)
+    buffer.seek(0)
+    assert torch.load(buffer, weights_only=True)["history"][0] == libs
