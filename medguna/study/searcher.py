@@ -16,12 +16,15 @@ At the end of the experiment the runner replaces it with the export built from T
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
+
+logger = logging.getLogger(__name__)
 
 LIVE_STUDY_FILE = "optuna.db"
 FINAL_STATUS = "completed"  # the trial loop's last row (medguna/trial/loop.py, _select_and_test)
@@ -35,8 +38,11 @@ class StudySearch(OptunaSearch):
         self.export_dir = export_dir
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
-            super().on_trial_complete(trial_id, result, error)
+        if trial_id in self._completed_trials:
+            super().on_trial_complete(trial_id, result, error)  # Ray's warning for a second completion
+            return
+        if trial_id not in self._ot_trials:
+            logger.warning("trial %s completed but was never suggested by this searcher; ignored", trial_id)
             return
         if error:  # Ray tells a failed trial that had reported a value COMPLETE with that value
             self._tell(trial_id, "FAIL", "failed", result)
