@@ -78,7 +78,7 @@ class FakeAutoscalingCluster:
                 continue
         return pids
 
-    def stop(self, grace_s: float = 10.0) -> None:
+    def stop(self, grace_s: float = 3.0) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in self.own_processes():
                 try:

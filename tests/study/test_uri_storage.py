@@ -44,7 +44,7 @@ def test_a_file_uri_study_runs_reports_extends_and_starts_fresh(tmp_path, shared
     assert "montgomery" in out and f"copied to file://{study}/analysis" in out
 
     # More samples: exactly the new trial runs, the kept one is not rerun, Optuna holds both.
-    assert study_command.main([*args, "study.demo_num_samples=2"]) == 0
+    assert study_command.main(["--no-report", *args, "study.demo_num_samples=2"]) == 0
     assert "extending from 1 to 2 trials" in capsys.readouterr().out
     after = _trials(exp)
     assert len(after) == 2 and {k: after[k] for k in first} == first
@@ -54,7 +54,7 @@ def test_a_file_uri_study_runs_reports_extends_and_starts_fresh(tmp_path, shared
     trials = optuna.load_study(study_name="chestxray-montgomery", storage=f"sqlite:///{exp / 'optuna.db'}").trials
     assert [t.user_attrs["budget"] for t in trials] == ["full", "full"]
 
-    assert study_command.main(["--fresh", *args, "study.demo_num_samples=1"]) == 0
+    assert study_command.main(["--fresh", "--no-report", *args, "study.demo_num_samples=1"]) == 0
     assert f"--fresh: removed the earlier results in file://{study}" in capsys.readouterr().out
     fresh = _trials(exp)
     assert len(fresh) == 1 and not set(fresh) & set(after)  # a new trial, none kept from before
