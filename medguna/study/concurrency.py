@@ -102,9 +102,9 @@ def read_autoscaler_config(path: str | None) -> dict[str, Any] | None:
 
 
 def reported_max_resources() -> dict[str, float] | None:
-    """The most of each resource the cluster may hold, as its autoscaler reported it to Ray's GCS
-    (KubeRay's and Ray's v2 autoscalers do; Ray Train reads the same value). None where nothing was
-    reported. A private Ray API: any failure reads as "not reported"."""
+    """The most of each resource the cluster may hold, as an autoscaler reported it to Ray's GCS (the
+    value Ray Train reads for the same purpose). None where nothing was reported, which is the
+    usual case: not every autoscaler reports it. A private Ray API: any failure reads as "not reported"."""
     try:
         from ray._private.state import state
 

@@ -62,11 +62,11 @@ def test_the_entrypoint_is_a_study_command_on_shared_storage():
 
 
 def test_the_study_would_run_as_many_trials_as_the_groups_allow():
-    # KubeRay's autoscaler reports the groups' totals: 16 GPUs and 4 + 8*8 + 2*48 = 164 CPUs.
+    # The entrypoint states the groups' GPUs at maxReplicas (8 x 1 + 2 x 4), which sets the limit.
     groups = SPEC["workerGroupSpecs"]
-    total = {"CPU": 4.0 + sum(int(g["rayStartParams"]["num-cpus"]) * g["maxReplicas"] for g in groups),
-             "GPU": float(sum(int(g["rayStartParams"]["num-gpus"]) * g["maxReplicas"] for g in groups))}
-    assert total == {"CPU": 164.0, "GPU": 16.0}
-    cfg = compose_study(["resources=gpu"])
+    gpus = sum(int(g["rayStartParams"]["num-gpus"]) * g["maxReplicas"] for g in groups)
+    words = shlex.split(JOB["spec"]["entrypoint"])
+    cfg = compose_study([f"study={words[3]}", *words[4:]])
+    assert cfg.resources.max_cluster_gpus == gpus == 16
     head_only = [NodeGroup({"CPU": 4.0, "GPU": 0.0}, 1)]
-    assert choose_concurrency(cfg.resources, head_only, reported_max=total).limit == 16
+    assert choose_concurrency(cfg.resources, head_only).limit == 16

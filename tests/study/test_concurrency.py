@@ -62,7 +62,7 @@ def test_nodes_present_still_count_and_a_reported_maximum_is_used():
     present = [NodeGroup({"CPU": 16.0, "GPU": 2.0}, 1), NodeGroup({"CPU": 8.0, "GPU": 1.0}, 1)]
     assert choose_concurrency(gpu(), present).limit == 3
     assert choose_concurrency(ResourcesConfig(cpus_per_trial=1), [NodeGroup({"CPU": 2.0}, 1)]).limit == 2
-    # KubeRay's autoscaler reports totals: 40 CPUs and 8 GPUs fit min(40 // 4, 8 // 1) = 8 trials.
+    # An autoscaler that reports totals: 40 CPUs and 8 GPUs fit min(40 // 4, 8 // 1) = 8 trials.
     chosen = choose_concurrency(gpu(), HEAD_ONLY, reported_max={"CPU": 40.0, "GPU": 8.0})
     assert (chosen.limit, chosen.reason) == (8, "the autoscaler's reported maximum resources")
 
