@@ -429,6 +429,7 @@ def export_optuna(plan: StudyPlan, p: DatasetPlan, results) -> dict[str, Any]:
     dists = distributions(space)
     name = f"{plan.config.study.name}-{p.dataset}"
     counts = {"full": 0, "stopped_early": 0, "failed": 0, "incomplete": 0}
+    outside_space = 0
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "optuna.db"
         study = optuna.create_study(storage=f"sqlite:///{db}", study_name=name, direction="maximize")
@@ -442,17 +443,24 @@ def export_optuna(plan: StudyPlan, p: DatasetPlan, results) -> dict[str, Any]:
             params = {k: config[k] for k in space if k in config}
             if set(params) != set(dists):
                 continue  # a trial that never received its parameters
-            study.add_trial(optuna.trial.create_trial(
-                params=params, distributions=dists,
-                value=float(value) if complete else None,
-                state=optuna.trial.TrialState.COMPLETE if complete else (
-                    optuna.trial.TrialState.FAIL if budget == "failed" else optuna.trial.TrialState.PRUNED),
-                user_attrs={"trial_id": metrics.get("trial_id", ""), "budget": budget,
-                            "error": str(result.error)[:500] if result.error else ""},
-            ))
+            try:
+                trial = optuna.trial.create_trial(
+                    params=params, distributions=dists,
+                    value=float(value) if complete else None,
+                    state=optuna.trial.TrialState.COMPLETE if complete else (
+                        optuna.trial.TrialState.FAIL if budget == "failed" else optuna.trial.TrialState.PRUNED),
+                    user_attrs={"trial_id": metrics.get("trial_id", ""), "budget": budget,
+                                "error": str(result.error)[:500] if result.error else ""},
+                )
+            except ValueError:
+                # A value outside today's space (a study from before resume compared settings, run
+                # again with a narrowed space): its results stay in its folder; only Optuna's copy skips it.
+                outside_space += 1
+                continue
+            study.add_trial(trial)
         del study
         _copy_to(db, join(plan.study_dir, p.dataset, "optuna.db"))
-    return {"optuna_study": name, "counts": counts,
+    return {"optuna_study": name, "counts": counts, "not_in_optuna_outside_space": outside_space,
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 

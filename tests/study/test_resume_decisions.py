@@ -73,3 +73,23 @@ def test_the_saved_search_state_target_is_raised_in_the_newest_state(tmp_path):
         "total_samples"] == 5  # never lowered
     with pytest.raises(ConfigError, match="no saved search state"):
         raise_sample_target(str(tmp_path / "empty"), 5)
+
+
+def test_the_optuna_export_skips_values_outside_a_narrowed_space(tmp_path):
+    # A study from before settings were compared, run again with entropy_weight narrowed to <= 0.2:
+    # its 1.5 trial used to crash the export ("not contained in the distribution").
+    from types import SimpleNamespace
+
+    import optuna
+
+    from medguna.study.runner import export_optuna
+
+    plan = _plan(tmp_path, "search.space.entropy_weight.high=0.2")
+    params = {"adapter_width": 0, "prompt_length": 0, "description_source": "reference"}
+    rows = {"status": "completed", "objective_value": 0.5, "epoch": 2}
+    results = [SimpleNamespace(metrics=rows, config={**params, "entropy_weight": w}, error=None) for w in (1.5, 0.1)]
+    summary = export_optuna(plan, plan.datasets[0], results)
+    assert summary["counts"]["full"] == 2 and summary["not_in_optuna_outside_space"] == 1
+    db = tmp_path / "runs" / "chestxray" / "shenzhen" / "optuna.db"
+    (kept,) = optuna.load_study(study_name="chestxray-shenzhen", storage=f"sqlite:///{db}").trials
+    assert kept.params["entropy_weight"] == 0.1
