@@ -1,8 +1,8 @@
 """cluster/slurm.sbatch: the commands it runs for a one-node and a two-node job, as SLURM sets them up.
 
-The script runs for real under bash with stand-ins for `scontrol` and `srun` on PATH, in its dry-run
-mode (commands printed, not run): starting Ray here would need `ray stop`-style cleanup that could
-reach other users' Ray processes. The printed study command is then composed as the study would.
+The script runs under bash with stand-ins for `scontrol` and `srun` on PATH, in its dry-run mode
+(commands printed, not run), and the printed study command is composed as the study would. A real
+one-node run (Ray started under the script) is tests/study/test_slurm_job.py.
 """
 
 from __future__ import annotations

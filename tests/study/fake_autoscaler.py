@@ -65,27 +65,36 @@ class FakeAutoscalingCluster:
                         "--disable-usage-stats"], env=self.env, check=True, capture_output=True, timeout=180)
 
     def own_processes(self) -> list[int]:
-        """Processes started for this cluster: every one inherits RAY_TMPDIR=<its folder> from the
-        head's environment (Ray renames its workers and agents, so command lines do not tell)."""
-        marker, pids = f"RAY_TMPDIR={self.temp_dir}\0".encode(), []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                if marker in (entry / "environ").read_bytes():
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-        return pids
+        return processes_started_with(self.temp_dir)
 
-    def stop(self, grace_s: float = 3.0) -> None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in self.own_processes():
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            deadline = time.monotonic() + grace_s
-            while self.own_processes() and time.monotonic() < deadline:
-                time.sleep(0.2)
+    def stop(self) -> None:
+        end_processes(self.temp_dir)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def processes_started_with(temp_dir: Path) -> list[int]:
+    """Processes started with RAY_TMPDIR=<temp_dir>: every process of a Ray started that way inherits
+    it (Ray renames its workers and agents, so command lines do not tell)."""
+    marker, pids = f"RAY_TMPDIR={temp_dir}\0".encode(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def end_processes(temp_dir: Path, grace_s: float = 3.0) -> None:
+    """SIGTERM, then SIGKILL, exactly the processes started with RAY_TMPDIR=<temp_dir>."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in processes_started_with(temp_dir):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace_s
+        while processes_started_with(temp_dir) and time.monotonic() < deadline:
+            time.sleep(0.2)
