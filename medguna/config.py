@@ -354,7 +354,15 @@ class ResourcesConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_concurrent_trials: int | None = None
+    # What an autoscaling cluster can grow to, for the concurrency limit when max_concurrent_trials
+    # is null (medguna/study/concurrency.py): the GPUs it may hold, if the user states it, and the
+    # autoscaler config whose node types bound it (where `ray up` leaves it on the head).
+    max_cluster_gpus: int | None = None
+    autoscaling_config: str | None = "~/ray_bootstrap_config.yaml"
     max_failures: int = 1
+    # Running a study again reruns its failed trials only when asked (a failure such as a NaN loss is
+    # a result of the configuration); a dataset whose trials all failed reruns them regardless.
+    rerun_failed: bool = False
     reuse_actors: bool = True  # multi-GPU (TorchTrainer) trials never reuse: see _make_tuner
     # Training processes per trial on CPU (a TorchTrainer when > 1); with gpus_per_trial > 1
     # there is one process per GPU instead.
@@ -415,6 +423,12 @@ class StudyConfig:
             raise ConfigError(f"resources.gpus_per_trial={r.gpus_per_trial!r}: above 1 it must be "
                               "a whole number of GPUs (one training process per GPU)")
         _check(r.max_failures >= 0, "resources.max_failures", r.max_failures, ">= 0")
+        if r.max_concurrent_trials is not None:
+            _check(r.max_concurrent_trials >= 1, "resources.max_concurrent_trials", r.max_concurrent_trials,
+                   ">= 1, or null to derive it from the cluster")
+        if r.max_cluster_gpus is not None:
+            _check(r.max_cluster_gpus >= 1, "resources.max_cluster_gpus", r.max_cluster_gpus,
+                   ">= 1, or null to read it from the autoscaler")
         _check(r.workers_per_trial >= 1, "resources.workers_per_trial", r.workers_per_trial, ">= 1")
         self.trial_config(s.datasets[0]).validate()
         return self

@@ -4,7 +4,9 @@
 Overrides are Hydra's (`data.roots.shenzhen=/data/ChinaSet_AllFiles model.checkpoint=/models/medclip
 resources=gpu storage.path=s3://bucket/medguna`). With no data roots and no checkpoint it runs a
 demonstration on synthetic stand-ins and the test-size MedCLIP, which finishes in minutes on a laptop.
-Running the same command again resumes an interrupted study; --fresh starts over.
+Running the same command again resumes an interrupted study, or extends a study whose
+study.num_samples grew; a study run again with other settings is refused with the list of changes
+(--restart DATASET starts one dataset over); --fresh starts the whole study over.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--study", default="chestxray", help="chestxray | fundus | skin | all (studies/conf/study/)")
     parser.add_argument("--fresh", action="store_true", help="delete this study's earlier results and start over")
+    parser.add_argument("--restart", action="append", default=[], metavar="DATASET",
+                        help="delete this dataset's earlier results and start it over, keeping the other "
+                             "datasets' (repeatable); the way to change a dataset's settings")
     parser.add_argument("--no-report", action="store_true", help="skip the leaderboards and figures at the end")
     parser.add_argument("--confirm-top", type=int, metavar="K", default=None,
                         help="confirmation stage: rerun the K best configurations per dataset with fresh "
@@ -44,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = compose_study([f"study={args.study}", *confirm, *args.overrides])
-        from medguna.study.runner import StudyInterrupted, run_study
+        from medguna.study.runner import StudyFailed, StudyInterrupted, run_study
 
-        plan = run_study(cfg, fresh=args.fresh, verbose=args.verbose)
+        plan = run_study(cfg, fresh=args.fresh, restart=args.restart, verbose=args.verbose)
     except MedgunaError as err:
         print(f"studies/run.py: error: {err}", file=sys.stderr)
         return 2
@@ -54,18 +59,36 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except StudyInterrupted:
         return 130
+    except StudyFailed as failed:
+        print(f"studies/run.py: {failed}; the study is not complete (see the errors above)", file=sys.stderr)
+        return 1
     if not args.no_report:
-        from medguna.analysis.report import short_leaderboard, write_report
+        return _report(plan, open_page=args.open)
+    return 0
 
-        print(short_leaderboard(plan.study_dir))
-        out = write_report([plan.study_dir], None, progress=sys.stdout.isatty())
-        page = out.parent / "report.html"
-        print(f"Report: {page} (tables and figures also under {out.parent})\n"
-              f"TensorBoard: tensorboard --logdir {plan.study_dir}")
-        if args.open:
-            import webbrowser
 
-            webbrowser.open(page.resolve().as_uri())
+def _report(plan, open_page: bool = False) -> int:
+    """The end-of-study report; a failure here loses nothing (the results are written) and says how
+    to rerun just the report."""
+    from medguna.errors import MedgunaError
+    from medguna.study.end_report import report_study
+
+    try:
+        report = report_study(plan)
+    except (MedgunaError, OSError) as err:
+        print(f"studies/run.py: the study finished, but its report failed: {err}\n"
+              f"The results are kept in {plan.study_dir}; rerun the same command to retry the report "
+              "(nothing is rerun).", file=sys.stderr)
+        return 1
+    print(report.leaderboard)
+    copied = f" (copied to {report.copied_to})" if report.copied_to else ""
+    page = report.index.parent / "report.html"
+    print(f"Report: {page}{copied} (tables and figures also under {report.index.parent})\n"
+          f"TensorBoard: tensorboard --logdir {plan.study_dir}")
+    if open_page:
+        import webbrowser
+
+        webbrowser.open(page.resolve().as_uri())
     return 0
 
 

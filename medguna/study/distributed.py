@@ -71,12 +71,14 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
 
 def distributed_trainable(config: dict[str, Any], *, base: dict[str, Any], study: str, num_workers: int,
                           use_gpu: bool, cpus_per_worker: float, storage_path: str,
-                          max_failures: int, sets: dict[str, Any] | None = None) -> None:
+                          max_failures: int, code_version: str, sets: dict[str, Any] | None = None) -> None:
     """Tune function trainable that runs one trial as a TorchTrainer of `num_workers` processes."""
     import ray.train
     from ray import tune
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
+
+    from medguna.versions import CODE_VERSION_ENV
 
     context = tune.get_context()
     method_names = set(to_dict(from_dict(TrialConfig, base).method))
@@ -95,7 +97,8 @@ def distributed_trainable(config: dict[str, Any], *, base: dict[str, Any], study
             name=f"train_{context.get_trial_id()}", storage_path=storage_path,
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
             callbacks=[TuneReportCallback()],
-            worker_runtime_env={"env_vars": {} if use_gpu else {"ACCELERATE_USE_CPU": "1"}},
+            worker_runtime_env={"env_vars": {CODE_VERSION_ENV: code_version,
+                                             **({} if use_gpu else {"ACCELERATE_USE_CPU": "1"})}},
         ),
     )
     trainer.fit()

@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 
-import medguna
 from medguna.config import StudyConfig, TrialConfig, apply_method_params, from_dict, to_dict
 from medguna.errors import ConfigError
 from medguna.study.confirm import run_confirmation
@@ -173,7 +172,7 @@ class TuneReporter:
             return torch.load(os.path.join(path, "trial_state.pt"), weights_only=True)
 
 
-def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: str,
+def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: str, code_version: str,
                       sets: dict[str, Any] | None = None) -> None:
     """Tune function trainable: the trial config plus this trial's sampled hyperparameters.
 
@@ -184,6 +183,9 @@ def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: st
     from medguna.study.description_sets import install_sets
     from medguna.study.failures import input_errors_not_retried
     from medguna.trial.loop import run_trial
+    from medguna.versions import CODE_VERSION_ENV
+
+    os.environ[CODE_VERSION_ENV] = code_version  # the driver's commit: nodes get the code without .git
 
     cfg = from_dict(TrialConfig, base)
     install_sets(sets, cfg.data.cache_dir, cfg.data.dataset)
@@ -266,19 +268,20 @@ def _write_hparams_config(plan: StudyPlan, p: DatasetPlan) -> None:
     _write_bytes(join(plan.study_dir, p.dataset, CONFIG_EVENTS_FILE), event)
 
 
-def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable, verbose: bool = False):
+def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable, max_concurrent: int, verbose: bool = False):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
+
+    from medguna.study.searcher import StudySearch
 
     cfg = plan.config
     space = cfg.search.space
     constants = fixed_params(p.trial.method, space, dataset=p.dataset)
     point = reference_point(space) if cfg.search.enqueue_reference else None
-    searcher = OptunaSearch(
+    searcher = StudySearch(
         define_by_run(space, constants), metric=TUNE_METRIC, mode="max",
         points_to_evaluate=enqueue_order(point, p.warm_points), seed=cfg.search.sampler_seed,
-        study_name=f"{cfg.study.name}-{p.dataset}",
+        study_name=f"{cfg.study.name}-{p.dataset}", export_dir=join(plan.study_dir, p.dataset),
     )
     scheduler = None
     if cfg.search.scheduler == "asha" and not cfg.resources.distributed:
@@ -289,7 +292,7 @@ def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable, verbose: bool = Fals
         trainable,
         tune_config=tune.TuneConfig(
             metric=TUNE_METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
-            num_samples=p.num_samples, max_concurrent_trials=_max_concurrent(cfg),
+            num_samples=p.num_samples, max_concurrent_trials=max_concurrent,
             # A Ray Train driver starts its own worker group per trial, so reusing it saves nothing.
             reuse_actors=cfg.resources.reuse_actors and not cfg.resources.distributed,
             trial_dirname_creator=_trial_dirname,
@@ -316,9 +319,10 @@ def _trainable(plan: StudyPlan, p: DatasetPlan):
     from ray import tune
 
     from medguna.study.description_sets import sets_for_trials
+    from medguna.versions import describe_code
 
     r = plan.config.resources
-    base, study = to_dict(p.trial), plan.config.study.name
+    base, study, code_version = to_dict(p.trial), plan.config.study.name, describe_code()
     sets = sets_for_trials(plan.description_sets, p.trial.data.cache_dir, p.dataset)
     if r.distributed:
         from medguna.study.distributed import DRIVER_RESOURCES, distributed_trainable
@@ -326,15 +330,20 @@ def _trainable(plan: StudyPlan, p: DatasetPlan):
         fn = tune.with_parameters(
             distributed_trainable, base=base, study=study, sets=sets, num_workers=r.num_workers,
             use_gpu=r.gpus_per_trial > 1, cpus_per_worker=r.cpus_per_trial,
-            storage_path=join(plan.study_dir, "_train"), max_failures=r.max_failures)
+            storage_path=join(plan.study_dir, "_train"), max_failures=r.max_failures,
+            code_version=code_version)
         # The driver only waits on its TorchTrainer, whose workers hold the CPUs and GPUs.
         return tune.with_resources(fn, DRIVER_RESOURCES)
-    fn = tune.with_parameters(medguna_trainable, base=base, study=study, sets=sets)
+    fn = tune.with_parameters(medguna_trainable, base=base, study=study, code_version=code_version,
+                              sets=sets)
     return tune.with_resources(fn, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
 
 
-def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print, verbose: bool = False) -> StudyPlan:
-    """Run (or resume) every dataset's experiment of the study, then export and summarise.
+def run_study(cfg: StudyConfig, *, fresh: bool = False, restart: tuple[str, ...] | list[str] = (),
+              log=print, verbose: bool = False) -> StudyPlan:
+    """Run (or resume, or extend) every dataset's experiment of the study, then export and summarise.
+
+    `restart` names datasets to start over (their earlier results are deleted, the others kept).
 
     verbose: Ray's own trial tables and log lines instead of medguna's progress display.
 
@@ -343,13 +352,17 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, log=print, verbose: bool
     """
     from medguna.study.interrupt import stop_on_interrupt
     from medguna.study.lock import study_lock
+    from medguna.study.resume import decide, read_previous
 
     plan = plan_study(cfg)
     log(banner(plan))
     _check_local_folders(plan)
+    previous = None if fresh else read_previous(_read_text(join(plan.study_dir, "study.json")))
+    decisions = decide(plan, previous, restart)  # a changed configuration stops here, before Ray
     lock = study_lock(plan.study_dir, log=log) if not is_uri(plan.storage) else contextlib.nullcontext()
     with lock, stop_on_interrupt() as stop:
-        _run_planned(plan, fresh=fresh, log=log, stop=stop, verbose=verbose)
+        _run_planned(plan, fresh=fresh, log=log, stop=stop, verbose=verbose, previous=previous,
+                     decisions=decisions, restart=restart)
     return plan
 
 
@@ -361,17 +374,23 @@ def _check_local_folders(plan: StudyPlan) -> None:
     check_writable_folder(plan.config.storage.cache_dir, "storage.cache_dir")
 
 
-def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop, verbose: bool = False) -> None:
+def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop, verbose: bool, previous, decisions,
+                 restart) -> None:
     import ray
-    from ray import tune
 
+    from medguna.study.concurrency import study_concurrency
     from medguna.study.lock import LOCK_FILE
-    from medguna.study.storage import check_storage_for_cluster, expected_cluster_nodes
+    from medguna.study.remote import remove_tree
+    from medguna.study.storage import (
+        check_storage_for_cluster,
+        count_alive_nodes,
+        expected_cluster_nodes,
+    )
 
     cfg = plan.config
     # Ray reports usage statistics over the network unless told not to; medguna asks for no network.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    from medguna.study.progress import quiet_libraries, ray_console
+    from medguna.study.progress import quiet_libraries
 
     if not verbose:
         quiet_libraries()
@@ -379,49 +398,111 @@ def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop, verbose: bool = Fal
         address = cfg.resources.address
         ray.init(address=address if address != "local" else "local", include_dashboard=False,
                  log_to_driver=verbose, configure_logging=False)
-    check_storage_for_cluster(plan.storage, expected_cluster_nodes())
+    autoscaling_config = cfg.resources.autoscaling_config
+    check_storage_for_cluster(plan.storage, expected_cluster_nodes(autoscaling_config) if autoscaling_config
+                              else count_alive_nodes())
+    concurrency = study_concurrency(cfg.resources)
     if fresh and not is_uri(plan.storage) and Path(plan.study_dir).exists():
         from medguna.study.fresh import clear_study_folder
 
         log(f"--fresh: removing the earlier results in {plan.study_dir}")
         clear_study_folder(plan.storage, cfg.study.name, keep=(LOCK_FILE,))
-    _write_study_json(plan)
+    elif fresh and is_uri(plan.storage) and remove_tree(plan.study_dir):  # a bucket prefix
+        log(f"--fresh: removed the earlier results in {plan.study_dir}")
+    _write_study_json(plan, previous, restart)
 
-    for p in plan.datasets:
+    failed = []
+    for p, decision in zip(plan.datasets, decisions, strict=True):
         if stop.requested:  # Ctrl-C while Ray started or between two experiments
             raise StudyInterrupted(p.dataset)
         exp_dir = join(plan.study_dir, p.dataset)
-        trainable = _trainable(plan, p)
-        if _read_text(join(exp_dir, COMPLETE_MARKER)) is not None:
-            log(f"[{p.dataset}] already complete in {exp_dir}: nothing rerun (use --fresh to start over)")
-            run_confirmation(plan, p, trainable, None, log)
-            continue
-        if _restorable(exp_dir):
-            log(f"[{p.dataset}] resuming the interrupted experiment in {exp_dir}; finished trials are kept")
-            tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
-            _use_this_console(tuner, plan, p, verbose)
-        else:
-            log(f"[{p.dataset}] starting {p.num_samples} trials")
-            if p.warm_note:
-                log(f"[{p.dataset}] {p.warm_note}")
-            tuner = _make_tuner(plan, p, trainable, verbose)
-        _write_hparams_config(plan, p)
-        with ray_console(verbose), stop.fitting():
-            results = tuner.fit()
-        summary = export_optuna(plan, p, results)
-        unfinished = _unfinished_trials(exp_dir, results, p.num_samples)
-        if unfinished:
-            # Tune returns normally after Ctrl-C; the experiment state it saved is what resume reads.
-            log(f"[{p.dataset}] interrupted: {p.num_samples - unfinished} of {p.num_samples} trials finished; "
-                f"results so far are kept in {exp_dir}. Run the same command again to resume.")
-            raise StudyInterrupted(p.dataset)
-        _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps(summary, indent=2))
-        log(f"[{p.dataset}] done: {summary['counts']}")
-        run_confirmation(plan, p, trainable, results, log)
+        if decision.action == "restart" and remove_tree(exp_dir):
+            log(f"[{p.dataset}] --restart: removed its earlier results in {exp_dir}")
+        if not _run_dataset(plan, p, concurrency, log, stop=stop, verbose=verbose):
+            failed.append(p.dataset)
         if stop.requested:
             # Ctrl-C after this experiment's last trial: it is complete, the rest of the study waits.
             log(f"[{p.dataset}] stopped on request after this dataset; run the same command again to resume")
             raise StudyInterrupted(p.dataset)
+    if failed:
+        raise StudyFailed(failed)
+
+
+def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, verbose: bool = False) -> bool:
+    """Run one dataset's experiment to its end; False if every one of its trials failed."""
+    from ray import tune
+
+    from medguna.study.resume import raise_sample_target
+
+    cfg, exp_dir = plan.config, join(plan.study_dir, p.dataset)
+    trainable = _trainable(plan, p)
+    if _completed_samples(exp_dir) >= p.num_samples:
+        log(f"[{p.dataset}] already complete in {exp_dir}: nothing rerun (use --fresh to start over)")
+        run_confirmation(plan, p, trainable, None, log)
+        return True
+    if _restorable(exp_dir):
+        earlier = raise_sample_target(exp_dir, p.num_samples)
+        if earlier < p.num_samples:
+            log(f"[{p.dataset}] extending from {earlier} to {p.num_samples} trials in {exp_dir}: "
+                f"the earlier trials are kept, {p.num_samples - earlier} new ones run")
+        else:
+            log(f"[{p.dataset}] resuming the interrupted experiment in {exp_dir}; finished trials are kept")
+        # Failed trials rerun only when asked, or when all of them failed (a broken setup, not a result).
+        rerun = cfg.resources.rerun_failed or _all_failed(exp_dir)
+        if rerun:
+            log(f"[{p.dataset}] failed trials rerun from their last checkpoint")
+        tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=rerun)
+        _use_this_console(tuner, plan, p, verbose)
+    else:
+        log(f"[{p.dataset}] starting {p.num_samples} trials, at most {concurrency.limit} at once "
+            f"(from {concurrency.reason})")
+        if p.warm_note:
+            log(f"[{p.dataset}] {p.warm_note}")
+        tuner = _make_tuner(plan, p, trainable, concurrency.limit, verbose)
+    _write_hparams_config(plan, p)
+    from medguna.study.progress import ray_console
+
+    with ray_console(verbose), stop.fitting():
+        results = tuner.fit()
+    summary = export_optuna(plan, p, results)
+    unfinished = _unfinished_trials(exp_dir, results, p.num_samples)
+    if unfinished:
+        # Tune returns normally after Ctrl-C; the experiment state it saved is what resume reads.
+        log(f"[{p.dataset}] interrupted: {p.num_samples - unfinished} of {p.num_samples} trials finished; "
+            f"results so far are kept in {exp_dir}. Run the same command again to resume.")
+        raise StudyInterrupted(p.dataset)
+    if _all_failed(exp_dir):
+        error = next((str(r.error) for r in results if r.error), "")[:300]
+        log(f"[{p.dataset}] all {p.num_samples} trials failed, so it is not complete (first error: {error}). "
+            "Fix the cause and run the same command again: these trials rerun.")
+        return False
+    _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps({**summary, "num_samples": p.num_samples}, indent=2))
+    log(f"[{p.dataset}] done: {summary['counts']}")
+    run_confirmation(plan, p, trainable, results, log)
+    return True
+
+
+def _completed_samples(exp_dir: str) -> int:
+    """The number of trials the dataset's completion marker covers; 0 without a marker."""
+    text = _read_text(join(exp_dir, COMPLETE_MARKER))
+    if text is None:
+        return 0
+    marker = json.loads(text)
+    # Markers written before the count was recorded: every trial they counted.
+    return int(marker.get("num_samples", sum(marker.get("counts", {}).values())))
+
+
+def _all_failed(exp_dir: str) -> bool:
+    statuses = saved_trial_statuses(exp_dir)
+    return bool(statuses) and all(status == "ERROR" for status in statuses)
+
+
+class StudyFailed(Exception):
+    """Every trial of some dataset failed: the study is not complete (a broken setup, not a result)."""
+
+    def __init__(self, datasets: list[str]) -> None:
+        super().__init__(f"every trial failed on {', '.join(datasets)}")
+        self.datasets = datasets
 
 
 class StudyInterrupted(Exception):
@@ -493,6 +574,7 @@ def export_optuna(plan: StudyPlan, p: DatasetPlan, results) -> dict[str, Any]:
     dists = distributions(space)
     name = f"{plan.config.study.name}-{p.dataset}"
     counts = {"full": 0, "stopped_early": 0, "failed": 0, "incomplete": 0}
+    outside_space = 0
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "optuna.db"
         study = optuna.create_study(storage=f"sqlite:///{db}", study_name=name, direction="maximize")
@@ -506,33 +588,59 @@ def export_optuna(plan: StudyPlan, p: DatasetPlan, results) -> dict[str, Any]:
             params = {k: config[k] for k in space if k in config}
             if set(params) != set(dists):
                 continue  # a trial that never received its parameters
-            study.add_trial(optuna.trial.create_trial(
-                params=params, distributions=dists,
-                value=float(value) if complete else None,
-                state=optuna.trial.TrialState.COMPLETE if complete else (
-                    optuna.trial.TrialState.FAIL if budget == "failed" else optuna.trial.TrialState.PRUNED),
-                user_attrs={"trial_id": metrics.get("trial_id", ""), "budget": budget,
-                            "error": str(result.error)[:500] if result.error else ""},
-            ))
+            try:
+                trial = optuna.trial.create_trial(
+                    params=params, distributions=dists,
+                    value=float(value) if complete else None,
+                    state=optuna.trial.TrialState.COMPLETE if complete else (
+                        optuna.trial.TrialState.FAIL if budget == "failed" else optuna.trial.TrialState.PRUNED),
+                    user_attrs={"trial_id": metrics.get("trial_id", ""), "budget": budget,
+                                "error": str(result.error)[:500] if result.error else ""},
+                )
+            except ValueError:
+                # A value outside today's space (a study from before resume compared settings, run
+                # again with a narrowed space): its results stay in its folder; only Optuna's copy skips it.
+                outside_space += 1
+                continue
+            study.add_trial(trial)
         del study
         _copy_to(db, join(plan.study_dir, p.dataset, "optuna.db"))
-    return {"optuna_study": name, "counts": counts,
+    return {"optuna_study": name, "counts": counts, "not_in_optuna_outside_space": outside_space,
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
-def _write_study_json(plan: StudyPlan) -> None:
+def _write_study_json(plan: StudyPlan, previous: dict[str, Any] | None, restart=()) -> None:
+    """study.json: written whole for a new study. For a study run again, what the kept results were
+    made with stays (the first configuration, and per dataset the record that resume compares
+    against); datasets started now get their own record, extended ones their new trial count, and
+    every run is listed with the code that ran it."""
+    from medguna.study.resume import dataset_record
+    from medguna.versions import describe_code, git_state, library_versions
+
     cfg = plan.config
-    info = {
-        "study": cfg.study.name, "datasets": cfg.study.datasets, "objective": cfg.runtime.objective,
-        "mode": "max", "budget": plan.budget,
-        "data_source": {p.dataset: p.data_source for p in plan.datasets},
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    versions = {"code_version": describe_code(), **git_state(), **library_versions()}
+    info = previous or {
+        "study": cfg.study.name, "datasets": [], "objective": cfg.runtime.objective,
+        "mode": "max", "budget": plan.budget, "data_source": {},
         "encoder": cfg.model.encoder, "checkpoint": cfg.model.checkpoint or "test-size",
         "search_space": cfg.search.space, "method": dataclasses.asdict(plan.datasets[0].trial.method),
         "description_sets": plan.description_sets,  # what `set:NAME` meant: generator and hashes
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "code_version": medguna.__version__,
+        "created": now, **versions,
         "config": to_dict(cfg),  # everything composed, so a study can be rerun from this file alone
     }
+    records = info.setdefault("dataset_records", {})
+    for p in plan.datasets:
+        kept = records.get(p.dataset)
+        if kept is None or p.dataset in restart:
+            records[p.dataset] = dataset_record(plan, p)
+        else:
+            kept["num_samples"] = max(int(kept.get("num_samples", 0)), p.num_samples)
+        if p.dataset not in info["datasets"]:
+            info["datasets"].append(p.dataset)
+        info["data_source"][p.dataset] = p.data_source
+    info.setdefault("runs", []).append({"started": now, **versions,
+                                        "num_samples": {p.dataset: p.num_samples for p in plan.datasets}})
     _write_text(join(plan.study_dir, "study.json"), json.dumps(info, indent=2))
 
 

@@ -67,7 +67,9 @@ def resolve_storage(storage_path: str) -> str:
 
     Remote URIs (`s3://`, `gs://`, `abfs://`) come back unchanged. Local paths get `~` expanded
     and are made absolute, so that a later resume from another working directory finds the
-    same study. `file:///abs/path` is read as the local path `/abs/path`.
+    same study. `file:///abs/path` stays a URI (normalised): the study then reads and writes it
+    through pyarrow's filesystem layer, as it does a bucket, which is how a bucket-backed study
+    is checked on one machine.
     """
     if not isinstance(storage_path, str) or not storage_path.strip():
         raise ConfigError(
@@ -94,7 +96,7 @@ def resolve_storage(storage_path: str) -> str:
                 f"storage.path={text!r}: a file:// URI needs an absolute path "
                 "(file:///abs/path), or write the path without file://."
             )
-        return os.path.abspath(local)
+        return "file://" + os.path.abspath(local)
     if scheme not in REMOTE_URI_SCHEMES:
         supported = ", ".join(f"{name}://" for name in REMOTE_URI_SCHEMES)
         raise ConfigError(
@@ -194,6 +196,8 @@ def check_storage_for_cluster(
     if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
         raise ValueError(f"num_nodes must be a positive int (alive Ray nodes), got {num_nodes!r}")
     resolved = resolve_storage(storage_path)
+    # A file:// URI is a path on this node's filesystem like any other.
+    resolved = resolved.removeprefix("file://")
     mounts = _validated_shared_mounts(shared_mounts)
     if num_nodes == 1 or is_remote_uri(resolved):
         return

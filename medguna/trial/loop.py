@@ -18,11 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
-import medguna
 from medguna.config import TrialConfig, to_dict
 from medguna.errors import TrialError
+from medguna.trial.memory import release_memory
 from medguna.trial.prepare import SharedWork, feature_bank, image_cache_dir, prepare_shared_work
 from medguna.trial.reporting import Reporter
+from medguna.versions import code_version, library_versions
 
 # The reference initialises its prompt tokens uniformly in [-0.0833, 0.0833] (docs/method.md §4).
 PROMPT_INIT_BOUND = 0.0833
@@ -99,7 +100,8 @@ def provenance(cfg: TrialConfig, shared: SharedWork) -> dict[str, Any]:
         # Traces a row to its sentences: a description set's provenance records the same hash.
         "descriptions_sha256": shared.descriptions_sha256[:16],
         "protocol": cfg.runtime.protocol,
-        "code_version": medguna.__version__,
+        "code_version": code_version(),
+        **library_versions(),
         "node_id": _ray_node_id(),
     }
 
@@ -206,8 +208,11 @@ def _best_so_far(history: list[dict[str, Any]], objective: str) -> float:
 
 def run_trial(cfg: TrialConfig, reporter: Reporter, *, log_dir=None, params: dict | None = None) -> dict:
     """Run one trial; report every epoch; return the final row (with test metrics)."""
-    with image_cache_dir(cfg) as image_dir:
-        return _run(cfg, reporter, image_dir=image_dir, log_dir=log_dir, params=params or {})
+    try:
+        with image_cache_dir(cfg) as image_dir:
+            return _run(cfg, reporter, image_dir=image_dir, log_dir=log_dir, params=params or {})
+    finally:
+        release_memory()  # a reused worker's next trial starts without this one's GPU memory
 
 
 @dataclass

@@ -23,6 +23,7 @@ import torch
 from medguna.config import TrialConfig
 from medguna.data.datasets import DATASETS, DatasetSpec, get_dataset
 from medguna.trial.cache import cached_tensors, content_key
+from medguna.trial.memory import release_memory
 
 _ENCODERS: dict[tuple, Any] = {}
 _ENCODER_LOCK = threading.Lock()
@@ -79,6 +80,10 @@ def get_encoder(cfg: TrialConfig):
     key = (m.encoder, m.checkpoint, m.tokenizer, str(Path(cfg.data.cache_dir).resolve()))
     with _ENCODER_LOCK:
         if key not in _ENCODERS:
+            # One encoder per worker: a reused worker whose next trial wants another one (another
+            # checkpoint) drops the old one and its device memory before loading the new one.
+            _ENCODERS.clear()
+            release_memory()
             encoder = build_encoder(
                 m.encoder, m.checkpoint, m.tokenizer,
                 cache_dir=Path(cfg.data.cache_dir) / "models",

@@ -16,7 +16,7 @@ CONTAINER_HOME = "/home/ray"  # the ray user's home in rayproject/ray images: "~
 
 STUDY_OVERRIDES = {
     "storage.path", "storage.cache_dir", "model.checkpoint", "model.tokenizer",
-    "resources.gpus_per_trial", "resources.cpus_per_trial", "resources",
+    "resources.gpus_per_trial", "resources.cpus_per_trial", "resources", "resources.address",
 } | {f"data.roots.{name}" for name in DATASETS}
 
 

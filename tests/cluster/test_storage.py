@@ -62,8 +62,12 @@ def test_relative_path_becomes_absolute_and_normalised(
     assert not is_remote_uri(resolve_storage("./medguna_runs"))
 
 
-def test_file_uri_becomes_a_local_path() -> None:
-    assert resolve_storage("file:///srv/runs/") == "/srv/runs"
+def test_file_uri_stays_a_uri_and_is_checked_as_the_local_path_it_names() -> None:
+    # Kept a URI so a study on it takes the same pyarrow path as a bucket (tests/study/test_uri_storage.py).
+    assert resolve_storage("file:///srv/runs/") == "file:///srv/runs"
+    with pytest.raises(ConfigError, match="node-local"):
+        check_storage_for_cluster("file:///srv/runs", 2, shared_mounts=(), mounts_file="/nonexistent")
+    check_storage_for_cluster("file:///srv/runs", 2, shared_mounts=("/srv",), mounts_file="/nonexistent")
 
 
 @pytest.mark.parametrize("bad", ["", "   "])

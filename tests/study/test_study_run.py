@@ -45,6 +45,10 @@ def test_every_trial_completed_with_results_checkpoints_and_params(small_study):
     _, study_dir, _ = small_study
     info = json.loads((study_dir / "study.json").read_text())
     assert info["datasets"] == ["montgomery"] and info["data_source"] == {"montgomery": "synthetic"}
+    from medguna.versions import describe_code, git_state
+
+    assert info["code_version"] == describe_code() and info["git_commit"] == git_state()["git_commit"]
+    assert info["torch_version"] == torch.__version__
     exp = study_dir / "montgomery"
     trials = _trial_dirs(exp)
     assert len(trials) == 3
@@ -58,6 +62,7 @@ def test_every_trial_completed_with_results_checkpoints_and_params(small_study):
         final = rows.row(-1, named=True)
         assert final["status"] == "completed" and final["data_source"] == "synthetic"
         assert final["checkpoint"] == "test-size" and final["selected_epoch"] in (1, 2)
+        assert final["code_version"] == info["code_version"] and final["torch_version"] == torch.__version__
         assert 0.0 <= final["test_balanced_accuracy"] <= 1.0
         assert final["objective_value"] == max(rows["val_balanced_accuracy"].to_list())
         assert list(trial.glob("checkpoint_*")), f"no epoch checkpoint in {trial}"

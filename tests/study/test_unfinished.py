@@ -40,3 +40,17 @@ def test_without_a_saved_state_the_in_memory_statuses_are_used(tmp_path):
     results = SimpleNamespace(_experiment_analysis=SimpleNamespace(trials=trials))  # Tune's shape
     assert saved_trial_statuses(str(tmp_path)) is None
     assert _unfinished_trials(str(tmp_path), results, 2) == 1
+
+
+def test_a_dataset_whose_trials_all_failed_is_not_complete(tmp_path):
+    from medguna.study.runner import _all_failed, _completed_samples
+
+    _write_state(tmp_path, "2026-11-26_01-35-13", ["ERROR", "ERROR"])
+    assert _all_failed(str(tmp_path))
+    _write_state(tmp_path, "2026-11-26_02-00-00", ["ERROR", "TERMINATED"])
+    assert not _all_failed(str(tmp_path))
+    assert _completed_samples(str(tmp_path)) == 0  # no marker
+    (tmp_path / "medguna_complete.json").write_text(json.dumps({"counts": {"full": 2, "failed": 1}}))
+    assert _completed_samples(str(tmp_path)) == 3  # a marker from before the count was recorded
+    (tmp_path / "medguna_complete.json").write_text(json.dumps({"counts": {"full": 3}, "num_samples": 3}))
+    assert _completed_samples(str(tmp_path)) == 3
