@@ -11,6 +11,7 @@ from medguna.errors import MedgunaError
 def build_parser() -> argparse.ArgumentParser:
     from medguna.data.commands import add_commands as add_data
     from medguna.models.commands import add_commands as add_models
+    from medguna.pretraining.commands import add_commands as add_pretraining
     from medguna.text.describe.commands import add_commands as add_describe
     from medguna.trial.commands import add_commands as add_trial
 
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_data(sub)
     add_models(sub)
+    add_pretraining(sub)
     add_trial(sub)
     add_describe(sub)
     return parser

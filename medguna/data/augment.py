@@ -37,7 +37,8 @@ def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.G
 
 
 def _crop_boxes(batch_size: int, height, width, generator: torch.Generator | None,
-                device: torch.device, attempts: int = 10) -> torch.Tensor:
+                device: torch.device, attempts: int = 10,
+                scale: tuple[float, float] = CROP_SCALE) -> torch.Tensor:
     """RandomResizedCrop boxes (top, left, h, w) per image: up to `attempts` draws, else a centre crop.
 
     `height` and `width` are one size for the batch or one per image (B,), in the pixels the boxes
@@ -46,7 +47,7 @@ def _crop_boxes(batch_size: int, height, width, generator: torch.Generator | Non
     height = torch.as_tensor(height, dtype=torch.float32, device=device).expand(batch_size)
     width = torch.as_tensor(width, dtype=torch.float32, device=device).expand(batch_size)
     area = (height * width)[:, None]
-    target = area * _uniform((batch_size, attempts), *CROP_SCALE, generator, device)
+    target = area * _uniform((batch_size, attempts), *scale, generator, device)
     log_ratio = _uniform((batch_size, attempts), math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]),
                          generator, device)
     aspect = torch.exp(log_ratio)
@@ -230,6 +231,21 @@ def strong_view(
     images = _random_grayscale(images, generator)
     sigma = _uniform((batch_size,), *BLUR_SIGMA, generator, device)
     return gaussian_blur(images, sigma).clamp(0.0, 1.0)
+
+
+def crop_flip_view(batch: torch.Tensor, *, out_size: int = 224, generator: torch.Generator | None = None,
+                   scale: tuple[float, float] = (0.6, 1.0)) -> torch.Tensor:
+    """A mild view (random resized crop of `scale` and a horizontal flip, nothing photometric).
+
+    What CLIP-style pretraining uses: it leaves intensity and colour as acquired, so an encoder
+    trained with it stays sensitive to acquisition shifts, as real pretrained encoders are.
+    """
+    images = _as_unit_float(batch)
+    batch_size, _, height, width = images.shape
+    device = images.device
+    boxes = _crop_boxes(batch_size, height, width, generator, device, scale=scale)
+    flip = _uniform((batch_size,), 0.0, 1.0, generator, device) < 0.5
+    return _resized_crop_and_flip(images, boxes, flip, out_size, "bilinear")
 
 
 def clean_view(batch: torch.Tensor, out_size: int = 224) -> torch.Tensor:

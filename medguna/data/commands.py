@@ -11,6 +11,7 @@ import polars as pl
 from medguna.config import StorageConfig
 from medguna.data.datasets import DATASETS
 from medguna.data.manifest import load_manifest
+from medguna.data.shifts import NO_SHIFT, SHIFTS, canonical_shift
 from medguna.data.synthetic import synthesize
 from medguna.data.verify import unreadable_images, unreadable_message
 from medguna.errors import MedgunaError
@@ -29,10 +30,11 @@ def run_synth(args: argparse.Namespace) -> int:
     """Write a synthetic stand-in of args.dataset into args.out."""
     try:
         root = synthesize(args.dataset, args.out, seed=args.seed, scale=args.scale,
-                          image_size=args.image_size, progress=True)
+                          image_size=args.image_size, progress=True, shift=args.shift)
     except MedgunaError as error:
         return _report_error(error)
-    print(f"SYNTHETIC stand-in of {args.dataset} written to {root}")
+    shift = canonical_shift(args.shift, DATASETS[args.dataset].modality)
+    print(f"SYNTHETIC stand-in of {args.dataset} written to {root} (acquisition shift: {shift})")
     print(f"load it with: medguna data {args.dataset} --root {root}")
     return 0
 
@@ -70,6 +72,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--scale", type=float, default=1.0, help="multiplies the default image counts")
     synth.add_argument("--image-size", type=int, default=None, help="longer image side in pixels")
+    synth.add_argument(
+        "--shift", default=NO_SHIFT,
+        help="acquisition shift: 'none', 'demo' (the modality's preset target domain) or "
+             f"name=strength pairs in [0, 1], comma-separated, from: {', '.join(SHIFTS)}; e.g. gamma=0.6,noise=0.4")
     synth.set_defaults(func=run_synth)
 
     data = subparsers.add_parser("data", help="show a dataset's images per split and class")

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from medguna.data.datasets import DATASETS, get_dataset
 from medguna.data.layouts import IDRID_IMAGES, IDRID_SETS, IDRID_TRUTHS
 from medguna.data.manifest import SYNTHETIC_MARKER
+from medguna.data.shifts import NO_SHIFT, apply_shifts, canonical_shift, parse_shift
 from medguna.data.synth_draw import draw_chest, draw_fundus, draw_skin
 from medguna.errors import ConfigError, DataError
 
@@ -79,16 +80,25 @@ def _to_rgb(image: np.ndarray) -> Image.Image:
     return Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
 
 
-def _render(dataset: str, label: int, rng: np.random.Generator, image_size: int | None) -> Image.Image:
+def render_array(dataset: str, label: int, rng: np.random.Generator, image_size: int | None) -> np.ndarray:
+    """One synthetic image of class `label` as floats in [0, 1]: (H, W) gray or (H, W, 3) RGB."""
     width, height = _shape(dataset, image_size, rng)
     spec = get_dataset(dataset)
     if spec.modality == "chest_xray":
         finding = None if label == 0 else ("pneumonia" if dataset == "guangzhou" else "tb")
-        # Montgomery's films are 12-bit data in 16-bit PNGs; the others are 8-bit.
-        return _to_gray(draw_chest(rng, height, width, finding), bits=12 if dataset == "montgomery" else 8)
+        return draw_chest(rng, height, width, finding)
     if spec.modality == "fundus":
-        return _to_rgb(draw_fundus(rng, height, width, label))
-    return _to_rgb(draw_skin(rng, height, width, spec.classes[label]))
+        return draw_fundus(rng, height, width, label)
+    return draw_skin(rng, height, width, spec.classes[label])
+
+
+def _render(dataset: str, label: int, rng: np.random.Generator, image_size: int | None,
+            shifts: list[tuple[str, float]], shift_rng: np.random.Generator) -> Image.Image:
+    image = apply_shifts(render_array(dataset, label, rng, image_size), shifts, shift_rng)
+    if image.ndim == 2:
+        # Montgomery's films are 12-bit data in 16-bit PNGs; the others are 8-bit.
+        return _to_gray(image, bits=12 if dataset == "montgomery" else 8)
+    return _to_rgb(image)
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
@@ -103,17 +113,21 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
 class _Writer:
     """Renders image number n of a dataset from its own seed, so output never depends on order."""
 
-    def __init__(self, dataset: str, seed: int, image_size: int | None, progress: bool, total: int):
-        self.dataset, self.seed, self.image_size = dataset, seed, image_size
+    def __init__(self, dataset: str, seed: int, image_size: int | None, progress: bool, total: int,
+                 shifts: list[tuple[str, float]]):
+        self.dataset, self.seed, self.image_size, self.shifts = dataset, seed, image_size, shifts
         self.dataset_index = list(DATASETS).index(dataset)
         self.count = 0
         self.bar = tqdm(total=total, desc=f"synthesising {dataset}", unit="img", disable=not progress)
 
     def write(self, path: Path, label: int, **save_options: object) -> None:
         rng = np.random.default_rng([self.seed, self.dataset_index, self.count])
+        # A separate stream for the shift, so a shifted stand-in shows the same anatomy as the
+        # unshifted one of the same seed, acquired differently.
+        shift_rng = np.random.default_rng([self.seed, self.dataset_index, self.count, 1])
         self.count += 1
         path.parent.mkdir(parents=True, exist_ok=True)
-        _render(self.dataset, label, rng, self.image_size).save(path, **save_options)
+        _render(self.dataset, label, rng, self.image_size, self.shifts, shift_rng).save(path, **save_options)
         self.bar.update(1)
 
 
@@ -183,13 +197,15 @@ def _write_isic(out: Path, counts: dict, writer: _Writer, seed: int) -> None:
         _write_csv(truth, ["image", *classes], rows)
 
 
-def _marker(dataset: str, seed: int, scale: float, image_size: int | None, counts: dict) -> dict:
+def _marker(dataset: str, seed: int, scale: float, image_size: int | None, counts: dict,
+            shift: str) -> dict:
     classes = get_dataset(dataset).classes
     return {
         "dataset": dataset,
         "seed": seed,
         "scale": scale,
         "image_size": image_size,
+        "shift": shift,
         "counts": {split: dict(zip(classes, per_class, strict=True)) for split, per_class in counts.items()},
         "note": "synthetic stand-in written by medguna.data.synthesize; not medical data",
     }
@@ -203,10 +219,12 @@ def synthesize(
     scale: float = 1.0,
     image_size: int | None = None,
     progress: bool = False,
+    shift: str = NO_SHIFT,
 ) -> Path:
     """Write a synthetic `dataset` into `out_dir` in its official layout; return the root to load.
 
-    `scale` multiplies the default counts, `image_size` sets the longer image side in pixels.
+    `scale` multiplies the default counts, `image_size` sets the longer image side in pixels,
+    `shift` names acquisition shifts (medguna.data.shifts: "none", "demo" or "gamma=0.6,...").
     Calling again with the same arguments on a finished folder is a no-op; any other non-empty
     folder is refused so a real download is never mixed with synthetic images.
     """
@@ -217,18 +235,19 @@ def synthesize(
         raise ConfigError(f"synthetic image_size must be {MIN_SIDE}-{MAX_SIDE} pixels, got {image_size}")
     out = Path(out_dir).expanduser().resolve()
     counts = scaled_counts(spec.name, scale)
-    marker = _marker(spec.name, seed, scale, image_size, counts)
+    shifts = parse_shift(shift, spec.modality)
+    marker = _marker(spec.name, seed, scale, image_size, counts, canonical_shift(shift, spec.modality))
     marker_path = out / SYNTHETIC_MARKER
     if out.exists() and any(out.iterdir()):
         if marker_path.is_file() and json.loads(marker_path.read_text()) == marker:
             return out
         raise DataError(
             f"{out} is not empty; synthesize writes only into a new or empty folder "
-            "(or one it filled before with the same dataset, seed, scale and image_size)"
+            "(or one it filled before with the same dataset, seed, scale, image_size and shift)"
         )
     out.mkdir(parents=True, exist_ok=True)
     total = sum(sum(per_class) for per_class in counts.values())
-    writer = _Writer(spec.name, seed, image_size, progress, total)
+    writer = _Writer(spec.name, seed, image_size, progress, total, shifts)
     writers: dict[str, Callable[[], None]] = {
         "shenzhen": lambda: _write_nlm(out, "CHNCXR", counts, writer),
         "montgomery": lambda: _write_nlm(out, "MCUCXR", counts, writer),

@@ -301,13 +301,26 @@ def released_state_dict(model: MedClipModel) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_released_format(model: MedClipModel, directory: str | Path) -> Path:
-    """Write pytorch_model.bin in the release layout plus medguna's config json; returns the .bin."""
+def save_released_format(model: MedClipModel, directory: str | Path, *, safetensors: bool = False) -> Path:
+    """Write the release layout (pytorch_model.bin, or model.safetensors) plus medguna's config json.
+
+    Returns the weights file. safetensors holds the same keys; it is what medguna ships, since it
+    is read without unpickling anything.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / BIN_NAME
-    partial = directory / f".{BIN_NAME}.{os.getpid()}.partial"
-    torch.save(released_state_dict(model), partial)
+    target = directory / (SAFETENSORS_NAME if safetensors else BIN_NAME)
+    partial = directory / f".{target.name}.{os.getpid()}.partial"
+    state = released_state_dict(model)
+    if safetensors:
+        safetensors_save(state, partial)
+    else:
+        torch.save(state, partial)
     os.replace(partial, target)  # a reader never sees a half-written file
     model.config.save(directory)
     return target
+
+
+def safetensors_save(state: dict[str, torch.Tensor], path: Path) -> None:
+    # safetensors refuses tensors that share memory; the release's buffers are independent copies.
+    safetensors.torch.save_file({k: v.contiguous() for k, v in state.items()}, str(path))

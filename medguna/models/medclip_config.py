@@ -174,5 +174,14 @@ def test_size_config() -> MedClipConfig:
     )
 
 
+def demo_config() -> MedClipConfig:
+    """The demonstration encoder (medguna pretrain-demo): the test-size architecture under its own
+    name, since its weights are trained, not random."""
+    test = test_size_config()
+    return MedClipConfig(name=DEMO_NAME, vision=test.vision, text=test.text)
+
+
+DEMO_NAME = "medclip-vit-demo"
+
 # The name starts with "test_"; keep pytest from collecting it when a test module imports it.
 test_size_config.__test__ = False  # type: ignore[attr-defined]

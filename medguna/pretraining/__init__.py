@@ -1,0 +1,1 @@
+"""Pretraining of the demonstration encoder (a small MedCLIP-ViT on synthetic drawings)."""
