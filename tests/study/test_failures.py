@@ -28,7 +28,8 @@ def trial(tmp_path, monkeypatch):
             raise error
 
         monkeypatch.setattr(loop, "run_trial", run_trial)
-        runner.medguna_trainable({"entropy_weight": 1.0}, base=to_dict(TrialConfig()), study="s")
+        runner.medguna_trainable({"entropy_weight": 1.0}, base=to_dict(TrialConfig()), study="s",
+                                 code_version="test")
 
     return attempt, calls
 

@@ -85,7 +85,7 @@ def test_the_optuna_export_skips_values_outside_a_narrowed_space(tmp_path):
     from medguna.study.runner import export_optuna
 
     plan = _plan(tmp_path, "search.space.entropy_weight.high=0.2")
-    params = {"adapter_width": 0, "prompt_length": 0, "description_source": "reference"}
+    params = {"adapter_width": 0, "prompt_length": 0, "description_source": "curated+templates"}
     rows = {"status": "completed", "objective_value": 0.5, "epoch": 2}
     results = [SimpleNamespace(metrics=rows, config={**params, "entropy_weight": w}, error=None) for w in (1.5, 0.1)]
     summary = export_optuna(plan, plan.datasets[0], results)
