@@ -114,9 +114,7 @@ def run_describe(args: argparse.Namespace) -> int:
         try:
             result = describe_dataset(
                 spec, backend, CompletionCache(args.cache_dir), args.out,
-                sampling=sampling, samples_per_prompt=args.samples, families=families,
-                rules=CleaningRules(min_words=args.min_words),
-                max_per_request=args.max_per_request, show_progress=not args.no_progress,
+                **_generation_options(args, sampling, families),
             )
         finally:
             backend.close()
@@ -129,6 +127,13 @@ def run_describe(args: argparse.Namespace) -> int:
     print(f"wrote {result.out_file} and {result.provenance_file} "
           f"({result.requests_sent} requests, {result.samples_from_cache} samples from cache)")
     return 0
+
+
+def _generation_options(args, sampling, families) -> dict:
+    """The settings one dataset's generation and a whole set's share (sampling, cleaning, progress)."""
+    return {"sampling": sampling, "samples_per_prompt": args.samples, "families": families,
+            "rules": CleaningRules(min_words=args.min_words), "max_per_request": args.max_per_request,
+            "show_progress": not args.no_progress}
 
 
 def _families(args: argparse.Namespace) -> tuple[str, ...]:
@@ -167,9 +172,7 @@ def run_describe_set(args: argparse.Namespace) -> int:
         try:
             result = describe_set(
                 args.set_name, specs, backend, CompletionCache(args.cache_dir), sets_dir,
-                sampling=sampling, samples_per_prompt=args.samples, families=families,
-                rules=CleaningRules(min_words=args.min_words),
-                max_per_request=args.max_per_request, show_progress=not args.no_progress,
+                **_generation_options(args, sampling, families),
             )
         finally:
             backend.close()
