@@ -10,9 +10,9 @@ epoch checkpoints on the surviving node and the study must finish with every tri
 from __future__ import annotations
 
 import json
-import warnings
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
