@@ -162,21 +162,3 @@ def apply_shifts(image: np.ndarray, shifts: list[tuple[str, float]], rng: np.ran
             out = np.clip(SHIFTS[name](out, strength, rng), 0.0, 1.0).astype(np.float32)
     return out
 
-
-def check_shift(spec: str, dataset: str) -> str:
-    """The canonical shift of `dataset`'s stand-in, or a ConfigError naming data.synthetic_shift."""
-    from medguna.data.datasets import get_dataset
-
-    try:
-        return canonical_shift(spec, get_dataset(dataset).modality)
-    except ConfigError as error:
-        raise ConfigError(f"data.synthetic_shift={spec!r}: {error}") from None
-
-
-def shift_slug(canonical: str) -> str:
-    """A short folder-name-safe tag of a canonical shift: "" for none, else "-shift<8 hex>"."""
-    import hashlib
-
-    if canonical == NO_SHIFT:
-        return ""
-    return "-shift" + hashlib.sha256(canonical.encode()).hexdigest()[:8]

@@ -36,6 +36,7 @@ RECIPE_FORMAT = 1
 # so pretraining never sees a target image, shifted or not.
 SOURCE_SEED_BASE = 100_000
 WRAPPERS = ("modality", "reference", "none")
+RECIPE_FILE = "recipe.json"  # beside the weights: how they were made
 
 
 @dataclass(frozen=True)
@@ -238,5 +239,3 @@ def build_demo_encoder(out_dir: str | Path, recipe: PretrainRecipe | None = None
     (out / RECIPE_FILE).write_text(json.dumps(recipe_record, indent=2) + "\n")
     return out
 
-
-RECIPE_FILE = "recipe.json"

@@ -13,9 +13,7 @@ from medguna.data.shifts import (
     PRESETS,
     apply_shifts,
     canonical_shift,
-    check_shift,
     parse_shift,
-    shift_slug,
 )
 from medguna.data.synthetic import synthesize
 from medguna.errors import ConfigError, DataError
@@ -27,7 +25,6 @@ def test_parse_names_strengths_presets_and_none():
     assert parse_shift("demo", "fundus") == parse_shift(PRESETS["fundus"])
     assert canonical_shift("demo", "chest_xray") == PRESETS["chest_xray"]
     assert canonical_shift("none") == "none"
-    assert shift_slug("none") == "" and shift_slug("gamma=0.5").startswith("-shift")
 
 
 @pytest.mark.parametrize("bad, words", [
@@ -40,12 +37,6 @@ def test_bad_shifts_name_what_is_wrong(bad, words):
     with pytest.raises(ConfigError, match="shift") as info:
         parse_shift(bad)
     assert words in str(info.value)
-
-
-def test_check_shift_names_the_setting_and_demo_needs_a_dataset():
-    with pytest.raises(ConfigError, match="data.synthetic_shift"):
-        check_shift("blur=2", "shenzhen")
-    assert check_shift("demo", "isic2018") == PRESETS["dermoscopy"]
 
 
 def test_each_shift_on_known_pixels():
