@@ -70,6 +70,12 @@ def draw_chest(rng: np.random.Generator, height: int, width: int, finding: str |
         cloud = smooth_noise(rng, height, width, 6) * 0.6 + 0.4
         image += rng.uniform(0.32, 0.45) * cloud * zone * involved
     elif finding == "tb":
+        # Post-primary TB: hazy infiltrates in the upper zones (pneumonia above fills the lower ones).
+        side = rng.integers(0, 3)
+        zone = np.clip(((0.4 + shift_y) - rows) / 0.15, 0, 1)
+        involved = lungs[0] if side == 0 else lungs[1] if side == 1 else lung_field
+        haze = smooth_noise(rng, height, width, 8) * 0.6 + 0.4
+        image += rng.uniform(0.3, 0.42) * haze * zone * involved
         for _ in range(rng.integers(1, 3)):  # cavities: bright wall, dark centre, in an upper zone
             centre_x = lung_centres[rng.integers(0, 2)][1] + rng.normal(0, 0.04)
             centre = (0.3 + shift_y + rng.uniform(-0.04, 0.05), centre_x)
@@ -156,11 +162,14 @@ def draw_fundus(rng: np.random.Generator, height: int, width: int, grade: int) -
     # Lesions: red dots and blots, yellow exudates, pale cotton-wool spots.
     red, yellow, white = (Image.new("L", (width, height), 0) for _ in range(3))
     paint = {"red": ImageDraw.Draw(red), "yellow": ImageDraw.Draw(yellow), "white": ImageDraw.Draw(white)}
+    # Sizes (share of the fundus radius) are several times the real ones, so lesions survive the
+    # small stand-in images (a fundus radius of ~45 px by default): at real sizes a microaneurysm
+    # would be a fraction of a pixel and the grades could not be told apart at all.
     kinds = (
-        ("red", MICROANEURYSMS, (0.006, 0.012)),
-        ("red", HAEMORRHAGES, (0.02, 0.045)),
-        ("yellow", EXUDATES, (0.01, 0.025)),
-        ("white", COTTON_WOOL, (0.03, 0.05)),
+        ("red", MICROANEURYSMS, (0.025, 0.04)),
+        ("red", HAEMORRHAGES, (0.07, 0.13)),
+        ("yellow", EXUDATES, (0.04, 0.08)),
+        ("white", COTTON_WOOL, (0.09, 0.13)),
     )
     for layer, table, (small, large) in kinds:
         for _ in range(_count(rng, table, grade)):

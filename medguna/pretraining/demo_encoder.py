@@ -1,9 +1,17 @@
-"""Contrastive pretraining of the demonstration encoder on a synthetic source domain.
+"""Pretraining of the demonstration encoder on a synthetic source domain.
 
-A test-size MedCLIP-ViT learns, CLIP-style, to match images drawn by medguna's class-dependent
-generators (all five datasets, no acquisition shift) with captions taken from the class
-descriptions and templates. Like MedCLIP's semantic matching loss, the targets are soft: every
-caption of the same concept (modality and class) is a positive, not only the image's own caption.
+A test-size MedCLIP-ViT learns to match images drawn by medguna's class-dependent generators (all
+five datasets, no acquisition shift) with captions taken from the class descriptions and templates.
+Two phases, both on that source domain only:
+
+1. **Image tower.** MedCLIP's semantic matching with one learnable caption embedding per concept
+   (modality and class): a CLIP loss whose text side is a concept prototype. A Swin trained from
+   scratch learns slowly on 2 CPU cores, so the patch embedding and first stage keep their seeded
+   random weights and their outputs for a few augmented views of every image are computed once;
+   stages 2-4 and the projection train on those (about 2x cheaper per step, many more steps).
+2. **Text tower (LiT).** The image tower is locked and the text tower learns, with the symmetric
+   CLIP loss on image-caption pairs (every same-concept caption a positive, as in MedCLIP), to
+   put each caption where its concept's images are.
 
 The result is saved in the released checkpoint layout (plus vocab.txt, medguna's config and a
 recipe.json saying how it was made), so the same loader and `check-model` read it as they read the
@@ -31,7 +39,7 @@ from medguna.data.synthetic import render_array
 from medguna.errors import ConfigError
 
 # Bump when the same recipe would give different weights.
-RECIPE_FORMAT = 1
+RECIPE_FORMAT = 2
 # Synthetic seeds of the source domain start here; the stand-ins studies adapt to use seeds 0-999,
 # so pretraining never sees a target image, shifted or not.
 SOURCE_SEED_BASE = 100_000
@@ -43,17 +51,21 @@ RECIPE_FILE = "recipe.json"  # beside the weights: how they were made
 class PretrainRecipe:
     """Everything that determines the demonstration encoder's weights (with the code version)."""
 
-    images_per_class: int = 48
-    steps: int = 600
-    batch_size: int = 48
-    lr: float = 2e-3
+    images_per_class: int = 128
+    views_per_image: int = 4  # augmented views per image whose first-stage features are cached
+    image_steps: int = 3000
+    text_steps: int = 400
+    batch_size: int = 32
+    image_lr: float = 2e-3
+    text_lr: float = 1e-3
+    prototype_scale: float = 20.0  # fixed inverse temperature of phase 1's cosine logits
     weight_decay: float = 0.05
-    warmup_steps: int = 40
+    warmup_steps: int = 50
     crop_scale_min: float = 0.6
     seed: int = 0
 
     def validate(self) -> PretrainRecipe:
-        for name in ("images_per_class", "steps", "batch_size"):
+        for name in ("images_per_class", "views_per_image", "image_steps", "text_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"pretraining {name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.crop_scale_min <= 1:
@@ -131,67 +143,184 @@ def soft_clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, co
     return (image_to_text + text_to_image) / 2
 
 
-def _lr_at(step: int, recipe: PretrainRecipe) -> float:
+def _lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
     """Linear warm-up, then cosine decay to zero."""
-    if step < recipe.warmup_steps:
-        return recipe.lr * (step + 1) / recipe.warmup_steps
-    progress = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
-    return recipe.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return peak * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def pretrain(model, tokenizer, domain: SourceDomain, recipe: PretrainRecipe, *,
-             progress: bool = True, on_step=None) -> list[float]:
-    """Train `model` (a MedClipModel) in place; return the loss of every step.
+def _first_stage_grid(model) -> tuple[int, int]:
+    """Token grid after the first stage's patch merging (28 x 28 for 224 px and 4 px patches)."""
+    side = int(model.config.vision["image_size"]) // int(model.config.vision["patch_size"]) // 2
+    return side, side
 
-    `on_step(step, model)`, if given, is called after every step (e.g. to save snapshots).
-    """
+
+@torch.no_grad()
+def first_stage_features(model, pixels: torch.Tensor) -> torch.Tensor:
+    """Patch embedding and stage 1 of the (frozen) Swin: (B, 3, S, S) -> (B, tokens, 2 * embed_dim)."""
+    swin = model.vision_model.model
+    hidden, dims = swin.embeddings(pixels)
+    return swin.encoder.layers[0](hidden, dims)[0]
+
+
+def later_stages(model, hidden: torch.Tensor) -> torch.Tensor:
+    """Stages 2-4, final norm, pooling and projection: the rest of MedClipVisionModel.forward."""
+    swin = model.vision_model.model
+    dims = _first_stage_grid(model)
+    for stage in swin.encoder.layers[1:]:
+        hidden = stage(hidden, dims)[0]
+        if stage.downsample is not None:
+            dims = (dims[0] // 2, dims[1] // 2)
+    pooled = swin.pooler(swin.layernorm(hidden).transpose(1, 2)).flatten(1)
+    return model.vision_model.projection_head(pooled)
+
+
+@dataclass
+class CachedViews:
+    """First-stage features of augmented views of every source image, with each view's concept."""
+
+    features: torch.Tensor  # (N * V, tokens, width) float16
+    concepts: torch.Tensor  # (N * V,)
+
+
+def cache_views(model, domain: SourceDomain, recipe: PretrainRecipe, progress: bool = True) -> CachedViews:
+    """`views_per_image` crop/flip views of every image, alternating MedCLIP and CLIP preprocessing
+    (so variants using either get a trained encoder), through the frozen first stage."""
     from medguna.data.augment import crop_flip_view
-    from medguna.models.tokenizer import MODEL_MAX_LENGTH
 
+    generator = torch.Generator().manual_seed(recipe.seed + 1)
+    size = int(model.config.vision["image_size"])
+    count = int(domain.image_concepts.numel())
+    chunks, concepts = [], []
+    model.eval()
+    bar = tqdm(total=count * recipe.views_per_image, desc="caching first-stage views", unit="view",
+               disable=not progress)
+    for view in range(recipe.views_per_image):
+        preprocessing = ("medclip", "clip")[view % 2]
+        for start in range(0, count, 64):
+            images = domain.images[preprocessing][start:start + 64]
+            pixels = normalize(crop_flip_view(images, out_size=size, generator=generator,
+                                              scale=(recipe.crop_scale_min, 1.0)), preprocessing)
+            chunks.append(first_stage_features(model, pixels).half())
+            bar.update(len(images))
+        concepts.append(domain.image_concepts)
+    bar.close()
+    return CachedViews(torch.cat(chunks), torch.cat(concepts))
+
+
+def _balanced_batch(views: CachedViews, modality_of: list[str], size: int,
+                    generator: torch.Generator) -> torch.Tensor:
+    """Indices of `size` views: modality uniform, then concept uniform within it, then a random view.
+
+    Balancing by modality first keeps chest X-rays (3 concepts) from being drowned by the 7 skin
+    lesion classes; balancing by concept keeps rare classes (DF, VASC) learnt."""
+    modalities = sorted(set(modality_of))
+    by_concept = [torch.nonzero(views.concepts == c).flatten() for c in range(len(modality_of))]
+    concepts_of = {m: [c for c, mm in enumerate(modality_of) if mm == m] for m in modalities}
+    picks = []
+    for m in torch.randint(0, len(modalities), (size,), generator=generator).tolist():
+        options = concepts_of[modalities[m]]
+        concept = options[int(torch.randint(0, len(options), (1,), generator=generator))]
+        pool = by_concept[concept]
+        picks.append(pool[int(torch.randint(0, len(pool), (1,), generator=generator))])
+    return torch.stack(picks)
+
+
+def train_image_tower(model, views: CachedViews, domain: SourceDomain, recipe: PretrainRecipe, *,
+                      progress: bool = True, on_step=None) -> list[float]:
+    """Phase 1: stages 2-4 and the projection against one learnable caption embedding per concept."""
     generator = torch.Generator().manual_seed(recipe.seed)
     torch.manual_seed(recipe.seed)
+    swin = model.vision_model.model
+    trained = [p for stage in swin.encoder.layers[1:] for p in stage.parameters()]
+    trained += list(swin.layernorm.parameters()) + list(model.vision_model.projection_head.parameters())
+    prototypes = torch.nn.Parameter(torch.randn(len(domain.concepts), model.config.projection_dim,
+                                                generator=generator) * 0.02)
+    optimizer = torch.optim.AdamW(trained + [prototypes], lr=recipe.image_lr, weight_decay=recipe.weight_decay)
+    modality_of = [m for m, _ in domain.concepts]
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    n_concepts = len(domain.concepts)
-    by_concept = [torch.nonzero(domain.image_concepts == c).flatten() for c in range(n_concepts)]
-    size = int(model.config.vision["image_size"])
     losses: list[float] = []
-    bar = tqdm(range(recipe.steps), desc="pretraining the demonstration encoder", unit="step",
+    bar = tqdm(range(recipe.image_steps), desc="pretraining: image tower", unit="step", disable=not progress)
+    for step in bar:
+        index = _balanced_batch(views, modality_of, recipe.batch_size, generator)
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, recipe.image_steps, recipe.image_lr, recipe.warmup_steps)
+        features = F.normalize(later_stages(model, views.features[index].float()), dim=-1)
+        logits = recipe.prototype_scale * features @ F.normalize(prototypes, dim=-1).T
+        loss = F.cross_entropy(logits, views.concepts[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trained + [prototypes], 1.0)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+        if on_step is not None:
+            on_step("image", step + 1, model)
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def view_embeddings(model, views: CachedViews) -> torch.Tensor:
+    """The locked image tower's normalised embedding of every cached view."""
+    model.eval()
+    return torch.cat([F.normalize(later_stages(model, views.features[i:i + 128].float()), dim=-1)
+                      for i in range(0, len(views.concepts), 128)])
+
+
+def train_text_tower(model, tokenizer, views: CachedViews, domain: SourceDomain, recipe: PretrainRecipe,
+                     *, progress: bool = True, on_step=None) -> list[float]:
+    """Phase 2 (LiT): image tower locked; the text tower learns with the symmetric soft CLIP loss."""
+    from medguna.models.tokenizer import MODEL_MAX_LENGTH
+
+    generator = torch.Generator().manual_seed(recipe.seed + 2)
+    image_embeddings = view_embeddings(model, views)
+    trained = list(model.text_model.parameters()) + [model.logit_scale]
+    optimizer = torch.optim.AdamW(trained, lr=recipe.text_lr, weight_decay=recipe.weight_decay)
+    modality_of = [m for m, _ in domain.concepts]
+    model.text_model.train()
+    losses: list[float] = []
+    bar = tqdm(range(recipe.text_steps), desc="pretraining: text tower (image tower locked)", unit="step",
                disable=not progress)
     for step in bar:
-        # Balanced over concepts, so rare classes (DF, VASC) are learnt as well as common ones.
-        concepts = torch.randint(0, n_concepts, (recipe.batch_size,), generator=generator)
-        picks = torch.stack([by_concept[c][torch.randint(0, len(by_concept[c]), (1,), generator=generator)]
-                             for c in concepts.tolist()]).flatten()
-        # Both preprocessings in every batch, so the variants that use either get a trained encoder.
-        half = recipe.batch_size // 2
-        pixels = []
-        for preprocessing, index in (("medclip", picks[:half]), ("clip", picks[half:])):
-            views = crop_flip_view(domain.images[preprocessing][index], out_size=size, generator=generator,
-                                   scale=(recipe.crop_scale_min, 1.0))
-            pixels.append(normalize(views, preprocessing))
+        index = _balanced_batch(views, modality_of, recipe.batch_size, generator)
+        concepts = views.concepts[index]
         texts = []
         for c in concepts.tolist():
             options = domain.captions[c]
             texts.append(options[int(torch.randint(0, len(options), (1,), generator=generator))])
-        tokens = tokenizer(texts, padding=True, truncation=True, max_length=MODEL_MAX_LENGTH,
-                           return_tensors="pt")
+        tokens = tokenizer(texts, padding=True, truncation=True, max_length=MODEL_MAX_LENGTH, return_tensors="pt")
         for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, recipe)
-        image_features = model.vision_model(torch.cat(pixels))
+            group["lr"] = _lr_at(step, recipe.text_steps, recipe.text_lr, recipe.warmup_steps)
         text_features = model.text_model(tokens["input_ids"], tokens["attention_mask"])
-        loss = soft_clip_loss(image_features, text_features, concepts, model.logit_scale)
+        loss = soft_clip_loss(image_embeddings[index], text_features, concepts, model.logit_scale)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         losses.append(float(loss.detach()))
         if step % 10 == 0:
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
         if on_step is not None:
-            on_step(step + 1, model)
+            on_step("text", step + 1, model)
     model.eval()
     return losses
+
+
+def pretrain(model, tokenizer, domain: SourceDomain, recipe: PretrainRecipe, *,
+             progress: bool = True, on_step=None) -> dict[str, list[float]]:
+    """Both phases, in place on `model` (a MedClipModel); the losses of every step of each.
+
+    `on_step(phase, step, model)`, if given, is called after every step (e.g. to log zero-shot).
+    """
+    torch.manual_seed(recipe.seed)
+    views = cache_views(model, domain, recipe, progress=progress)
+    image = train_image_tower(model, views, domain, recipe, progress=progress, on_step=on_step)
+    text = train_text_tower(model, tokenizer, views, domain, recipe, progress=progress, on_step=on_step)
+    return {"image": image, "text": text}
 
 
 def build_demo_encoder(out_dir: str | Path, recipe: PretrainRecipe | None = None, *,
@@ -228,7 +357,7 @@ def build_demo_encoder(out_dir: str | Path, recipe: PretrainRecipe | None = None
             "synthetic_seed_base": SOURCE_SEED_BASE + recipe.seed,
             "captions": "curated descriptions + templates + class names, in wrappers " + ", ".join(WRAPPERS),
         },
-        "loss_first_last": [losses[0], float(np.mean(losses[-20:]))],
+        "loss_first_last": {phase: [values[0], float(np.mean(values[-20:]))] for phase, values in losses.items()},
         "seconds": round(time.perf_counter() - started, 1),
         "torch_threads": torch_threads,
         "code_version": medguna.__version__,

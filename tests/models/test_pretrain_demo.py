@@ -27,15 +27,60 @@ def test_soft_clip_loss_counts_every_same_concept_pair_as_a_positive():
 
 def test_pretrain_demo_writes_a_checkpoint_the_release_loader_reads(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["pretrain-demo", "--out", str(out), "--steps", "2", "--images-per-class", "1",
-                 "--batch-size", "4", "--warmup-steps", "1"]) == 0
+    assert main(["pretrain-demo", "--out", str(out), "--image-steps", "2", "--text-steps", "2",
+                 "--images-per-class", "1", "--views-per-image", "2", "--batch-size", "4",
+                 "--warmup-steps", "1"]) == 0
     assert {"model.safetensors", "vocab.txt", "medguna_medclip_config.json", "recipe.json"} <= {
         p.name for p in out.iterdir()}
     recipe = json.loads((out / "recipe.json").read_text())
-    assert recipe["recipe"]["steps"] == 2 and recipe["source_domain"]["shift"] == "none"
+    assert recipe["recipe"]["image_steps"] == 2 and recipe["source_domain"]["shift"] == "none"
     assert "not medical data" in recipe["what"]
     encoder = build_encoder("medclip-vit", str(out))
     assert encoder.model.config.name == DEMO_NAME
     with torch.no_grad():
         embeddings = encoder.encode_texts(["a TB chest x-ray", "a NORMAL chest x-ray"])
     assert embeddings.shape == (2, 512) and torch.allclose(embeddings.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_first_stage_and_later_stages_compose_to_the_vision_tower():
+    from medguna.models.medclip import build_medclip
+    from medguna.models.medclip_config import demo_config
+    from medguna.pretraining.demo_encoder import first_stage_features, later_stages
+
+    model = build_medclip(demo_config(), seed=3).eval()
+    pixels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        split = later_stages(model, first_stage_features(model, pixels))
+        whole = model.vision_model(pixels)
+    assert torch.allclose(split, whole, atol=1e-5)
+
+
+def test_image_phase_trains_later_stages_only_and_text_phase_text_only(tmp_path):
+    from medguna.models.medclip import build_medclip
+    from medguna.models.medclip_config import demo_config
+    from medguna.models.tokenizer import build_wordpiece_vocab, load_tokenizer, write_vocab
+    from medguna.pretraining.demo_encoder import (
+        PretrainRecipe,
+        cache_views,
+        render_source_domain,
+        train_image_tower,
+        train_text_tower,
+    )
+
+    recipe = PretrainRecipe(images_per_class=1, views_per_image=1, image_steps=2, text_steps=2,
+                            batch_size=4, warmup_steps=1)
+    domain = render_source_domain(recipe, progress=False)
+    model = build_medclip(demo_config(), seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    views = cache_views(model, domain, recipe, progress=False)
+    assert views.features.shape == (len(domain.image_concepts), 28 * 28, 48)
+    train_image_tower(model, views, domain, recipe, progress=False)
+    after_image = {k: v.clone() for k, v in model.state_dict().items()}
+    changed = {k for k in before if not torch.equal(before[k], after_image[k])}
+    assert changed and all(".encoder.layers.0." not in k and "embeddings" not in k for k in changed)
+    assert any(".encoder.layers.3." in k for k in changed) and not any(k.startswith("text_model") for k in changed)
+
+    write_vocab(build_wordpiece_vocab([c for cs in domain.captions for c in cs], 1024), tmp_path)
+    train_text_tower(model, load_tokenizer(tmp_path), views, domain, recipe, progress=False)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(after_image[k], v)}
+    assert changed and all(k.startswith("text_model") or k == "logit_scale" for k in changed)
