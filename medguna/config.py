@@ -37,7 +37,11 @@ PROTOCOLS = ("validation", "reference")
 MAX_PROMPT_LENGTH = 1024
 SWIN_PATCH_SIZE = 4  # MedCLIP-ViT's Swin-T: a 224 px image is a 56 x 56 patch grid
 MAX_ADAPTER_WIDTH = 8192
+CONTROLS = ("none", "shuffled_pseudo_labels", "shuffled_description_labels")
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 4096  # below 32 px Swin's 4-px patches leave no grid to speak of
+# model.checkpoint values that name a model medguna ships or builds, not a folder of the user's.
+DEMO_CHECKPOINT = "demo"
+TEST_SIZE_CHECKPOINT = "test-size"
 
 
 @dataclass
@@ -49,14 +53,26 @@ class DataConfig:
     test_fraction: float = 0.2  # only for datasets without an official test split
     split_seed: int = 0
     synthetic_scale: float = 1.0
+    # Acquisition shift of the stand-in (medguna.data.shifts): "demo" is the modality's preset target
+    # domain, "none" the pretraining (source) domain, or "gamma=0.6,noise=0.4,...".
+    synthetic_shift: str = "demo"
     image_size: int = 224
 
 
 @dataclass
 class ModelConfig:
     encoder: str = "medclip-vit"
-    checkpoint: str | None = None  # None: the test-size MedCLIP built offline (a demonstration)
+    # None or "demo": the demonstration encoder shipped with medguna (pretrained on synthetic
+    # drawings); "test-size": the same architecture with random weights; else a local folder.
+    checkpoint: str | None = None
     tokenizer: str | None = None
+
+    @property
+    def builtin(self) -> str | None:
+        """"demo" or "test-size" when no real checkpoint is configured, else None."""
+        if self.checkpoint is None or self.checkpoint == DEMO_CHECKPOINT:
+            return DEMO_CHECKPOINT
+        return TEST_SIZE_CHECKPOINT if self.checkpoint == TEST_SIZE_CHECKPOINT else None
 
 
 @dataclass
@@ -142,6 +158,10 @@ class RuntimeConfig:
     feature_bank_seed: int = 0
     collapse_threshold: float = 0.95
     log_every_steps: int = 10
+    # A negative control, never a result: "shuffled_pseudo_labels" permutes the teacher's stage-2
+    # labels across images, "shuffled_description_labels" the class labels of stage 1's sentences
+    # (same counts per class, no link to the content), so the gain that stage must bring vanishes.
+    control: str = "none"
 
 
 @dataclass
@@ -166,6 +186,7 @@ class TrialConfig:
         _check(r.feature_bank_views >= 1, "runtime.feature_bank_views", r.feature_bank_views, ">= 1")
         _check(0.5 < r.collapse_threshold <= 1, "runtime.collapse_threshold",
                r.collapse_threshold, "in (0.5, 1]")
+        _check(r.control in CONTROLS, "runtime.control", r.control, f"one of {CONTROLS}")
         return self
 
 
@@ -332,6 +353,7 @@ class DataRoots:
     test_fraction: float = 0.2
     split_seed: int = 0
     synthetic_scale: float = 1.0
+    synthetic_shift: str = "demo"
     image_size: int = 224
 
 
@@ -440,7 +462,7 @@ class StudyConfig:
                 dataset=dataset, root=self.data.roots.get(dataset), cache_dir=self.storage.cache_dir,
                 val_fraction=self.data.val_fraction, test_fraction=self.data.test_fraction,
                 split_seed=self.data.split_seed, synthetic_scale=self.data.synthetic_scale,
-                image_size=self.data.image_size,
+                synthetic_shift=self.data.synthetic_shift, image_size=self.data.image_size,
             ),
             model=dataclasses.replace(self.model),
             method=dataclasses.replace(method or self.method),

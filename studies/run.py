@@ -3,7 +3,8 @@
 
 Overrides are Hydra's (`data.roots.shenzhen=/data/ChinaSet_AllFiles model.checkpoint=/models/medclip
 resources=gpu storage.path=s3://bucket/medguna`). With no data roots and no checkpoint it runs a
-demonstration on synthetic stand-ins and the test-size MedCLIP, which finishes in minutes on a laptop.
+demonstration on synthetic stand-ins under an acquisition shift with the shipped demonstration
+encoder (a test-size MedCLIP-ViT pretrained on unshifted drawings), which finishes in minutes on a laptop.
 Running the same command again resumes an interrupted study, or extends a study whose
 study.num_samples grew; a study run again with other settings is refused with the list of changes
 (--restart DATASET starts one dataset over); --fresh starts the whole study over.

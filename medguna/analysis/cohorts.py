@@ -1,25 +1,28 @@
-"""Cohorts: real-data results kept apart from synthetic-data and test-size-model results.
+"""Cohorts: real-data results kept apart from synthetic-data, demonstration- and test-size-model results.
 
-A cohort is the pair (data source, model size). Every table and plot is computed within one cohort
-and carries its label, so a synthetic or test-size number can never pass for a real result.
+A cohort is the pair (data source, model). Every table and plot is computed within one cohort and
+carries its label, so a synthetic, demonstration-encoder or test-size number can never pass for a
+real (MedCLIP) result.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from medguna.analysis.layout import TEST_SIZE_CHECKPOINT
+from medguna.analysis.layout import DEMO_CHECKPOINT, TEST_SIZE_CHECKPOINT
 
 REAL = "real"
 
 # Sort order of cohorts in reports: real results first, then the stand-ins.
-_ORDER = ("real", "real-testsize", "synthetic", "synthetic-testsize")
+_ORDER = ("real", "real-demo", "real-testsize", "synthetic", "synthetic-demo", "synthetic-testsize")
+# Stand-in models, by the checkpoint name result rows record, and the slug suffix they add.
+_MODEL_SUFFIX = {DEMO_CHECKPOINT: "-demo", TEST_SIZE_CHECKPOINT: "-testsize"}
 
 
 def cohort_slug(data_source: str | None, checkpoint: str | None) -> str:
-    """A short file-name-safe key, e.g. "real", "synthetic-testsize", "unknown"."""
+    """A short file-name-safe key, e.g. "real", "synthetic-demo", "synthetic-testsize", "unknown"."""
     source = data_source if data_source in ("real", "synthetic") else "unknown"
-    return f"{source}-testsize" if checkpoint == TEST_SIZE_CHECKPOINT else source
+    return source + _MODEL_SUFFIX.get(checkpoint or "", "")
 
 
 def cohort_label(slug: str) -> str:
@@ -30,6 +33,8 @@ def cohort_label(slug: str) -> str:
         words.append("SYNTHETIC DATA")
     elif parts[0] == "unknown":
         words.append("UNKNOWN DATA SOURCE")
+    if "demo" in parts:
+        words.append("DEMONSTRATION ENCODER (not MedCLIP)")
     if "testsize" in parts:
         words.append("TEST-SIZE MODEL")
     return " + ".join(words)
@@ -54,12 +59,8 @@ def cohort_expr(data_source: str = "data_source", checkpoint: str = "checkpoint"
         .then(pl.col(data_source))
         .otherwise(pl.lit("unknown"))
     )
-    return (
-        pl.when(pl.col(checkpoint) == TEST_SIZE_CHECKPOINT)
-        .then(pl.concat_str([source, pl.lit("-testsize")]))
-        .otherwise(source)
-        .alias("cohort")
-    )
+    suffix = pl.col(checkpoint).replace_strict(_MODEL_SUFFIX, default="", return_dtype=pl.String)
+    return pl.concat_str([source, suffix.fill_null("")]).alias("cohort")
 
 
 def sorted_cohorts(slugs: list[str] | set[str]) -> list[str]:

@@ -190,7 +190,7 @@ def page_html(report, results, metric: str) -> str:
         body.append('<p class="synthetic-banner" id="synthetic-banner"><strong>'
                     + esc(" / ".join(cohort_label(c) for c in stand_ins))
                     + "</strong>: this report contains results on synthetic stand-ins or a "
-                    "test-size model. They are kept in their own sections, never ranked with real "
+                    "test-size or demonstration model. They are kept in their own sections, never ranked with real "
                     "results, and say nothing about real performance.</p>")
     # A table added without its section record is still shown, titled by its file stem.
     sections = [(stem, report.sections.get(stem) or TableSection(stem, stem)) for stem in report.tables]

@@ -52,6 +52,8 @@ PROVENANCE = (
     "study",
     "dataset",
     "data_source",
+    "synthetic_shift",
+    "control",
     "encoder",
     "checkpoint",
     "checkpoint_sha256",
@@ -60,6 +62,7 @@ PROVENANCE = (
     "descriptions_sha256",  # the sentences used: a description set's provenance has the same hash
 )
 TEST_SIZE_CHECKPOINT = "test-size"
+DEMO_CHECKPOINT = "demo"
 
 # Metrics scored on the test split at the selected epoch, and their zero-shot counterparts.
 HEADLINE_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "auroc")

@@ -11,10 +11,12 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from medguna.config import DEMO_CHECKPOINT, TEST_SIZE_CHECKPOINT
 from medguna.errors import CheckpointError, ConfigError, DataError
 from medguna.models.checkpoint import load_medclip_checkpoint
+from medguna.models.demo_encoder import demo_checkpoint_dir
 from medguna.models.medclip import MedClipModel, parameter_counts
-from medguna.models.medclip_config import test_size_config
+from medguna.models.medclip_config import DEMO_NAME, test_size_config
 from medguna.models.prompted import INSERTIONS, prompted_image_features
 from medguna.models.registry import register_encoder
 from medguna.models.test_size import ensure_test_size_checkpoint
@@ -151,15 +153,17 @@ def build_medclip_vit(
     cache_dir: str | Path | None,
     vocab_texts: list[str] | None,
 ) -> Encoder:
-    """MedCLIP-ViT from a local checkpoint, or the test-size stand-in when checkpoint is None."""
-    if checkpoint is None:
+    """MedCLIP-ViT from a local checkpoint; None or "demo": the shipped demonstration encoder;
+    "test-size": the same architecture with random weights, built offline."""
+    if checkpoint == TEST_SIZE_CHECKPOINT:
         if cache_dir is None or not vocab_texts:
             raise ConfigError(
-                "no MedCLIP checkpoint given, so the test-size model is used; it needs cache_dir "
-                "and vocab_texts (the texts its vocabulary is built from). Pass checkpoint=<folder "
-                "of the MedCLIP-ViT release> for the real model."
+                "the test-size model needs cache_dir and vocab_texts (the texts its vocabulary is "
+                "built from). Pass checkpoint=<folder of the MedCLIP-ViT release> for the real model."
             )
         source: str | Path = ensure_test_size_checkpoint(cache_dir, vocab_texts)
+    elif checkpoint is None or checkpoint == DEMO_CHECKPOINT:
+        source = demo_checkpoint_dir()
     else:
         source = checkpoint
     loaded = load_medclip_checkpoint(source)
@@ -171,12 +175,16 @@ def build_medclip_vit(
             f"tokenizer {tokenizer_dir} has {len(text_tokenizer)} tokens but the checkpoint embeds "
             f"{vocab_rows}: use the tokenizer that belongs to this checkpoint"
         )
+    is_demo = loaded.config.name == DEMO_NAME
+    is_test_size = loaded.config.name == test_size_config().name
     info = {
         "encoder": "medclip-vit",
-        "checkpoint": "test-size" if checkpoint is None else str(loaded.weights_path),
+        "checkpoint": (DEMO_CHECKPOINT if is_demo else TEST_SIZE_CHECKPOINT if is_test_size
+                       else str(loaded.weights_path)),
         "checkpoint_path": str(loaded.weights_path),
         "checkpoint_sha256": loaded.sha256,
-        "is_test_size": loaded.config.name == test_size_config().name,
+        "is_test_size": is_test_size,
+        "is_demo": is_demo,
         "tokenizer": str(tokenizer_dir),
         "tokenizer_sha256": tokenizer_fingerprint(tokenizer_dir),
         "parameters": parameter_counts(loaded.model),

@@ -21,7 +21,9 @@ from typing import Any
 import torch
 
 from medguna.config import StudyConfig, TrialConfig, apply_method_params, from_dict, to_dict
+from medguna.data.shifts import check_shift
 from medguna.errors import ConfigError
+from medguna.models.demo_encoder import encoder_description
 from medguna.study.confirm import run_confirmation
 from medguna.study.space import define_by_run, fixed_params, is_reference_config, reference_point
 from medguna.study.warm_start import enqueue_order, warm_points
@@ -70,7 +72,7 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
     from medguna.study.storage import resolve_storage
 
     real_data = all(cfg.data.roots.get(d) for d in cfg.study.datasets)
-    real = real_data and cfg.model.checkpoint is not None
+    real = real_data and cfg.model.builtin is None
     method = cfg.method if real else apply_method_params(cfg.method, cfg.study.demo_method)
     num_samples = cfg.study.num_samples if real else cfg.study.demo_num_samples
     s = cfg.study
@@ -88,6 +90,8 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
         trial.data.cache_dir = str(Path(cfg.storage.cache_dir).expanduser().resolve())
         trial.model.checkpoint, trial.model.tokenizer = checkpoint, tokenizer
         trial.validate()
+        if root is None:
+            check_shift(trial.data.synthetic_shift, dataset)
         source = "real" if root is not None and not is_synthetic_root(root) else "synthetic"
         dataset_plan = DatasetPlan(dataset, source, trial, num_samples, *confirm)
         if cfg.search.warm_start:
@@ -103,7 +107,7 @@ def _checked_model_paths(cfg: StudyConfig) -> tuple[str | None, str | None]:
     would otherwise fail on its own, and Tune runs trials in their own folders, where a relative
     path points elsewhere. Checked on the machine that runs the study driver."""
     m = cfg.model
-    if m.checkpoint is None or m.encoder != "medclip-vit" or is_uri(m.checkpoint):
+    if m.builtin is not None or m.encoder != "medclip-vit" or is_uri(m.checkpoint):
         return m.checkpoint, m.tokenizer
     from medguna.models.checkpoint import find_weights_file
     from medguna.models.encoder import tokenizer_folder
@@ -118,15 +122,17 @@ def banner(plan: StudyPlan) -> str:
     r = cfg.resources
     lines = [f"medguna study '{cfg.study.name}'"
              + ("" if plan.budget == "real" else
-                "  ** DEMONSTRATION: synthetic stand-ins and/or the test-size MedCLIP; "
+                "  ** DEMONSTRATION: SYNTHETIC stand-ins and/or the demonstration encoder; "
                 "numbers say nothing about real performance **")]
     for p in plan.datasets:
-        where = p.trial.data.root or "synthetic stand-in (generated in the official layout)"
+        where = p.trial.data.root or (
+            "SYNTHETIC stand-in in the official layout, acquisition shift "
+            + check_shift(p.trial.data.synthetic_shift, p.dataset))
         lines.append(f"  dataset {p.dataset:<11} {p.data_source:<9} {where}")
     lines += [
-        f"  encoder    {cfg.model.encoder}: "
-        + (f"checkpoint {cfg.model.checkpoint}" if cfg.model.checkpoint
-           else "test-size MedCLIP (random weights, built offline)"),
+        f"  encoder    {cfg.model.encoder}: {encoder_description(cfg.model)}",
+        *([f"  control    NEGATIVE CONTROL runtime.control={cfg.runtime.control}: not a result"]
+          if cfg.runtime.control != "none" else []),
         f"  method     variant={cfg.method.variant}; searching {', '.join(cfg.search.space) or 'nothing'}",
         (f"  trials     {plan.datasets[0].num_samples} per dataset ({plan.budget} budget), "
          f"{plan.datasets[0].trial.method.stage2_epochs} stage-2 epochs, objective {cfg.runtime.objective}"),
@@ -623,7 +629,7 @@ def _write_study_json(plan: StudyPlan, previous: dict[str, Any] | None, restart=
     info = previous or {
         "study": cfg.study.name, "datasets": [], "objective": cfg.runtime.objective,
         "mode": "max", "budget": plan.budget, "data_source": {},
-        "encoder": cfg.model.encoder, "checkpoint": cfg.model.checkpoint or "test-size",
+        "encoder": cfg.model.encoder, "checkpoint": cfg.model.builtin or cfg.model.checkpoint,
         "search_space": cfg.search.space, "method": dataclasses.asdict(plan.datasets[0].trial.method),
         "description_sets": plan.description_sets,  # what `set:NAME` meant: generator and hashes
         "created": now, **versions,

@@ -19,7 +19,8 @@ def add_commands(subparsers) -> None:
                     "`medguna trial dataset=montgomery data.root=/data/MontgomerySet "
                     "model.checkpoint=/models/medclip method.prompt_length=32`. "
                     "With no data root and no checkpoint it runs on the synthetic stand-in "
-                    "and the test-size MedCLIP.",
+                    "(under its modality's demo acquisition shift) and the shipped demonstration "
+                    "encoder; model.checkpoint=test-size runs the random-weight test-size model.",
     )
     p.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
     p.add_argument("--logdir", default=None,
@@ -42,7 +43,9 @@ def trial_overrides(overrides: list[str]) -> tuple[list[str], str]:
 def run_command(args: argparse.Namespace) -> int:
     from medguna.compose import compose_study
     from medguna.data.manifest import is_synthetic_root
+    from medguna.data.shifts import check_shift
     from medguna.folders import check_writable_folder
+    from medguna.models.demo_encoder import encoder_description
     from medguna.trial.loop import mixed_precision, run_trial
     from medguna.trial.reporting import PrintReporter, jsonable_row
 
@@ -53,14 +56,15 @@ def run_command(args: argparse.Namespace) -> int:
     log_dir = Path(args.logdir) if args.logdir else (
         Path(study.storage.path) / "trials" / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     if cfg.data.root is None:
-        data_text = "SYNTHETIC stand-in data (demonstration)"
+        data_text = ("SYNTHETIC stand-in data (demonstration), acquisition shift "
+                     + check_shift(cfg.data.synthetic_shift, dataset))
     elif is_synthetic_root(cfg.data.root):
         data_text = f"SYNTHETIC stand-in data at {cfg.data.root}"
     else:
         data_text = f"real data at {cfg.data.root}"
     print(f"[medguna] trial on {dataset}: {data_text}; "
           f"encoder {cfg.model.encoder} "
-          f"{'test-size MedCLIP (random weights, demonstration)' if cfg.model.checkpoint is None else 'checkpoint ' + cfg.model.checkpoint}; "
+          f"{encoder_description(cfg.model)}; "
           f"variant {cfg.method.variant}; protocol {cfg.runtime.protocol}; mixed precision {mixed_precision(cfg)}; "
           f"TensorBoard: {log_dir}",
           file=sys.stderr)

@@ -29,17 +29,20 @@ _ENCODERS: dict[tuple, Any] = {}
 _ENCODER_LOCK = threading.Lock()
 
 
-def synthetic_root(cache_dir: str | os.PathLike, dataset: str, scale: float, seed: int = 0) -> Path:
-    """The synthetic stand-in of `dataset`, written once (atomically) under cache_dir."""
+def synthetic_root(cache_dir: str | os.PathLike, dataset: str, scale: float, seed: int = 0,
+                   shift: str = "none") -> Path:
+    """The synthetic stand-in of `dataset` under acquisition `shift`, written once (atomically)."""
+    from medguna.data.shifts import check_shift, shift_slug
     from medguna.data.synthetic import synthesize
 
-    root = Path(cache_dir).resolve() / "synthetic" / f"{dataset}-scale{scale:g}-seed{seed}"
+    shift = check_shift(shift, dataset)
+    root = Path(cache_dir).resolve() / "synthetic" / f"{dataset}-scale{scale:g}-seed{seed}{shift_slug(shift)}"
     if root.is_dir():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
     try:
-        synthesize(dataset, tmp, seed=seed, scale=scale)
+        synthesize(dataset, tmp, seed=seed, scale=scale, shift=shift)
         try:
             tmp.rename(root)
         except OSError:  # another trial finished the same stand-in first: theirs is identical
@@ -54,7 +57,8 @@ def load_trial_manifest(cfg: TrialConfig):
     from medguna.data.manifest import load_manifest
 
     d = cfg.data
-    root = d.root if d.root is not None else synthetic_root(d.cache_dir, d.dataset, d.synthetic_scale)
+    root = d.root if d.root is not None else synthetic_root(d.cache_dir, d.dataset, d.synthetic_scale,
+                                                            shift=d.synthetic_shift)
     return load_manifest(
         d.dataset, root, Path(d.cache_dir) / "splits",
         val_fraction=d.val_fraction, test_fraction=d.test_fraction, split_seed=d.split_seed,
@@ -87,7 +91,7 @@ def get_encoder(cfg: TrialConfig):
             encoder = build_encoder(
                 m.encoder, m.checkpoint, m.tokenizer,
                 cache_dir=Path(cfg.data.cache_dir) / "models",
-                vocab_texts=vocab_texts() if m.checkpoint is None else None,
+                vocab_texts=vocab_texts() if m.builtin == "test-size" else None,
             )
             encoder.eval()
             encoder.requires_grad_(False)

@@ -95,7 +95,7 @@ def test_confirm_top_2_with_3_seeds_gives_3_rows_per_configuration(tmp_path, sha
     assert board["test_balanced_accuracy_ci_low"].null_count() == 0
     assert set(board["vs_zeroshot_verdict"].to_list()) <= {"better", "worse", "not distinguishable"}
     figures = {path.name for path in report.figures}
-    assert {"reliability_montgomery_synthetic-testsize.png", "pareto_montgomery_synthetic-testsize.png"} <= figures
+    assert {"reliability_montgomery_synthetic-demo.png", "pareto_montgomery_synthetic-demo.png"} <= figures
 
     again: list[str] = []
     run_study(cfg, log=again.append)

@@ -37,7 +37,7 @@ def _trial_dirs(exp: Path) -> list[Path]:
 def test_banner_says_what_runs(small_study):
     plan, _, log = small_study
     assert plan.budget == "demo"
-    assert "DEMONSTRATION" in log and "synthetic" in log and "test-size MedCLIP" in log
+    assert "DEMONSTRATION" in log and "SYNTHETIC" in log and "DEMONSTRATION encoder" in log and "not MedCLIP" in log
     assert "3 per dataset" in log and "tensorboard --logdir" in log
 
 
@@ -61,7 +61,7 @@ def test_every_trial_completed_with_results_checkpoints_and_params(small_study):
         assert rows["epoch"].to_list() == [1, 2]
         final = rows.row(-1, named=True)
         assert final["status"] == "completed" and final["data_source"] == "synthetic"
-        assert final["checkpoint"] == "test-size" and final["selected_epoch"] in (1, 2)
+        assert final["checkpoint"] == "demo" and final["selected_epoch"] in (1, 2)
         assert final["code_version"] == info["code_version"] and final["torch_version"] == torch.__version__
         assert 0.0 <= final["test_balanced_accuracy"] <= 1.0
         assert final["objective_value"] == max(rows["val_balanced_accuracy"].to_list())

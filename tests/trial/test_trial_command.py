@@ -36,11 +36,11 @@ def test_trial_prints_final_metrics_and_writes_tensorboard(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "SYNTHETIC stand-in data (demonstration)" in captured.err
-    assert "test-size MedCLIP" in captured.err and f"mixed precision {PRECISION}" in captured.err
+    assert "DEMONSTRATION encoder" in captured.err and f"mixed precision {PRECISION}" in captured.err
 
     final = _final_row(captured.out)
     assert final["status"] == "completed"
-    assert (final["dataset"], final["data_source"], final["checkpoint"]) == ("montgomery", "synthetic", "test-size")
+    assert (final["dataset"], final["data_source"], final["checkpoint"]) == ("montgomery", "synthetic", "demo")
     assert (final["device"].split(" ")[0], final["mixed_precision"]) == (DEVICE, PRECISION)
     assert final["selected_epoch"] in (1, 2)
     for prefix in ("test_", "zeroshot_test_", "val_"):
