@@ -8,6 +8,7 @@ import tempfile
 
 import torch
 
+from medguna.config import TEST_SIZE_CHECKPOINT
 from medguna.errors import CheckpointError, MedgunaError
 from medguna.models.registry import build_encoder, list_encoders
 
@@ -46,7 +47,7 @@ def check_model(args: argparse.Namespace) -> int:
                 _report(
                     build_encoder(
                         args.encoder,
-                        None,
+                        TEST_SIZE_CHECKPOINT,
                         args.tokenizer,
                         cache_dir=cache_dir,
                         vocab_texts=_TEST_SIZE_TEXTS,

@@ -179,8 +179,10 @@ def build_medclip_vit(
     is_test_size = loaded.config.name == test_size_config().name
     info = {
         "encoder": "medclip-vit",
-        "checkpoint": (DEMO_CHECKPOINT if is_demo else TEST_SIZE_CHECKPOINT if is_test_size
-                       else str(loaded.weights_path)),
+        # A demonstration encoder is labelled as one wherever it was loaded from (pretrain-demo --out
+        # DIR included), so its results can never read as MedCLIP's.
+        "checkpoint": (DEMO_CHECKPOINT if is_demo else TEST_SIZE_CHECKPOINT
+                       if checkpoint == TEST_SIZE_CHECKPOINT else str(loaded.weights_path)),
         "checkpoint_path": str(loaded.weights_path),
         "checkpoint_sha256": loaded.sha256,
         "is_test_size": is_test_size,

@@ -50,7 +50,8 @@ def build_encoder(
     cache_dir: str | Path | None = None,
     vocab_texts: list[str] | None = None,
 ) -> Encoder:
-    """Build a registered encoder; checkpoint None means its test-size stand-in."""
+    """Build a registered encoder; checkpoint None (or "demo") means the shipped demonstration
+    encoder, "test-size" the random-weight test-size model."""
     factory = _ENCODERS.get(name)
     if factory is None:
         raise ConfigError(f"unknown encoder {name!r}; registered encoders: {list_encoders()}")

@@ -93,10 +93,14 @@ def provenance(cfg: TrialConfig, shared: SharedWork) -> dict[str, Any]:
     return {
         "dataset": cfg.data.dataset,
         "data_source": "synthetic" if shared.manifest.is_synthetic else "real",
+        # Which acquisition shift the stand-in was drawn under ("none" = the pretraining domain).
+        "synthetic_shift": (shared.manifest.synthetic_info or {}).get("shift", "none")
+        if shared.manifest.is_synthetic else "",
         "encoder": info.get("encoder", cfg.model.encoder),
-        "checkpoint": "test-size" if info.get("is_test_size") else str(cfg.model.checkpoint),
+        "checkpoint": str(info.get("checkpoint", cfg.model.checkpoint)),
         "checkpoint_sha256": str(info.get("checkpoint_sha256", ""))[:12],
         "method_variant": cfg.method.variant,
+        "control": cfg.runtime.control,  # "none", or a negative control that is not a result
         # Traces a row to its sentences: a description set's provenance records the same hash.
         "descriptions_sha256": shared.descriptions_sha256[:16],
         "protocol": cfg.runtime.protocol,
@@ -385,14 +389,19 @@ def _stage1(ctx: TrialContext, generator: torch.Generator, resume: dict | None) 
     if resume is not None:
         adapter.load_state_dict(resume["teacher"])
     else:
+        text_labels = shared.text_labels
+        if ctx.cfg.runtime.control == "shuffled_description_labels":
+            text_labels = text_labels[torch.randperm(len(text_labels), generator=generator)]
         losses = train_text_adapter(
-            adapter, shared.text_embeddings, shared.text_labels, steps=m.stage1_steps,
+            adapter, shared.text_embeddings, text_labels, steps=m.stage1_steps,
             noise_std=m.stage1_noise_std, lr=m.stage1_lr, weight_decay=m.weight_decay,
             label_smoothing=m.label_smoothing, generator=generator,
         )
     teacher = make_teacher(adapter)
     labels = {split: teacher_labels(teacher, shared.clean_features[split], normalize=True)
               for split in ("train", "val")}
+    if ctx.cfg.runtime.control == "shuffled_pseudo_labels":
+        labels["train"] = labels["train"][torch.randperm(len(labels["train"]), generator=generator)]
     accuracy = float((labels["train"] == shared.labels["train"]).float().mean()) \
         if len(labels["train"]) else math.nan
     return Stage1Result(

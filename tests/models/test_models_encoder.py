@@ -43,11 +43,11 @@ def test_registry_lists_and_rejects_unknown_names():
 
 def test_test_size_needs_cache_dir_and_texts():
     with pytest.raises(ConfigError, match="needs cache_dir and vocab_texts"):
-        build_encoder()
+        build_encoder(checkpoint="test-size")
 
 
-def test_checkpoint_none_builds_test_size_and_says_so(tmp_path, vocab_texts):
-    encoder = build_encoder(cache_dir=tmp_path, vocab_texts=vocab_texts)
+def test_test_size_checkpoint_builds_the_random_model_and_says_so(tmp_path, vocab_texts):
+    encoder = build_encoder(checkpoint="test-size", cache_dir=tmp_path, vocab_texts=vocab_texts)
     info = encoder.info
     assert info["checkpoint"] == "test-size" and info["is_test_size"] is True
     assert len(info["checkpoint_sha256"]) == 64
