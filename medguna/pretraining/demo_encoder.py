@@ -228,6 +228,17 @@ def _balanced_batch(views: CachedViews, modality_of: list[str], size: int,
     return torch.stack(picks)
 
 
+def _optimise(optimizer, loss: torch.Tensor, params: list, losses: list[float], bar) -> None:
+    """One clipped optimiser step; keeps the loss and shows the mean of the last ten."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    losses.append(float(loss.detach()))
+    if len(losses) % 10 == 1:
+        bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+
+
 def train_image_tower(model, views: CachedViews, domain: SourceDomain, recipe: PretrainRecipe, *,
                       progress: bool = True, on_step=None) -> list[float]:
     """Phase 1: stages 2-4 and the projection against one learnable caption embedding per concept."""
@@ -250,13 +261,7 @@ def train_image_tower(model, views: CachedViews, domain: SourceDomain, recipe: P
         features = F.normalize(later_stages(model, views.features[index].float()), dim=-1)
         logits = recipe.prototype_scale * features @ F.normalize(prototypes, dim=-1).T
         loss = F.cross_entropy(logits, views.concepts[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trained + [prototypes], 1.0)
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+        _optimise(optimizer, loss, trained + [prototypes], losses, bar)
         if on_step is not None:
             on_step("image", step + 1, model)
     model.eval()
@@ -297,13 +302,7 @@ def train_text_tower(model, tokenizer, views: CachedViews, domain: SourceDomain,
             group["lr"] = _lr_at(step, recipe.text_steps, recipe.text_lr, recipe.warmup_steps)
         text_features = model.text_model(tokens["input_ids"], tokens["attention_mask"])
         loss = soft_clip_loss(image_embeddings[index], text_features, concepts, model.logit_scale)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trained, 1.0)
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+        _optimise(optimizer, loss, trained, losses, bar)
         if on_step is not None:
             on_step("text", step + 1, model)
     model.eval()
