@@ -104,12 +104,12 @@ class NodeKiller(threading.Thread):
 
     def _first_checkpoint(self) -> tuple[str, int] | None:
         for state_file in sorted(self.experiment_dir.glob("t*/checkpoint_*/trial_state.pt")):
-            params = json.loads((state_file.parents[1] / "params.json").read_text())
-            if params["prompt_length"] == 0:
-                continue
-            try:
+            try:  # the trial's params.json and the checkpoint may still be being written
+                params = json.loads((state_file.parents[1] / "params.json").read_text())
+                if params["prompt_length"] == 0:
+                    continue
                 state = torch.load(state_file, weights_only=True)
-            except (EOFError, RuntimeError, OSError):  # still being written: look again later
+            except (EOFError, RuntimeError, OSError, ValueError):  # look again later
                 continue
             return state["history"][-1]["node_id"], int(state["epoch"])
         return None
