@@ -39,16 +39,6 @@ def _config(cache: Path, root: Path, protocol: str, **method) -> TrialConfig:
     ).validate()
 
 
-class Rows(PrintReporter):
-    def __init__(self) -> None:
-        super().__init__(verbose=False)
-        self.all: list[dict] = []
-
-    def report(self, metrics, state=None) -> None:
-        super().report(metrics, state)
-        self.all.append(dict(metrics))
-
-
 def _split_sizes(cache: Path, root: Path) -> dict[str, int]:
     from medguna.trial.prepare import load_trial_manifest
 
@@ -59,9 +49,9 @@ def _split_sizes(cache: Path, root: Path) -> dict[str, int]:
 def test_reference_protocol_trains_on_all_non_test_images_and_reports_test_selected_apart(
         cache: Path, idrid_root: Path):
     sizes = _split_sizes(cache, idrid_root)
-    rows = Rows()
-    final = run_trial(_config(cache, idrid_root, "reference", variant="reference"), rows)
-    epochs = rows.all
+    reporter = PrintReporter(verbose=False)
+    final = run_trial(_config(cache, idrid_root, "reference", variant="reference"), reporter)
+    epochs = reporter.rows
     # The reference adapts on all of its training images: medguna's train and val splits together.
     assert [row["stage2_images"] for row in epochs] == [sizes["train"] + sizes["val"]] * 3
     assert final["protocol"] == "reference"
@@ -85,11 +75,11 @@ def test_reference_protocol_trains_on_all_non_test_images_and_reports_test_selec
 def test_validation_protocol_trains_on_train_only_and_never_reads_test_per_epoch(cache: Path,
                                                                                   idrid_root: Path):
     sizes = _split_sizes(cache, idrid_root)
-    rows = Rows()
-    final = run_trial(_config(cache, idrid_root, "validation", stage2_epochs=2), rows)
-    assert [row["stage2_images"] for row in rows.all] == [sizes["train"]] * 2
+    reporter = PrintReporter(verbose=False)
+    final = run_trial(_config(cache, idrid_root, "validation", stage2_epochs=2), reporter)
+    assert [row["stage2_images"] for row in reporter.rows] == [sizes["train"]] * 2
     assert final["protocol"] == "validation"
-    assert not any(key.startswith(("test_epoch_", "test_selected_")) for row in rows.all for key in row)
+    assert not any(key.startswith(("test_epoch_", "test_selected_")) for row in reporter.rows for key in row)
 
 
 def test_unknown_protocol_is_refused_with_the_choices(tmp_path: Path):
