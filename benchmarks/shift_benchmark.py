@@ -39,11 +39,9 @@ import polars as pl
 from medguna.analysis.stats import mean_ci
 from medguna.compose import compose_study
 from medguna.config import apply_method_params
+from medguna.data.datasets import DATASETS
 from medguna.trial.loop import run_trial
 from medguna.trial.reporting import PrintReporter
-
-ALL_DATASETS = ("shenzhen", "montgomery", "guangzhou", "idrid", "isic2018")
-ARMS = ("reference", "medguna", "medguna prompt-free", "study best")
 
 
 def trial_row(cfg) -> dict:
@@ -135,7 +133,7 @@ def markdown(summary: pl.DataFrame) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", default=",".join(ALL_DATASETS))
+    parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--study-trials", type=int, default=3)
     parser.add_argument("--scale", type=float, default=2.0,

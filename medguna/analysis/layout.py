@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import re
 
+# The checkpoint names result rows record for medguna's own stand-in models (defined with the
+# model settings that accept them).
+from medguna.config import DEMO_CHECKPOINT, TEST_SIZE_CHECKPOINT  # noqa: F401
+
 STUDY_FILE = "study.json"
 PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
@@ -61,8 +65,6 @@ PROVENANCE = (
     "code_version",
     "descriptions_sha256",  # the sentences used: a description set's provenance has the same hash
 )
-TEST_SIZE_CHECKPOINT = "test-size"
-DEMO_CHECKPOINT = "demo"
 
 # Metrics scored on the test split at the selected epoch, and their zero-shot counterparts.
 HEADLINE_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "auroc")

@@ -210,22 +210,26 @@ def cache_views(model, domain: SourceDomain, recipe: PretrainRecipe, progress: b
     return CachedViews(torch.cat(chunks), torch.cat(concepts))
 
 
-def _balanced_batch(views: CachedViews, modality_of: list[str], size: int,
-                    generator: torch.Generator) -> torch.Tensor:
-    """Indices of `size` views: modality uniform, then concept uniform within it, then a random view.
+class BalancedSampler:
+    """Draws view indices: modality uniform, then concept uniform within it, then a random view.
 
     Balancing by modality first keeps chest X-rays (3 concepts) from being drowned by the 7 skin
-    lesion classes; balancing by concept keeps rare classes (DF, VASC) learnt."""
-    modalities = sorted(set(modality_of))
-    by_concept = [torch.nonzero(views.concepts == c).flatten() for c in range(len(modality_of))]
-    concepts_of = {m: [c for c, mm in enumerate(modality_of) if mm == m] for m in modalities}
-    picks = []
-    for m in torch.randint(0, len(modalities), (size,), generator=generator).tolist():
-        options = concepts_of[modalities[m]]
-        concept = options[int(torch.randint(0, len(options), (1,), generator=generator))]
-        pool = by_concept[concept]
-        picks.append(pool[int(torch.randint(0, len(pool), (1,), generator=generator))])
-    return torch.stack(picks)
+    lesion classes; balancing by concept keeps rare classes (DF, VASC) learnt. The pools are built
+    once per phase, not per step."""
+
+    def __init__(self, view_concepts: torch.Tensor, modality_of: list[str]) -> None:
+        self.pools = [torch.nonzero(view_concepts == c).flatten() for c in range(len(modality_of))]
+        self.concepts_by_modality = [[c for c, m in enumerate(modality_of) if m == modality]
+                                     for modality in sorted(set(modality_of))]
+
+    def __call__(self, size: int, generator: torch.Generator) -> torch.Tensor:
+        picks = []
+        for m in torch.randint(0, len(self.concepts_by_modality), (size,), generator=generator).tolist():
+            options = self.concepts_by_modality[m]
+            concept = options[int(torch.randint(0, len(options), (1,), generator=generator))]
+            pool = self.pools[concept]
+            picks.append(pool[int(torch.randint(0, len(pool), (1,), generator=generator))])
+        return torch.stack(picks)
 
 
 def _optimise(optimizer, loss: torch.Tensor, params: list, losses: list[float], bar) -> None:
@@ -250,12 +254,12 @@ def train_image_tower(model, views: CachedViews, domain: SourceDomain, recipe: P
     prototypes = torch.nn.Parameter(torch.randn(len(domain.concepts), model.config.projection_dim,
                                                 generator=generator) * 0.02)
     optimizer = torch.optim.AdamW(trained + [prototypes], lr=recipe.image_lr, weight_decay=recipe.weight_decay)
-    modality_of = [m for m, _ in domain.concepts]
+    sample = BalancedSampler(views.concepts, [m for m, _ in domain.concepts])
     model.train()
     losses: list[float] = []
     bar = tqdm(range(recipe.image_steps), desc="pretraining: image tower", unit="step", disable=not progress)
     for step in bar:
-        index = _balanced_batch(views, modality_of, recipe.batch_size, generator)
+        index = sample(recipe.batch_size, generator)
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, recipe.image_steps, recipe.image_lr, recipe.warmup_steps)
         features = F.normalize(later_stages(model, views.features[index].float()), dim=-1)
@@ -285,13 +289,13 @@ def train_text_tower(model, tokenizer, views: CachedViews, domain: SourceDomain,
     image_embeddings = view_embeddings(model, views)
     trained = list(model.text_model.parameters()) + [model.logit_scale]
     optimizer = torch.optim.AdamW(trained, lr=recipe.text_lr, weight_decay=recipe.weight_decay)
-    modality_of = [m for m, _ in domain.concepts]
+    sample = BalancedSampler(views.concepts, [m for m, _ in domain.concepts])
     model.text_model.train()
     losses: list[float] = []
     bar = tqdm(range(recipe.text_steps), desc="pretraining: text tower (image tower locked)", unit="step",
                disable=not progress)
     for step in bar:
-        index = _balanced_batch(views, modality_of, recipe.batch_size, generator)
+        index = sample(recipe.batch_size, generator)
         concepts = views.concepts[index]
         texts = []
         for c in concepts.tolist():

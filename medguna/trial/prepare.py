@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from medguna.config import TrialConfig
+from medguna.config import TEST_SIZE_CHECKPOINT, TrialConfig
 from medguna.data.datasets import DATASETS, DatasetSpec, get_dataset
 from medguna.trial.cache import cached_tensors, content_key
 from medguna.trial.memory import release_memory
@@ -91,7 +91,7 @@ def get_encoder(cfg: TrialConfig):
             encoder = build_encoder(
                 m.encoder, m.checkpoint, m.tokenizer,
                 cache_dir=Path(cfg.data.cache_dir) / "models",
-                vocab_texts=vocab_texts() if m.builtin == "test-size" else None,
+                vocab_texts=vocab_texts() if m.builtin == TEST_SIZE_CHECKPOINT else None,
             )
             encoder.eval()
             encoder.requires_grad_(False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medguna.config import DEMO_CHECKPOINT, TEST_SIZE_CHECKPOINT
 from medguna.errors import CheckpointError
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
@@ -25,9 +26,9 @@ def demo_checkpoint_dir() -> Path:
 
 def encoder_description(model) -> str:
     """What a banner says about a ModelConfig's encoder: a stand-in never reads as MedCLIP."""
-    if model.builtin == "demo":
+    if model.builtin == DEMO_CHECKPOINT:
         return ("DEMONSTRATION encoder (test-size MedCLIP-ViT pretrained on synthetic drawings, "
                 "shipped with medguna; not MedCLIP)")
-    if model.builtin == "test-size":
+    if model.builtin == TEST_SIZE_CHECKPOINT:
         return "test-size MedCLIP-ViT with random weights (built offline; learns nothing)"
     return f"checkpoint {model.checkpoint}"
