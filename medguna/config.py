@@ -38,6 +38,10 @@ MAX_PROMPT_LENGTH = 1024
 SWIN_PATCH_SIZE = 4  # MedCLIP-ViT's Swin-T: a 224 px image is a 56 x 56 patch grid
 MAX_ADAPTER_WIDTH = 8192
 CONTROLS = ("none", "shuffled_pseudo_labels", "shuffled_description_labels")
+# torch.compile of the prompted student's forward: auto = inductor on a GPU, off on CPU (compiling
+# costs more than it saves in a short CPU trial); aot_eager captures the graph without code
+# generation (a quick check that the capture is exact).
+COMPILE_CHOICES = ("auto", "off", "inductor", "aot_eager")
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 4096  # below 32 px Swin's 4-px patches leave no grid to speak of
 # model.checkpoint values that name a model medguna ships or builds, not a folder of the user's.
 DEMO_CHECKPOINT = "demo"
@@ -162,6 +166,10 @@ class RuntimeConfig:
     # labels across images, "shuffled_description_labels" the class labels of stage 1's sentences
     # (same counts per class, no link to the content), so the gain that stage must bring vanishes.
     control: str = "none"
+    compile_student: str = "auto"  # see COMPILE_CHOICES
+    # > 0: torch.profiler over this many stage-2 steps of the first epoch (after 2 unrecorded ones);
+    # the trace goes to the trial's log folder, the top operators and kernels to profile.txt there.
+    profile_steps: int = 0
 
 
 @dataclass
@@ -187,6 +195,9 @@ class TrialConfig:
         _check(0.5 < r.collapse_threshold <= 1, "runtime.collapse_threshold",
                r.collapse_threshold, "in (0.5, 1]")
         _check(r.control in CONTROLS, "runtime.control", r.control, f"one of {CONTROLS}")
+        _check(r.compile_student in COMPILE_CHOICES, "runtime.compile_student", r.compile_student,
+               f"one of {COMPILE_CHOICES}")
+        _check(r.profile_steps >= 0, "runtime.profile_steps", r.profile_steps, ">= 0 (0: no profiling)")
         return self
 
 

@@ -22,7 +22,8 @@ from medguna.config import to_dict
 from medguna.errors import ConfigError
 
 # Settings that do not change what a trial computes: changing them between runs is a resume.
-NOT_SHAPING_RESULTS = ("data.cache_dir", "runtime.eval_batch_size", "runtime.caches", "runtime.log_every_steps")
+NOT_SHAPING_RESULTS = ("data.cache_dir", "runtime.eval_batch_size", "runtime.caches", "runtime.log_every_steps",
+                       "runtime.compile_student", "runtime.profile_steps")
 SEARCH_KEYS = ("space", "sampler_seed", "enqueue_reference", "scheduler", "grace_period", "reduction_factor")
 
 

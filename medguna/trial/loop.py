@@ -20,8 +20,10 @@ from torch import nn
 
 from medguna.config import TrialConfig, to_dict
 from medguna.errors import TrialError
+from medguna.trial.compile import StudentForward, compile_backend, use_inductor_cache
 from medguna.trial.memory import release_memory
 from medguna.trial.prepare import SharedWork, feature_bank, image_cache_dir, prepare_shared_work
+from medguna.trial.profiling import step_profiler
 from medguna.trial.reporting import Reporter
 from medguna.versions import code_version, library_versions
 
@@ -33,12 +35,16 @@ class Student(nn.Module):
     """Trainable part of stage 2: prompt tokens and the student adapter.
 
     The frozen encoder is held outside the module tree, so checkpoints and DDP see only what trains.
+    In training mode the prompted forward goes through `image_forward` (compiled where that was
+    asked for and checked); evaluation, at other batch sizes and without gradients, stays eager.
     """
 
     def __init__(self, encoder, adapter: nn.Module, prompt_length: int, insertion: str,
-                 normalize_features: bool, generator: torch.Generator) -> None:
+                 normalize_features: bool, generator: torch.Generator,
+                 image_forward: StudentForward | None = None) -> None:
         super().__init__()
         self.__dict__["encoder"] = encoder
+        self.__dict__["image_forward"] = image_forward
         self.adapter = adapter
         self.insertion = insertion
         self.normalize_features = normalize_features
@@ -52,7 +58,9 @@ class Student(nn.Module):
     def forward(self, pixels: torch.Tensor | None = None, features: torch.Tensor | None = None):
         from medguna.method.teacher import student_logits
 
-        if features is None:
+        if features is None and self.training and self.image_forward is not None:
+            features = self.image_forward(pixels, self.prompts)
+        elif features is None:
             features = self.encoder.image_features(pixels, prompts=self.prompts, insertion=self.insertion)
         return student_logits(self.adapter, features.float(), normalize=self.normalize_features)
 
@@ -416,8 +424,12 @@ def _start_stage2(ctx: TrialContext, stage1: Stage1Result, generator: torch.Gene
     from medguna.method.stage2 import make_stage2_optimizer
 
     m, shared = ctx.cfg.method, ctx.shared
+    backend = compile_backend(ctx.cfg.runtime.compile_student, ctx.device) if m.prompt_length else None
+    if backend is not None:
+        use_inductor_cache(ctx.cfg.data.cache_dir)
+    image_forward = StudentForward(shared.encoder, m.prompt_insertion, backend)
     student = Student(shared.encoder, copy.deepcopy(stage1.adapter).requires_grad_(True),
-                      m.prompt_length, m.prompt_insertion, m.normalize_student, generator)
+                      m.prompt_length, m.prompt_insertion, m.normalize_student, generator, image_forward)
     optimizer = make_stage2_optimizer(list(student.parameters()), name=m.stage2_optimizer,
                                       lr=m.stage2_lr, weight_decay=m.weight_decay)
     history: list[dict[str, Any]] = []
@@ -459,6 +471,8 @@ def _train_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, ep
     sums = {"loss": 0.0, "loss_ce": 0.0, "loss_entropy": 0.0}
     n_batches = 0
     order = torch.randperm(n_train, generator=state.generator)
+    profiler = step_profiler(ctx.cfg.runtime.profile_steps, device, ctx.log_dir, epoch == state.first_epoch)
+    profiler.start()
     for start in range(0, n_train - batch + 1, batch):  # drop_last, as the reference
         idx = order[start:start + batch]
         if accelerator.num_processes > 1:  # every process draws the same order, takes its shard
@@ -490,6 +504,8 @@ def _train_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, ep
         sums["loss_entropy"] += float(terms["loss_entropy"])
         if ctx.tb is not None and state.step % ctx.cfg.runtime.log_every_steps == 0:
             ctx.tb.scalars({"step_loss": float(loss.detach())}, state.step)
+        profiler.step()
+    profiler.stop()
     seconds = time.perf_counter() - started
     return {**{k: v / max(n_batches, 1) for k, v in sums.items()},
             "images_per_second": n_batches * batch / max(seconds, 1e-9)}
@@ -512,6 +528,7 @@ def _stage2_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, e
         **{k: train[k] for k in ("loss", "loss_ce", "loss_entropy")},
         "lr": state.optimizer.param_groups[0]["lr"],
         "images_per_second": train["images_per_second"],
+        "student_compile": state.plain_student.image_forward.status,
         "pseudo_label_accuracy": stage1.pseudo_label_accuracy,
         "stage2_images": len(state.train_set),
         **val_metrics,
