@@ -7,6 +7,8 @@
 (b) wall time of a small study with caches on vs off (runtime.caches=false);
 (c) the share of a trial spent outside training (setup_seconds / trial_seconds);
 (d) prompt-free vs prompted trial time.
+With --profile-steps N, one more trial per model size runs under torch.profiler and its top
+operators/kernels are printed (runtime.profile_steps); --compile picks runtime.compile_student.
 Prints every figure as a ratio with the machine's description; writes results.json under --work.
 """
 
@@ -53,35 +55,52 @@ def machine() -> dict[str, Any]:
             "torch": torch.__version__, "device": device, "load_average_1min": os.getloadavg()[0]}
 
 
+# Set from the command line: how the student is compiled in every medguna trial timed here.
+RUNTIME: dict[str, Any] = {"compile_student": "auto"}
+
+
 def trial_config(root: Path, cache_dir: Path, checkpoint: Path | None, *, batch_size: int, epochs: int,
-                 prompt_length: int = PROMPT_LENGTH) -> TrialConfig:
+                 prompt_length: int = PROMPT_LENGTH, profile_steps: int = 0) -> TrialConfig:
     return TrialConfig(
         data=DataConfig(dataset="shenzhen", root=str(root), cache_dir=str(cache_dir)),
         model=ModelConfig(checkpoint=None if checkpoint is None else str(checkpoint)),
         method=MethodConfig(stage1_steps=50, stage2_epochs=epochs, batch_size=batch_size,
                             prompt_length=prompt_length, description_source="templates"),
-        runtime=RuntimeConfig(eval_batch_size=16),
+        runtime=RuntimeConfig(eval_batch_size=16, profile_steps=profile_steps, **RUNTIME),
     ).validate()
 
 
-def timed_trial(cfg: TrialConfig) -> dict[str, Any]:
+def timed_trial(cfg: TrialConfig, log_dir: Path | None = None) -> dict[str, Any]:
     """One run_trial; its per-epoch rows give stage-2 images/s, warm epochs (2..) only."""
     reporter = PrintReporter(verbose=False)
     started = time.perf_counter()
-    final = run_trial(cfg, reporter)
+    final = run_trial(cfg, reporter, log_dir=log_dir)
     rows = reporter.rows
     warm = [row["images_per_second"] for row in rows[1:]] or [rows[0]["images_per_second"]]
     return {"wall_seconds": time.perf_counter() - started, "trial_seconds": final["trial_seconds"],
             "setup_seconds": final["setup_seconds"], "setup_share": final["setup_share"],
-            "images_per_second": sum(warm) / len(warm), "peak_memory_mb": final["peak_memory_mb"]}
+            "images_per_second": sum(warm) / len(warm), "peak_memory_mb": final["peak_memory_mb"],
+            "student_compile": final.get("student_compile", "")}
 
 
 def stage2_figures(name: str, root: Path, work: Path, checkpoint: Path | None, *, batch_size: int,
-                   epochs: int, reference_steps: int, prompt_free: bool) -> dict[str, Any]:
-    """(a), (c) and, if asked, (d) for one model size."""
+                   epochs: int, reference_steps: int, prompt_free: bool, other_lengths: list[int],
+                   profile_steps: int) -> dict[str, Any]:
+    """(a), (c) and, if asked, (d) for one model size; images/s at other prompt lengths; a profile."""
     print(f"\n== {name}: medguna trials (cold cache, then warm) ==", flush=True)
     cfg = trial_config(root, work / f"cache-{name}", checkpoint, batch_size=batch_size, epochs=epochs)
     out: dict[str, Any] = {"cold": timed_trial(cfg), "warm": timed_trial(cfg)}
+    out["by_prompt_length"] = {}
+    for length in other_lengths:
+        print(f"== {name}: medguna trial at prompt length {length} ==", flush=True)
+        out["by_prompt_length"][str(length)] = timed_trial(trial_config(
+            root, work / f"cache-{name}", checkpoint, batch_size=batch_size, epochs=epochs, prompt_length=length))
+    if profile_steps:
+        print(f"== {name}: a profiled trial ({profile_steps} steps) ==", flush=True)
+        logs = work / f"profile-{name}"
+        timed_trial(trial_config(root, work / f"cache-{name}", checkpoint, batch_size=batch_size, epochs=1,
+                                 profile_steps=profile_steps), log_dir=logs)
+        out["profile"] = str(logs / "profile.txt")
     print(f"== {name}: reference-style loop ==", flush=True)
     encoder = get_encoder(cfg)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -152,6 +171,11 @@ def report(results: dict[str, Any]) -> str:
         lines.append(ratio_line("(a) stage-2 images/s: medguna vs reference-style",
                                 size["warm"]["images_per_second"], size["reference_images_per_second"],
                                 "img/s", ">= 3x on GPU" if gpu else ">= 1.6x on CPU at full size"))
+        for length, t in size.get("by_prompt_length", {}).items():
+            lines.append(f"  (a) stage-2 images/s at prompt length {length}: {t['images_per_second']:.3g} "
+                         f"(student_compile {t['student_compile']})")
+        if "profile" in size:
+            lines.append(f"  profile at prompt length {PROMPT_LENGTH}: {size['profile']}")
         for state in ("cold", "warm"):
             t = size[state]
             lines.append(f"  (c) {state} trial: setup {t['setup_seconds']:.1f} s of {t['trial_seconds']:.1f} s "
@@ -193,12 +217,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=0.4, help="size of the Shenzhen stand-in relative to "
                         "medguna's synthetic default (0.4: 33 images, enough for 2 CPU cores; on a GPU use 4 "
                         "or more so an epoch is many batches)")
+    parser.add_argument("--prompt-lengths", type=lambda text: [int(v) for v in text.split(",") if v],
+                        default=[16], help="more prompt lengths to time medguna's stage 2 at, besides the "
+                        f"reference's {PROMPT_LENGTH} (comma-separated; default 16, medguna's default)")
+    parser.add_argument("--compile", choices=("auto", "off", "inductor", "aot_eager"), default="auto",
+                        help="runtime.compile_student of the medguna trials (auto: inductor on a GPU)")
+    parser.add_argument("--profile-steps", type=int, default=0, help="> 0: one more trial per model size "
+                        "under torch.profiler for this many steps; prints where profile.txt is")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's "
                         "default). On a machine other jobs are using, 1 avoids OpenMP threads spinning "
                         "on each other, which made timings swing 10x here")
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    RUNTIME["compile_student"] = args.compile
 
     work = (args.work or Path(tempfile.mkdtemp(prefix="medguna-bench-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -209,12 +241,14 @@ def main(argv: list[str] | None = None) -> int:
         shenzhen = real_resolution_stand_in("shenzhen", work / "data" / "shenzhen", scale=args.scale)
         results["sizes"]["test-size"] = stage2_figures(
             "test-size", shenzhen, work, None, batch_size=args.batch_size, epochs=3,
-            reference_steps=max(args.reference_steps, 4), prompt_free=args.quick)
+            reference_steps=max(args.reference_steps, 4), prompt_free=args.quick,
+            other_lengths=args.prompt_lengths, profile_steps=args.profile_steps)
     if not args.quick and not args.skip_stage2:
         checkpoint = full_size_checkpoint(work / "medclip-full-random")
         results["sizes"]["full-size"] = stage2_figures(
             "full-size", shenzhen, work, checkpoint, batch_size=args.batch_size, epochs=2,
-            reference_steps=args.reference_steps, prompt_free=True)
+            reference_steps=args.reference_steps, prompt_free=True,
+            other_lengths=args.prompt_lengths, profile_steps=args.profile_steps)
     if not args.skip_study:
         idrid = real_resolution_stand_in("idrid", work / "data" / f"idrid-{args.study_scale:g}",
                                          scale=args.study_scale)
