@@ -2,14 +2,20 @@
 
 A test-size MedCLIP-ViT learns to match images drawn by medguna's class-dependent generators (all
 five datasets, no acquisition shift) with captions taken from the class descriptions and templates.
-Two phases, both on that source domain only:
+Three phases, all on that source domain only:
 
-1. **Image tower.** MedCLIP's semantic matching with one learnable caption embedding per concept
-   (modality and class): a CLIP loss whose text side is a concept prototype. A Swin trained from
-   scratch learns slowly on 2 CPU cores, so the patch embedding and first stage keep their seeded
-   random weights and their outputs for a few augmented views of every image are computed once;
-   stages 2-4 and the projection train on those (about 2x cheaper per step, many more steps).
-2. **Text tower (LiT).** The image tower is locked and the text tower learns, with the symmetric
+1. **Image tower, stages 2-4.** MedCLIP's semantic matching with one learnable caption embedding per
+   concept (modality and class): a CLIP loss whose text side is a concept prototype. A Swin trained
+   from scratch learns slowly on 2 CPU cores, so the patch embedding and first stage keep their
+   seeded random weights and their outputs for a few augmented views of every image are computed
+   once; stages 2-4 and the projection train on those (about 2x cheaper per step, many more steps).
+2. **Whole image tower.** The same loss against phase 1's prototypes, now through every stage on
+   fresh views. A random first stage attends almost uniformly, so visual prompt tokens (which
+   enter there) swamp the image: 16 freshly drawn prompts left an image's feature at a mean
+   cosine of 0.35 (chest), 0.19 (fundus) and 0.87 (skin) to its unprompted one; after this phase
+   0.81, 0.75 and 0.93 (measured over 6 prompt draws, some draws still far lower), so MedUnA's
+   stage 2 mostly has something to tune rather than repair.
+3. **Text tower (LiT).** The image tower is locked and the text tower learns, with the symmetric
    CLIP loss on image-caption pairs (every same-concept caption a positive, as in MedCLIP), to
    put each caption where its concept's images are.
 
@@ -39,7 +45,7 @@ from medguna.data.synthetic import render_array
 from medguna.errors import ConfigError
 
 # Bump when the same recipe would give different weights.
-RECIPE_FORMAT = 2
+RECIPE_FORMAT = 3
 # Synthetic seeds of the source domain start here; the stand-ins studies adapt to use seeds 0-999,
 # so pretraining never sees a target image, shifted or not.
 SOURCE_SEED_BASE = 100_000
@@ -54,9 +60,11 @@ class PretrainRecipe:
     images_per_class: int = 128
     views_per_image: int = 4  # augmented views per image whose first-stage features are cached
     image_steps: int = 3000
+    tower_steps: int = 1000  # phase 2: every stage of the image tower
     text_steps: int = 400
     batch_size: int = 32
     image_lr: float = 2e-3
+    tower_lr: float = 5e-4
     text_lr: float = 1e-3
     prototype_scale: float = 20.0  # fixed inverse temperature of phase 1's cosine logits
     weight_decay: float = 0.05
@@ -65,7 +73,8 @@ class PretrainRecipe:
     seed: int = 0
 
     def validate(self) -> PretrainRecipe:
-        for name in ("images_per_class", "views_per_image", "image_steps", "text_steps", "batch_size"):
+        for name in ("images_per_class", "views_per_image", "image_steps", "tower_steps", "text_steps",
+                     "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"pretraining {name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.crop_scale_min <= 1:
@@ -185,28 +194,35 @@ class CachedViews:
     concepts: torch.Tensor  # (N * V,)
 
 
-def cache_views(model, domain: SourceDomain, recipe: PretrainRecipe, progress: bool = True) -> CachedViews:
+def augmented_views(domain: SourceDomain, recipe: PretrainRecipe, size: int, seed: int, desc: str,
+                    progress: bool = True):
     """`views_per_image` crop/flip views of every image, alternating MedCLIP and CLIP preprocessing
-    (so variants using either get a trained encoder), through the frozen first stage."""
+    (so variants using either get a trained encoder): yields normalised pixel chunks and concepts."""
     from medguna.data.augment import crop_flip_view
 
-    generator = torch.Generator().manual_seed(recipe.seed + 1)
-    size = int(model.config.vision["image_size"])
+    generator = torch.Generator().manual_seed(seed)
     count = int(domain.image_concepts.numel())
-    chunks, concepts = [], []
-    model.eval()
-    bar = tqdm(total=count * recipe.views_per_image, desc="caching first-stage views", unit="view",
-               disable=not progress)
+    bar = tqdm(total=count * recipe.views_per_image, desc=desc, unit="view", disable=not progress)
     for view in range(recipe.views_per_image):
         preprocessing = ("medclip", "clip")[view % 2]
         for start in range(0, count, 64):
             images = domain.images[preprocessing][start:start + 64]
-            pixels = normalize(crop_flip_view(images, out_size=size, generator=generator,
-                                              scale=(recipe.crop_scale_min, 1.0)), preprocessing)
-            chunks.append(first_stage_features(model, pixels).half())
+            yield (normalize(crop_flip_view(images, out_size=size, generator=generator,
+                                            scale=(recipe.crop_scale_min, 1.0)), preprocessing),
+                   domain.image_concepts[start:start + 64])
             bar.update(len(images))
-        concepts.append(domain.image_concepts)
     bar.close()
+
+
+@torch.no_grad()
+def cache_views(model, domain: SourceDomain, recipe: PretrainRecipe, progress: bool = True) -> CachedViews:
+    """Augmented views of every source image through the frozen first stage (phase 1's inputs)."""
+    model.eval()
+    chunks, concepts = [], []
+    for pixels, chunk_concepts in augmented_views(domain, recipe, int(model.config.vision["image_size"]),
+                                                  recipe.seed + 1, "caching first-stage views", progress):
+        chunks.append(first_stage_features(model, pixels).half())
+        concepts.append(chunk_concepts)
     return CachedViews(torch.cat(chunks), torch.cat(concepts))
 
 
@@ -244,8 +260,10 @@ def _optimise(optimizer, loss: torch.Tensor, params: list, losses: list[float], 
 
 
 def train_image_tower(model, views: CachedViews, domain: SourceDomain, recipe: PretrainRecipe, *,
-                      progress: bool = True, on_step=None) -> list[float]:
-    """Phase 1: stages 2-4 and the projection against one learnable caption embedding per concept."""
+                      progress: bool = True, on_step=None) -> tuple[list[float], torch.Tensor]:
+    """Phase 1: stages 2-4 and the projection against one learnable caption embedding per concept.
+
+    Returns the losses and the learnt concept prototypes (phase 2 goes on against them)."""
     generator = torch.Generator().manual_seed(recipe.seed)
     torch.manual_seed(recipe.seed)
     swin = model.vision_model.model
@@ -269,34 +287,73 @@ def train_image_tower(model, views: CachedViews, domain: SourceDomain, recipe: P
         if on_step is not None:
             on_step("image", step + 1, model)
     model.eval()
+    return losses, prototypes.detach()
+
+
+def train_whole_image_tower(model, domain: SourceDomain, prototypes: torch.Tensor, recipe: PretrainRecipe, *,
+                            progress: bool = True, on_step=None) -> list[float]:
+    """Phase 2: every stage of the image tower, from the patch embedding on, on fresh crop/flip views
+    (MedCLIP and CLIP preprocessing on alternate steps), against phase 1's prototypes (still learnt)."""
+    from medguna.data.augment import crop_flip_view
+
+    generator = torch.Generator().manual_seed(recipe.seed + 3)
+    size = int(model.config.vision["image_size"])
+    trained = list(model.vision_model.parameters())
+    prototypes = torch.nn.Parameter(prototypes.clone())
+    optimizer = torch.optim.AdamW(trained + [prototypes], lr=recipe.tower_lr, weight_decay=recipe.weight_decay)
+    sample = BalancedSampler(domain.image_concepts, [m for m, _ in domain.concepts])
+    model.vision_model.train()
+    losses: list[float] = []
+    bar = tqdm(range(recipe.tower_steps), desc="pretraining: whole image tower", unit="step",
+               disable=not progress)
+    for step in bar:
+        index = sample(recipe.batch_size, generator)
+        preprocessing = ("medclip", "clip")[step % 2]
+        pixels = normalize(crop_flip_view(domain.images[preprocessing][index], out_size=size, generator=generator,
+                                          scale=(recipe.crop_scale_min, 1.0)), preprocessing)
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, recipe.tower_steps, recipe.tower_lr, recipe.warmup_steps)
+        features = F.normalize(model.vision_model(pixels), dim=-1)
+        logits = recipe.prototype_scale * features @ F.normalize(prototypes, dim=-1).T
+        loss = F.cross_entropy(logits, domain.image_concepts[index])
+        _optimise(optimizer, loss, trained + [prototypes], losses, bar)
+        if on_step is not None:
+            on_step("tower", step + 1, model)
+    model.eval()
     return losses
 
 
 @torch.no_grad()
-def view_embeddings(model, views: CachedViews) -> torch.Tensor:
-    """The locked image tower's normalised embedding of every cached view."""
+def view_embeddings(model, domain: SourceDomain, recipe: PretrainRecipe,
+                    progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The locked image tower's normalised embedding of augmented views of every source image."""
     model.eval()
-    return torch.cat([F.normalize(later_stages(model, views.features[i:i + 128].float()), dim=-1)
-                      for i in range(0, len(views.concepts), 128)])
+    embeddings, concepts = [], []
+    for pixels, chunk_concepts in augmented_views(domain, recipe, int(model.config.vision["image_size"]),
+                                                  recipe.seed + 4, "embedding views for the text tower",
+                                                  progress):
+        embeddings.append(F.normalize(model.vision_model(pixels), dim=-1))
+        concepts.append(chunk_concepts)
+    return torch.cat(embeddings), torch.cat(concepts)
 
 
-def train_text_tower(model, tokenizer, views: CachedViews, domain: SourceDomain, recipe: PretrainRecipe,
+def train_text_tower(model, tokenizer, domain: SourceDomain, recipe: PretrainRecipe,
                      *, progress: bool = True, on_step=None) -> list[float]:
-    """Phase 2 (LiT): image tower locked; the text tower learns with the symmetric soft CLIP loss."""
+    """Phase 3 (LiT): image tower locked; the text tower learns with the symmetric soft CLIP loss."""
     from medguna.models.tokenizer import MODEL_MAX_LENGTH
 
     generator = torch.Generator().manual_seed(recipe.seed + 2)
-    image_embeddings = view_embeddings(model, views)
+    image_embeddings, view_concepts = view_embeddings(model, domain, recipe, progress)
     trained = list(model.text_model.parameters()) + [model.logit_scale]
     optimizer = torch.optim.AdamW(trained, lr=recipe.text_lr, weight_decay=recipe.weight_decay)
-    sample = BalancedSampler(views.concepts, [m for m, _ in domain.concepts])
+    sample = BalancedSampler(view_concepts, [m for m, _ in domain.concepts])
     model.text_model.train()
     losses: list[float] = []
     bar = tqdm(range(recipe.text_steps), desc="pretraining: text tower (image tower locked)", unit="step",
                disable=not progress)
     for step in bar:
         index = sample(recipe.batch_size, generator)
-        concepts = views.concepts[index]
+        concepts = view_concepts[index]
         texts = []
         for c in concepts.tolist():
             options = domain.captions[c]
@@ -315,15 +372,17 @@ def train_text_tower(model, tokenizer, views: CachedViews, domain: SourceDomain,
 
 def pretrain(model, tokenizer, domain: SourceDomain, recipe: PretrainRecipe, *,
              progress: bool = True, on_step=None) -> dict[str, list[float]]:
-    """Both phases, in place on `model` (a MedClipModel); the losses of every step of each.
+    """The three phases, in place on `model` (a MedClipModel); the losses of every step of each.
 
     `on_step(phase, step, model)`, if given, is called after every step (e.g. to log zero-shot).
     """
     torch.manual_seed(recipe.seed)
     views = cache_views(model, domain, recipe, progress=progress)
-    image = train_image_tower(model, views, domain, recipe, progress=progress, on_step=on_step)
-    text = train_text_tower(model, tokenizer, views, domain, recipe, progress=progress, on_step=on_step)
-    return {"image": image, "text": text}
+    image, prototypes = train_image_tower(model, views, domain, recipe, progress=progress, on_step=on_step)
+    tower = train_whole_image_tower(model, domain, prototypes, recipe, progress=progress, on_step=on_step)
+    del views  # phase 2 changed the first stage, so phase 3 embeds fresh views through all of it
+    text = train_text_tower(model, tokenizer, domain, recipe, progress=progress, on_step=on_step)
+    return {"image": image, "tower": tower, "text": text}
 
 
 def build_demo_encoder(out_dir: str | Path, recipe: PretrainRecipe | None = None, *,

@@ -27,13 +27,13 @@ def test_soft_clip_loss_counts_every_same_concept_pair_as_a_positive():
 
 def test_pretrain_demo_writes_a_checkpoint_the_release_loader_reads(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["pretrain-demo", "--out", str(out), "--image-steps", "2", "--text-steps", "2",
+    assert main(["pretrain-demo", "--out", str(out), "--image-steps", "2", "--tower-steps", "2", "--text-steps", "2",
                  "--images-per-class", "1", "--views-per-image", "2", "--batch-size", "4",
                  "--warmup-steps", "1"]) == 0
     assert {"model.safetensors", "vocab.txt", "medguna_medclip_config.json", "recipe.json"} <= {
         p.name for p in out.iterdir()}
     recipe = json.loads((out / "recipe.json").read_text())
-    assert recipe["recipe"]["image_steps"] == 2 and recipe["source_domain"]["shift"] == "none"
+    assert recipe["recipe"]["image_steps"] == 2 and recipe["recipe"]["tower_steps"] == 2 and recipe["source_domain"]["shift"] == "none"
     assert "not medical data" in recipe["what"]
     encoder = build_encoder("medclip-vit", str(out))
     assert encoder.model.config.name == DEMO_NAME
@@ -55,7 +55,7 @@ def test_first_stage_and_later_stages_compose_to_the_vision_tower():
     assert torch.allclose(split, whole, atol=1e-5)
 
 
-def test_image_phase_trains_later_stages_only_and_text_phase_text_only(tmp_path):
+def test_each_phase_trains_only_its_part_of_the_model(tmp_path):
     from medguna.models.medclip import build_medclip
     from medguna.models.medclip_config import demo_config
     from medguna.models.tokenizer import build_wordpiece_vocab, load_tokenizer, write_vocab
@@ -65,22 +65,32 @@ def test_image_phase_trains_later_stages_only_and_text_phase_text_only(tmp_path)
         render_source_domain,
         train_image_tower,
         train_text_tower,
+        train_whole_image_tower,
     )
 
-    recipe = PretrainRecipe(images_per_class=1, views_per_image=1, image_steps=2, text_steps=2,
+    recipe = PretrainRecipe(images_per_class=1, views_per_image=1, image_steps=2, tower_steps=2, text_steps=2,
                             batch_size=4, warmup_steps=1)
     domain = render_source_domain(recipe, progress=False)
     model = build_medclip(demo_config(), seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     views = cache_views(model, domain, recipe, progress=False)
     assert views.features.shape == (len(domain.image_concepts), 28 * 28, 48)
-    train_image_tower(model, views, domain, recipe, progress=False)
-    after_image = {k: v.clone() for k, v in model.state_dict().items()}
-    changed = {k for k in before if not torch.equal(before[k], after_image[k])}
+    losses, prototypes = train_image_tower(model, views, domain, recipe, progress=False)
+    assert len(losses) == 2 and prototypes.shape == (len(domain.concepts), 512)
+    after_stages = {k: v.clone() for k, v in model.state_dict().items()}
+    changed = {k for k in before if not torch.equal(before[k], after_stages[k])}
     assert changed and all(".encoder.layers.0." not in k and "embeddings" not in k for k in changed)
     assert any(".encoder.layers.3." in k for k in changed) and not any(k.startswith("text_model") for k in changed)
 
+    # Phase 2 reaches the patch embedding and first stage, and still leaves the text tower alone.
+    assert len(train_whole_image_tower(model, domain, prototypes, recipe, progress=False)) == 2
+    after_image = {k: v.clone() for k, v in model.state_dict().items()}
+    changed = {k for k in before if not torch.equal(after_stages[k], after_image[k])}
+    assert any("embeddings.patch_embeddings" in k for k in changed)
+    assert any(".encoder.layers.0." in k for k in changed)
+    assert all(k.startswith("vision_model") for k in changed)
+
     write_vocab(build_wordpiece_vocab([c for cs in domain.captions for c in cs], 1024), tmp_path)
-    train_text_tower(model, load_tokenizer(tmp_path), views, domain, recipe, progress=False)
+    train_text_tower(model, load_tokenizer(tmp_path), domain, recipe, progress=False)
     changed = {k for k, v in model.state_dict().items() if not torch.equal(after_image[k], v)}
     assert changed and all(k.startswith("text_model") or k == "logit_scale" for k in changed)

@@ -18,7 +18,7 @@ def demo_checkpoint_dir() -> Path:
         raise CheckpointError(
             f"the demonstration encoder in {SHIPPED_DIR} lacks {', '.join(missing)} (a copy of the "
             "repository without its package data?): rebuild it with `medguna pretrain-demo --out DIR` "
-            "(about 25 minutes on 2 cores) and pass model.checkpoint=DIR, or pass "
+            "(about 30 minutes on 2 cores) and pass model.checkpoint=DIR, or pass "
             "model.checkpoint=<folder of the MedCLIP-ViT release>"
         )
     return SHIPPED_DIR
