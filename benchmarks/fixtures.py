@@ -29,7 +29,9 @@ from medguna.trial.prepare import vocab_texts
 
 # Longer side of the stand-ins, close to the real scans (Shenzhen ~3000 px, IDRiD 4288 px).
 REAL_SIDE = 3000
-STAND_IN_FILES = {"shenzhen": "**/*.png", "idrid": "**/*.jpg"}  # images sit in sub-folders
+# Each dataset's images in its official layout (they sit in sub-folders; Montgomery's masks are not images).
+STAND_IN_FILES = {"shenzhen": "**/*.png", "idrid": "**/*.jpg", "montgomery": "**/CXR_png/*.png",
+                  "guangzhou": "**/*.jpeg"}
 
 
 def real_resolution_stand_in(dataset: str, out_dir: Path, *, scale: float, side: int = REAL_SIDE) -> Path:

@@ -126,3 +126,19 @@ def test_a_profiled_trial_writes_its_trace_and_top_operators(shenzhen_root, tmp_
     assert "Self CPU" in table
     traces = list((logs / "profile").glob("*.pt.trace.json"))
     assert len(traces) == 1 and json.loads(traces[0].read_text())["traceEvents"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_on_a_gpu_the_inductor_student_matches_eager_in_bf16():
+    """What a GPU trial runs: inductor under bf16 autocast, against eager under the same autocast."""
+    gpu_encoder = build_encoder("medclip-vit", None).eval().cuda()
+    pixels, prompts = _batch(gpu_encoder, size=8)
+    pixels, prompts = pixels.cuda(), prompts.detach().cuda().requires_grad_(True)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        compiled = StudentForward(gpu_encoder, "grid", "inductor")
+        got, got_grad = _features_and_grad(compiled, pixels, prompts)
+        want, want_grad = _features_and_grad(StudentForward(gpu_encoder, "grid", None), pixels, prompts)
+    assert compiled.status == "compiled:inductor"
+    scale = want.float().abs().max()
+    assert float((got.float() - want.float()).abs().max()) <= 3e-2 * scale
+    assert float((got_grad - want_grad).abs().max()) <= 3e-2 * want_grad.abs().max()
