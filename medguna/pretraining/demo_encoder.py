@@ -259,6 +259,22 @@ def _optimise(optimizer, loss: torch.Tensor, params: list, losses: list[float], 
         bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
 
 
+def _scheduled_steps(optimizer, steps: int, peak_lr: float, warmup: int, desc: str, progress: bool):
+    """One phase's steps behind a progress bar, each with the optimiser's lr set from the schedule."""
+    bar = tqdm(range(steps), desc=desc, unit="step", disable=not progress)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, steps, peak_lr, warmup)
+        yield step, bar
+
+
+def prototype_loss(features: torch.Tensor, prototypes: torch.Tensor, concepts: torch.Tensor,
+                   scale: float) -> torch.Tensor:
+    """Cross-entropy of each image over its cosine to every concept prototype (phases 1 and 2)."""
+    logits = scale * F.normalize(features, dim=-1) @ F.normalize(prototypes, dim=-1).T
+    return F.cross_entropy(logits, concepts)
+
+
 def train_image_tower(model, views: CachedViews, domain: SourceDomain, recipe: PretrainRecipe, *,
                       progress: bool = True, on_step=None) -> tuple[list[float], torch.Tensor]:
     """Phase 1: stages 2-4 and the projection against one learnable caption embedding per concept.
@@ -275,14 +291,11 @@ def train_image_tower(model, views: CachedViews, domain: SourceDomain, recipe: P
     sample = BalancedSampler(views.concepts, [m for m, _ in domain.concepts])
     model.train()
     losses: list[float] = []
-    bar = tqdm(range(recipe.image_steps), desc="pretraining: image tower", unit="step", disable=not progress)
-    for step in bar:
+    for step, bar in _scheduled_steps(optimizer, recipe.image_steps, recipe.image_lr, recipe.warmup_steps,
+                                      "pretraining: image tower", progress):
         index = sample(recipe.batch_size, generator)
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, recipe.image_steps, recipe.image_lr, recipe.warmup_steps)
-        features = F.normalize(later_stages(model, views.features[index].float()), dim=-1)
-        logits = recipe.prototype_scale * features @ F.normalize(prototypes, dim=-1).T
-        loss = F.cross_entropy(logits, views.concepts[index])
+        loss = prototype_loss(later_stages(model, views.features[index].float()), prototypes,
+                              views.concepts[index], recipe.prototype_scale)
         _optimise(optimizer, loss, trained + [prototypes], losses, bar)
         if on_step is not None:
             on_step("image", step + 1, model)
@@ -304,18 +317,14 @@ def train_whole_image_tower(model, domain: SourceDomain, prototypes: torch.Tenso
     sample = BalancedSampler(domain.image_concepts, [m for m, _ in domain.concepts])
     model.vision_model.train()
     losses: list[float] = []
-    bar = tqdm(range(recipe.tower_steps), desc="pretraining: whole image tower", unit="step",
-               disable=not progress)
-    for step in bar:
+    for step, bar in _scheduled_steps(optimizer, recipe.tower_steps, recipe.tower_lr, recipe.warmup_steps,
+                                      "pretraining: whole image tower", progress):
         index = sample(recipe.batch_size, generator)
         preprocessing = ("medclip", "clip")[step % 2]
         pixels = normalize(crop_flip_view(domain.images[preprocessing][index], out_size=size, generator=generator,
                                           scale=(recipe.crop_scale_min, 1.0)), preprocessing)
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, recipe.tower_steps, recipe.tower_lr, recipe.warmup_steps)
-        features = F.normalize(model.vision_model(pixels), dim=-1)
-        logits = recipe.prototype_scale * features @ F.normalize(prototypes, dim=-1).T
-        loss = F.cross_entropy(logits, domain.image_concepts[index])
+        loss = prototype_loss(model.vision_model(pixels), prototypes, domain.image_concepts[index],
+                              recipe.prototype_scale)
         _optimise(optimizer, loss, trained + [prototypes], losses, bar)
         if on_step is not None:
             on_step("tower", step + 1, model)
@@ -349,9 +358,8 @@ def train_text_tower(model, tokenizer, domain: SourceDomain, recipe: PretrainRec
     sample = BalancedSampler(view_concepts, [m for m, _ in domain.concepts])
     model.text_model.train()
     losses: list[float] = []
-    bar = tqdm(range(recipe.text_steps), desc="pretraining: text tower (image tower locked)", unit="step",
-               disable=not progress)
-    for step in bar:
+    for step, bar in _scheduled_steps(optimizer, recipe.text_steps, recipe.text_lr, recipe.warmup_steps,
+                                      "pretraining: text tower (image tower locked)", progress):
         index = sample(recipe.batch_size, generator)
         concepts = view_concepts[index]
         texts = []
@@ -359,8 +367,6 @@ def train_text_tower(model, tokenizer, domain: SourceDomain, recipe: PretrainRec
             options = domain.captions[c]
             texts.append(options[int(torch.randint(0, len(options), (1,), generator=generator))])
         tokens = tokenizer(texts, padding=True, truncation=True, max_length=MODEL_MAX_LENGTH, return_tensors="pt")
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, recipe.text_steps, recipe.text_lr, recipe.warmup_steps)
         text_features = model.text_model(tokens["input_ids"], tokens["attention_mask"])
         loss = soft_clip_loss(image_embeddings[index], text_features, concepts, model.logit_scale)
         _optimise(optimizer, loss, trained, losses, bar)
