@@ -35,18 +35,18 @@ class Student(nn.Module):
     """Trainable part of stage 2: prompt tokens and the student adapter.
 
     The frozen encoder is held outside the module tree, so checkpoints and DDP see only what trains.
-    In training mode the prompted forward goes through `image_forward` (compiled where that was
-    asked for and checked); evaluation, at other batch sizes and without gradients, stays eager.
+    In training mode the prompted forward goes through `image_forward`, compiled with
+    `backend` once checked (None: eager); evaluation, at other batch sizes and without
+    gradients, stays eager.
     """
 
     def __init__(self, encoder, adapter: nn.Module, prompt_length: int, insertion: str,
                  normalize_features: bool, generator: torch.Generator,
-                 image_forward: StudentForward | None = None) -> None:
+                 backend: str | None = None) -> None:
         super().__init__()
         self.__dict__["encoder"] = encoder
-        self.__dict__["image_forward"] = image_forward
+        self.__dict__["image_forward"] = StudentForward(encoder, insertion, backend)
         self.adapter = adapter
-        self.insertion = insertion
         self.normalize_features = normalize_features
         if prompt_length > 0:
             init = torch.empty(prompt_length, encoder.prompt_dim)
@@ -58,10 +58,9 @@ class Student(nn.Module):
     def forward(self, pixels: torch.Tensor | None = None, features: torch.Tensor | None = None):
         from medguna.method.teacher import student_logits
 
-        if features is None and self.training and self.image_forward is not None:
-            features = self.image_forward(pixels, self.prompts)
-        elif features is None:
-            features = self.encoder.image_features(pixels, prompts=self.prompts, insertion=self.insertion)
+        if features is None:
+            image_forward = self.image_forward if self.training else self.image_forward.eager
+            features = image_forward(pixels, self.prompts)
         return student_logits(self.adapter, features.float(), normalize=self.normalize_features)
 
 
@@ -427,9 +426,8 @@ def _start_stage2(ctx: TrialContext, stage1: Stage1Result, generator: torch.Gene
     backend = compile_backend(ctx.cfg.runtime.compile_student, ctx.device) if m.prompt_length else None
     if backend is not None:
         use_inductor_cache(ctx.cfg.data.cache_dir)
-    image_forward = StudentForward(shared.encoder, m.prompt_insertion, backend)
     student = Student(shared.encoder, copy.deepcopy(stage1.adapter).requires_grad_(True),
-                      m.prompt_length, m.prompt_insertion, m.normalize_student, generator, image_forward)
+                      m.prompt_length, m.prompt_insertion, m.normalize_student, generator, backend)
     optimizer = make_stage2_optimizer(list(student.parameters()), name=m.stage2_optimizer,
                                       lr=m.stage2_lr, weight_decay=m.weight_decay)
     history: list[dict[str, Any]] = []
