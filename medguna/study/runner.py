@@ -531,6 +531,13 @@ def _unfinished_trials(exp_dir: str, results, num_samples: int) -> int:
 
 def saved_trial_statuses(exp_dir: str) -> list[str] | None:
     """Each trial's status in the newest experiment_state-*.json, or None if there is none."""
+    trials = saved_trials(exp_dir)
+    return None if trials is None else [t["status"] for t in trials]
+
+
+def saved_trials(exp_dir: str) -> list[dict[str, Any]] | None:
+    """Each trial's saved record (status, trial_id, relative_logdir...) in the newest
+    experiment_state-*.json, which is what resume reads; None if there is none."""
     states = _experiment_states(exp_dir)
     if not states:
         return None
@@ -538,7 +545,7 @@ def saved_trial_statuses(exp_dir: str) -> list[str] | None:
     with fs.open_input_stream(states[-1]) as f:
         state = json.loads(f.read().decode())
     # trial_data: [trial JSON, runtime metadata JSON] per trial (Ray 2.60's layout).
-    return [json.loads(entry[0])["status"] for entry in state.get("trial_data", [])]
+    return [json.loads(entry[0]) for entry in state.get("trial_data", [])]
 
 
 def _restorable(exp_dir: str) -> bool:

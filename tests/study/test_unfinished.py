@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
-from medguna.study.runner import _unfinished_trials, saved_trial_statuses
+from medguna.study.runner import _unfinished_trials, saved_trial_statuses, saved_trials
 
 
 def _write_state(exp, stamp: str, statuses: list[str]) -> None:
-    trial_data = [[json.dumps({"trial_id": f"t{i}", "status": s}), json.dumps({"num_failures": 0})]
+    trial_data = [[json.dumps({"trial_id": f"t{i}", "status": s, "relative_logdir": f"t{i:04d}_x"}),
+                   json.dumps({"num_failures": 0})]
                   for i, s in enumerate(statuses)]
     (exp / f"experiment_state-{stamp}.json").write_text(json.dumps({"trial_data": trial_data}))
 
@@ -19,6 +20,8 @@ def test_a_trial_saved_as_running_is_unfinished_whatever_memory_says(tmp_path):
     _write_state(tmp_path, "2026-11-26_01-35-13", ["TERMINATED", "RUNNING", "TERMINATED"])
     assert saved_trial_statuses(str(tmp_path)) == ["TERMINATED", "RUNNING", "TERMINATED"]
     assert _unfinished_trials(str(tmp_path), None, 3) == 1
+    assert [(t["relative_logdir"], t["status"]) for t in saved_trials(str(tmp_path))] == [
+        ("t0000_x", "TERMINATED"), ("t0001_x", "RUNNING"), ("t0002_x", "TERMINATED")]
 
 
 def test_failed_trials_count_as_finished_and_missing_ones_as_unfinished(tmp_path):
