@@ -42,7 +42,10 @@ def test_trials_run_at_once_on_nodes_the_autoscaler_adds(cluster, tmp_path, shar
     args = [sys.executable, str(RUN), "--study", "chestxray", "--no-report", *tiny_overrides(tmp_path, shared_cache),
             "study.datasets=[montgomery]", "study.demo_num_samples=2", "search.scheduler=none",
             f"resources.address={cluster.address}", "resources.gpus_per_trial=1", "resources.cpus_per_trial=1",
-            f"resources.autoscaling_config={cluster.config_path}", "runtime.cpu=true"]
+            f"resources.autoscaling_config={cluster.config_path}", "runtime.cpu=true",
+            # Long enough (about 10 s) that the overlap does not hinge on the second node starting
+            # within a trial's few seconds of the first: a loaded CI machine once missed it by 0.05 s.
+            "study.demo_method.stage2_epochs=24"]
     # The nodes share this machine's disk; declared so, as on a cluster with a shared mount.
     env = {**cluster.env, "MEDGUNA_SHARED_STORAGE_ROOTS": str(tmp_path), "PYTHONUNBUFFERED": "1"}
     for head_only in ("RAY_OVERRIDE_NODE_ID_FOR_TESTING", "RAY_FAKE_CLUSTER"):
