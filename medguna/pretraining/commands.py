@@ -15,7 +15,10 @@ def run_pretrain_demo(args: argparse.Namespace) -> int:
     recipe = PretrainRecipe(**overrides)
     print(f"[medguna] pretraining the demonstration encoder ({recipe}) into {args.out}; "
           "synthetic drawings only: it is not MedCLIP")
-    out = build_demo_encoder(args.out, recipe, progress=True)
+    if args.image_tower_from is not None:
+        print(f"[medguna] reusing the image tower of {args.image_tower_from} (phases 1-2, same recipe); "
+              "running phase 3 (text tower) only")
+    out = build_demo_encoder(args.out, recipe, progress=True, image_tower_from=args.image_tower_from)
     print(f"[medguna] wrote {out}; use it with model.checkpoint={out} (results are labelled with its "
           "recipe: synthetic pretraining, not MedCLIP)")
     return 0
@@ -28,6 +31,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "pretrain-demo",
         help="rebuild the demonstration encoder (CLIP-style pretraining on synthetic drawings)")
     parser.add_argument("--out", type=Path, required=True, help="folder to write the checkpoint into")
+    parser.add_argument("--image-tower-from", type=Path, default=None, metavar="DIR",
+                        help="reuse the image tower of an earlier build of the same recipe (its folder, "
+                             "e.g. the shipped encoder's) and run only phase 3, the text tower: minutes "
+                             "instead of about 30 on 2 cores, and the same weights")
     defaults = PretrainRecipe()
     for f in fields(PretrainRecipe):
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(getattr(defaults, f.name)),

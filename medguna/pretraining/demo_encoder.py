@@ -1,8 +1,8 @@
 """Pretraining of the demonstration encoder on a synthetic source domain.
 
 A test-size MedCLIP-ViT learns to match images drawn by medguna's class-dependent generators (all
-five datasets, no acquisition shift) with captions taken from the class descriptions and templates.
-Three phases, all on that source domain only:
+five datasets, no acquisition shift) with captions in report language: the curated class descriptions
+and the class name. Three phases, all on that source domain only:
 
 1. **Image tower, stages 2-4.** MedCLIP's semantic matching with one learnable caption embedding per
    concept (modality and class): a CLIP loss whose text side is a concept prototype. A Swin trained
@@ -17,7 +17,14 @@ Three phases, all on that source domain only:
    stage 2 mostly has something to tune rather than repair.
 3. **Text tower (LiT).** The image tower is locked and the text tower learns, with the symmetric
    CLIP loss on image-caption pairs (every same-concept caption a positive, as in MedCLIP), to
-   put each caption where its concept's images are.
+   put each caption where its concept's images are. The captions are report language, as
+   MedCLIP's were: a class's curated sentences of findings, and its name once per wrapper (about 3
+   of 100 captions, as a report names a diagnosis now and then). CLIP's prompt templates ("a dark
+   photo of the {}.") are not captions: with them a fifth of every class's captions were its name
+   in a template, the name was grounded as firmly as the findings, and MedUnA's description-trained
+   teacher could not differ from the class-name zero-shot (they agreed on every chest stand-in
+   training image). Phase 3 alone can be rerun on an existing image tower (`--image-tower-from`),
+   giving the weights a full build would.
 
 The result is saved in the released checkpoint layout (plus vocab.txt, medguna's config and a
 recipe.json saying how it was made), so the same loader and `check-model` read it as they read the
@@ -26,6 +33,7 @@ real release. It is a demonstration: it knows synthetic drawings, not medicine.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import platform
@@ -45,7 +53,9 @@ from medguna.data.synthetic import render_array
 from medguna.errors import ConfigError
 
 # Bump when the same recipe would give different weights.
-RECIPE_FORMAT = 3
+RECIPE_FORMAT = 4
+# Formats whose phases 1-2 (the image tower) are this code's: a tower from them can be reused.
+IMAGE_TOWER_FORMATS = (3, 4)
 # Synthetic seeds of the source domain start here; the stand-ins studies adapt to use seeds 0-999,
 # so pretraining never sees a target image, shifted or not.
 SOURCE_SEED_BASE = 100_000
@@ -93,14 +103,25 @@ class SourceDomain:
 
 
 def concept_captions(dataset: str, class_index: int) -> list[str]:
-    """Every caption of one class: curated sentences, templates and the name, in each wrapper."""
+    """The pretraining captions of one class: its curated sentences and its name, in each wrapper
+    (report language; no prompt templates, see the module docstring)."""
+    return _wrapped(dataset, class_index, ("curated",))
+
+
+def vocabulary_captions(dataset: str, class_index: int) -> list[str]:
+    """Every text of one class a trial may encode (names, curated sentences, templates), wrapped:
+    the vocabulary is built from these, so it does not change with the choice of captions."""
+    return _wrapped(dataset, class_index, ("curated", "templates"))
+
+
+def _wrapped(dataset: str, class_index: int, sources: tuple[str, ...]) -> list[str]:
     from medguna.text.sources import load_descriptions, readable_class_name
     from medguna.text.wrappers import wrap_texts
 
     spec = get_dataset(dataset)
     name = spec.classes[class_index]
     texts: list[str] = [readable_class_name(name)]
-    for source in ("curated", "templates"):
+    for source in sources:
         texts += load_descriptions(source, spec)[name]
     captions: list[str] = []
     for wrapper in WRAPPERS:
@@ -108,22 +129,32 @@ def concept_captions(dataset: str, class_index: int) -> list[str]:
     return list(dict.fromkeys(captions))
 
 
-def render_source_domain(recipe: PretrainRecipe, image_size: int = 224, progress: bool = True) -> SourceDomain:
-    """Draw `images_per_class` unshifted images per class of every dataset, preprocessed both ways."""
+def source_concepts(caption_fn=concept_captions) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    """The source domain's concepts (modality, class) and each one's captions from `caption_fn`.
+    NORMAL of Shenzhen and of Montgomery is one concept, with the captions of both."""
     concepts: list[tuple[str, str]] = []
     captions: list[list[str]] = []
+    for name, spec in DATASETS.items():
+        for class_index, class_name in enumerate(spec.classes):
+            concept = (spec.modality, class_name)
+            if concept not in concepts:
+                concepts.append(concept)
+                captions.append([])
+            concept_id = concepts.index(concept)
+            captions[concept_id] = list(dict.fromkeys(captions[concept_id] + caption_fn(name, class_index)))
+    return concepts, captions
+
+
+def render_source_domain(recipe: PretrainRecipe, image_size: int = 224, progress: bool = True) -> SourceDomain:
+    """Draw `images_per_class` unshifted images per class of every dataset, preprocessed both ways."""
+    concepts, captions = source_concepts()
     rendered: dict[str, list[np.ndarray]] = {p: [] for p in PREPROCESSINGS}
     image_concepts: list[int] = []
     total = sum(len(spec.classes) for spec in DATASETS.values()) * recipe.images_per_class
     bar = tqdm(total=total, desc="drawing the source domain", unit="img", disable=not progress)
     for dataset_index, (name, spec) in enumerate(DATASETS.items()):
         for class_index, class_name in enumerate(spec.classes):
-            concept = (spec.modality, class_name)
-            if concept not in concepts:  # NORMAL of Shenzhen and of Montgomery is one concept
-                concepts.append(concept)
-                captions.append([])
-            concept_id = concepts.index(concept)
-            captions[concept_id] = list(dict.fromkeys(captions[concept_id] + concept_captions(name, class_index)))
+            concept_id = concepts.index((spec.modality, class_name))
             for number in range(recipe.images_per_class):
                 rng = np.random.default_rng([SOURCE_SEED_BASE + recipe.seed, dataset_index, class_index, number])
                 array = render_array(name, class_index, rng, None)
@@ -352,6 +383,9 @@ def train_text_tower(model, tokenizer, domain: SourceDomain, recipe: PretrainRec
     from medguna.models.tokenizer import MODEL_MAX_LENGTH
 
     generator = torch.Generator().manual_seed(recipe.seed + 2)
+    # Dropout draws from the global generator: seeded here, phase 3 alone (on a saved image tower)
+    # repeats what it does after phases 1-2 in a full build.
+    torch.manual_seed(recipe.seed + 2)
     image_embeddings, view_concepts = view_embeddings(model, domain, recipe, progress)
     trained = list(model.text_model.parameters()) + [model.logit_scale]
     optimizer = torch.optim.AdamW(trained, lr=recipe.text_lr, weight_decay=recipe.weight_decay)
@@ -377,23 +411,62 @@ def train_text_tower(model, tokenizer, domain: SourceDomain, recipe: PretrainRec
 
 
 def pretrain(model, tokenizer, domain: SourceDomain, recipe: PretrainRecipe, *,
-             progress: bool = True, on_step=None) -> dict[str, list[float]]:
+             progress: bool = True, on_step=None, image_tower: dict[str, torch.Tensor] | None = None,
+             ) -> dict[str, list[float]]:
     """The three phases, in place on `model` (a MedClipModel); the losses of every step of each.
 
-    `on_step(phase, step, model)`, if given, is called after every step (e.g. to log zero-shot).
+    With `image_tower` (a vision_model state dict that phases 1-2 of this recipe produced), only
+    phase 3 runs, on that tower. `on_step(phase, step, model)`, if given, is called after every step.
     """
-    torch.manual_seed(recipe.seed)
-    views = cache_views(model, domain, recipe, progress=progress)
-    image, prototypes = train_image_tower(model, views, domain, recipe, progress=progress, on_step=on_step)
-    tower = train_whole_image_tower(model, domain, prototypes, recipe, progress=progress, on_step=on_step)
-    del views  # phase 2 changed the first stage, so phase 3 embeds fresh views through all of it
-    text = train_text_tower(model, tokenizer, domain, recipe, progress=progress, on_step=on_step)
-    return {"image": image, "tower": tower, "text": text}
+    losses: dict[str, list[float]] = {}
+    if image_tower is None:
+        torch.manual_seed(recipe.seed)
+        views = cache_views(model, domain, recipe, progress=progress)
+        losses["image"], prototypes = train_image_tower(model, views, domain, recipe, progress=progress,
+                                                        on_step=on_step)
+        losses["tower"] = train_whole_image_tower(model, domain, prototypes, recipe, progress=progress,
+                                                  on_step=on_step)
+        del views  # phase 2 changed the first stage, so phase 3 embeds fresh views through all of it
+    else:
+        model.vision_model.load_state_dict(image_tower)
+    losses["text"] = train_text_tower(model, tokenizer, domain, recipe, progress=progress, on_step=on_step)
+    return losses
+
+
+# Recipe fields phase 3 alone may change when it reuses an image tower.
+TEXT_PHASE_FIELDS = ("text_steps", "text_lr")
+
+
+def load_image_tower(folder: str | Path, recipe: PretrainRecipe) -> tuple[dict[str, torch.Tensor], dict]:
+    """The image tower of a demonstration build in `folder`, and its recipe record, after checking
+    that phases 1-2 of `recipe` would have made it (same format family, same recipe but phase 3's)."""
+    from medguna.models.registry import build_encoder
+
+    folder = Path(folder).expanduser()
+    record_path = folder / RECIPE_FILE
+    if not record_path.is_file():
+        raise ConfigError(f"--image-tower-from {folder}: no {RECIPE_FILE} there; it must be a folder "
+                          "that `medguna pretrain-demo` wrote (or the shipped demonstration encoder)")
+    record = json.loads(record_path.read_text())
+    if record.get("format") not in IMAGE_TOWER_FORMATS:
+        raise ConfigError(f"--image-tower-from {folder}: recipe format {record.get('format')} trained its "
+                          f"image tower differently from this code (formats {IMAGE_TOWER_FORMATS}); "
+                          "run a full build instead")
+    wanted = {k: v for k, v in asdict(recipe).items() if k not in TEXT_PHASE_FIELDS}
+    theirs = {k: record.get("recipe", {}).get(k) for k in wanted}
+    differ = {k: (theirs[k], wanted[k]) for k in wanted if theirs[k] != wanted[k]}
+    if differ:
+        listed = ", ".join(f"{k} {a} there vs {b} here" for k, (a, b) in differ.items())
+        raise ConfigError(f"--image-tower-from {folder}: its image tower was built with another recipe "
+                          f"({listed}); pass the same values or run a full build")
+    tower = build_encoder("medclip-vit", str(folder)).model.vision_model.state_dict()
+    return {k: v.detach().clone() for k, v in tower.items()}, record
 
 
 def build_demo_encoder(out_dir: str | Path, recipe: PretrainRecipe | None = None, *,
-                       progress: bool = True) -> Path:
-    """Pretrain the demonstration encoder from scratch and save it in the released layout."""
+                       progress: bool = True, image_tower_from: str | Path | None = None) -> Path:
+    """Pretrain the demonstration encoder and save it in the released layout: from scratch, or
+    phase 3 only on the image tower of an earlier build of the same recipe (`image_tower_from`)."""
     import medguna
     from medguna.models.checkpoint import save_released_format
     from medguna.models.medclip import build_medclip
@@ -402,18 +475,23 @@ def build_demo_encoder(out_dir: str | Path, recipe: PretrainRecipe | None = None
     from medguna.trial.prepare import vocab_texts
 
     recipe = (recipe or PretrainRecipe()).validate()
+    tower, tower_record = (None, None) if image_tower_from is None else load_image_tower(image_tower_from, recipe)
     started = time.perf_counter()
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     config = demo_config()
     domain = render_source_domain(recipe, int(config.vision["image_size"]), progress=progress)
-    texts = vocab_texts() + [caption for captions in domain.captions for caption in captions]
+    # The vocabulary covers every text a trial may encode, whichever of them are captions.
+    _, all_texts = source_concepts(vocabulary_captions)
+    texts = vocab_texts() + [text for per_concept in all_texts for text in per_concept]
     write_vocab(build_wordpiece_vocab(texts, config.text["vocab_size"]), out)
     tokenizer = load_tokenizer(out)
     model = build_medclip(config, seed=recipe.seed)
     torch_threads = torch.get_num_threads()
-    losses = pretrain(model, tokenizer, domain, recipe, progress=progress)
+    losses = pretrain(model, tokenizer, domain, recipe, progress=progress, image_tower=tower)
     save_released_format(model, out, safetensors=True)
+    loss_record = {phase: [values[0], float(np.mean(values[-20:]))] for phase, values in losses.items()}
+    seconds = round(time.perf_counter() - started, 1)
     recipe_record = {
         "what": "medguna demonstration encoder: a test-size MedCLIP-ViT pretrained contrastively on "
                 "synthetic drawings (not medical data); never report its results as MedCLIP's",
@@ -423,16 +501,28 @@ def build_demo_encoder(out_dir: str | Path, recipe: PretrainRecipe | None = None
             "datasets": list(DATASETS), "images": int(domain.image_concepts.numel()),
             "concepts": [f"{m}:{c}" for m, c in domain.concepts], "shift": "none",
             "synthetic_seed_base": SOURCE_SEED_BASE + recipe.seed,
-            "captions": "curated descriptions + templates + class names, in wrappers " + ", ".join(WRAPPERS),
+            "captions": "curated descriptions + class names (no prompt templates), in wrappers "
+                        + ", ".join(WRAPPERS),
         },
-        "loss_first_last": {phase: [values[0], float(np.mean(values[-20:]))] for phase, values in losses.items()},
-        "seconds": round(time.perf_counter() - started, 1),
+        "loss_first_last": loss_record,
+        "seconds": seconds,
         "torch_threads": torch_threads,
         "code_version": medguna.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "rebuild": "medguna pretrain-demo --out DIR (with this recipe: the defaults)",
     }
+    if tower_record is not None:
+        weights = Path(image_tower_from).expanduser() / "model.safetensors"
+        recipe_record["image_tower_from"] = {
+            "format": tower_record["format"], "seconds": tower_record.get("seconds"),
+            "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None,
+            "note": "phases 1-2 reused from that build (same recipe); only phase 3 ran here, which gives "
+                    "the weights a full build gives",
+        }
+        recipe_record["loss_first_last"] = {**{k: v for k, v in tower_record.get("loss_first_last", {}).items()
+                                               if k != "text"}, **loss_record}
+        recipe_record["seconds"] = round(seconds + float(tower_record.get("seconds") or 0.0), 1)
+        recipe_record["seconds_phase3_only"] = seconds
     (out / RECIPE_FILE).write_text(json.dumps(recipe_record, indent=2) + "\n")
     return out
-

@@ -25,11 +25,13 @@ def test_soft_clip_loss_counts_every_same_concept_pair_as_a_positive():
     assert float(soft_clip_loss(features, features, concepts, scale)) == pytest.approx(expected, abs=1e-6)
 
 
+TINY = ["--image-steps", "2", "--tower-steps", "2", "--text-steps", "2", "--images-per-class", "1",
+        "--views-per-image", "2", "--batch-size", "4", "--warmup-steps", "1"]
+
+
 def test_pretrain_demo_writes_a_checkpoint_the_release_loader_reads(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["pretrain-demo", "--out", str(out), "--image-steps", "2", "--tower-steps", "2", "--text-steps", "2",
-                 "--images-per-class", "1", "--views-per-image", "2", "--batch-size", "4",
-                 "--warmup-steps", "1"]) == 0
+    assert main(["pretrain-demo", "--out", str(out), *TINY]) == 0
     assert {"model.safetensors", "vocab.txt", "medguna_medclip_config.json", "recipe.json"} <= {
         p.name for p in out.iterdir()}
     recipe = json.loads((out / "recipe.json").read_text())
@@ -40,6 +42,37 @@ def test_pretrain_demo_writes_a_checkpoint_the_release_loader_reads(tmp_path, ca
     with torch.no_grad():
         embeddings = encoder.encode_texts(["a TB chest x-ray", "a NORMAL chest x-ray"])
     assert embeddings.shape == (2, 512) and torch.allclose(embeddings.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_phase3_on_a_saved_image_tower_gives_the_weights_of_a_full_build(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    full, again = tmp_path / "full", tmp_path / "again"
+    assert main(["pretrain-demo", "--out", str(full), *TINY]) == 0
+    assert main(["pretrain-demo", "--out", str(again), *TINY, "--image-tower-from", str(full)]) == 0
+    a, b = load_file(full / "model.safetensors"), load_file(again / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (full / "vocab.txt").read_bytes() == (again / "vocab.txt").read_bytes()
+    record = json.loads((again / "recipe.json").read_text())
+    assert record["image_tower_from"]["format"] == record["format"]
+    assert set(record["loss_first_last"]) == {"image", "tower", "text"}
+    assert "no prompt templates" in record["source_domain"]["captions"]
+
+    # Another image-phase recipe would not have made that tower: refused, naming the field.
+    capsys.readouterr()
+    assert main(["pretrain-demo", "--out", str(tmp_path / "other"), *TINY, "--tower-steps", "3",
+                 "--image-tower-from", str(full)]) == 2
+    assert "tower_steps 2 there vs 3 here" in capsys.readouterr().err
+
+
+def test_captions_are_report_language_and_the_vocabulary_covers_every_trial_text():
+    from medguna.pretraining.demo_encoder import concept_captions, vocabulary_captions
+
+    captions = concept_captions("shenzhen", 1)
+    assert "a TB chest x-ray" in captions  # the name, once per wrapper
+    assert not any("photo of the TB" in c for c in captions)  # no CLIP prompt templates
+    assert set(captions) < set(vocabulary_captions("shenzhen", 1))
+    assert "a dark photo of the TB." in vocabulary_captions("shenzhen", 1)
 
 
 def test_first_stage_and_later_stages_compose_to_the_vision_tower():
