@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Does label-free adaptation help under an acquisition shift? (run by hand, not by CI)
 
-    python benchmarks/shift_benchmark.py [--datasets shenzhen,...] [--seeds 3] [--study-trials 3]
+    python benchmarks/shift_benchmark.py [--datasets shenzhen,...] [--seeds 3] [--study-trials 6]
                                          [--scale 2]
                                          [--work DIR]
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--study-trials", type=int, default=3)
+    parser.add_argument("--study-trials", type=int, default=6)
     parser.add_argument("--scale", type=float, default=2.0,
                         help="stand-in size (data.synthetic_scale): 2 gives test splits of 30-60 images")
     parser.add_argument("--work", type=Path, default=None, help="where caches and results go (default: a temp dir)")

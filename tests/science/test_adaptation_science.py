@@ -3,8 +3,10 @@
 They run the shipped demonstration encoder through the same trial function a study runs, on the
 synthetic stand-ins under their modality's `demo` acquisition shift, and check what a regression
 in the encoder, the data or the method would break: zero-shot is above chance (the encoder has
-learnt something that survives the shift), and the stage-1 teacher gets its accuracy from the class
-descriptions (a negative control that shuffles their class labels brings it back to chance).
+learnt something that survives the shift), the stage-1 teacher gets its accuracy from the class
+descriptions (a negative control that shuffles their class labels brings it back to chance), and a
+default trial gains over zero-shot where the shift benchmark shows a gain, a gain the same negative
+control takes away.
 """
 
 from __future__ import annotations
@@ -37,9 +39,12 @@ def trial(cache_dir, dataset: str, control: str = "none", **method) -> dict:
 
 # The stage-1 teacher's accuracy on Shenzhen's training images (0.886 measured; 0.514 shuffled).
 TEACHER_FLOOR = 0.75
-# Zero-shot floors on the shifted stand-ins, 0.08-0.11 below what the shipped encoder measures here
-# (0.794, 0.808, 0.767, 0.464, 0.640) and well above chance: 0.5, 0.5, 0.5, 1/5 and 1/7.
-ZERO_SHOT_FLOORS = {"shenzhen": 0.7, "montgomery": 0.7, "guangzhou": 0.675, "idrid": 0.38, "isic2018": 0.55}
+# Zero-shot floors on the shifted stand-ins, 0.05-0.11 below what the shipped encoder measures here
+# (0.794, 0.808, 0.692, 0.321, 0.411) and well above chance: 0.5, 0.5, 0.5, 1/5 and 1/7.
+ZERO_SHOT_FLOORS = {"shenzhen": 0.7, "montgomery": 0.7, "guangzhou": 0.6, "idrid": 0.27, "isic2018": 0.33}
+# A default trial on ISIC (method seed and split seed as configured): 0.567 balanced accuracy against
+# zero-shot's 0.411 measured; with the descriptions' class labels shuffled, 0.19.
+ISIC_DEFAULT_GAIN_FLOOR = 0.08
 
 
 @pytest.mark.slow
@@ -65,3 +70,18 @@ def test_stage1_teacher_learns_from_the_descriptions_and_a_label_shuffle_destroy
     assert shuffled["pseudo_label_accuracy"] <= 0.6 < TEACHER_FLOOR
     # Same images, same zero-shot: only the teacher differs.
     assert shuffled["zeroshot_test_balanced_accuracy"] == real["zeroshot_test_balanced_accuracy"]
+
+
+@pytest.mark.slow
+def test_a_default_trial_gains_over_zero_shot_and_shuffled_descriptions_take_the_gain_away(cache_dir):
+    """ISIC under the skin `demo` shift, where the shift benchmark's gain interval excludes zero: the
+    corrected variant's default trial beats zero-shot on the test split, and the same trial with the
+    descriptions' class labels permuted (a broken stage-1 signal, same sentences and counts) does
+    not. The gain comes from what MedUnA learns from the descriptions, not from the trial running."""
+    real = trial(cache_dir, "isic2018")
+    broken = trial(cache_dir, "isic2018", control="shuffled_description_labels")
+    zero_shot = real["zeroshot_test_balanced_accuracy"]
+    assert broken["zeroshot_test_balanced_accuracy"] == zero_shot  # same images, same encoder
+    assert compose_study([], search=False).method.prompt_length > 0  # the default tunes visual prompts
+    assert real["test_balanced_accuracy"] >= zero_shot + ISIC_DEFAULT_GAIN_FLOOR, (real["test_balanced_accuracy"], zero_shot)
+    assert broken["test_balanced_accuracy"] < zero_shot, (broken["test_balanced_accuracy"], zero_shot)
