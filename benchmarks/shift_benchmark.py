@@ -18,7 +18,8 @@ acquisition shift, with the shipped DEMONSTRATION encoder (pretrained on the uns
                   once on test).
 Every arm runs at the demonstration's budget (the study's demo_method: stage-1 steps, stage-2
 epochs, batch size), as a study on synthetic data does. Each seed sets method.seed and data.split_seed. The gain is test balanced accuracy minus zero-shot's
-on the same test images; the table gives its mean over seeds with a 95% t interval. Writes
+on the same test images; the table gives its mean over seeds with a 95% t interval, and in how many
+runs selection kept stage 1 alone (no stage-2 epoch beat the teacher on validation). Writes
 results.csv and results.md under --work and prints the Markdown table and the wall time.
 Nothing here is a MedCLIP result: synthetic data, demonstration encoder.
 """
@@ -69,6 +70,7 @@ def run_dataset_seed(dataset: str, seed: int, study_trials: int, cache_dir: str,
             "zeroshot_test_balanced_accuracy": final["zeroshot_test_balanced_accuracy"],
             "gain": final["test_balanced_accuracy"] - final["zeroshot_test_balanced_accuracy"],
             "collapsed": bool(final.get("test_collapsed", False)),
+            "selected_epoch": final["selected_epoch"],  # 0: stage 1 alone beat every stage-2 epoch
             "params": "" if params is None else ", ".join(f"{k}={v}" for k, v in params.items()),
             "trial_seconds": final["trial_seconds"],
         })
@@ -112,18 +114,19 @@ def summarise(rows: pl.DataFrame) -> pl.DataFrame:
             "gain_low": gain.low, "gain_high": gain.high,
             "ci_excludes_zero": gain.low is not None and (gain.low > 0 or gain.high < 0),
             "collapsed_runs": int(group["collapsed"].sum()),
+            "stage1_kept": int((group["selected_epoch"] == 0).sum()),
         })
     return pl.DataFrame(out)
 
 
 def markdown(summary: pl.DataFrame) -> str:
-    lines = ["| dataset | arm | zero-shot | adapted | gain (95% CI over seeds) | seeds |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| dataset | arm | zero-shot | adapted | gain (95% CI over seeds) | seeds | stage 1 kept |",
+             "|---|---|---|---|---|---|---|"]
     for r in summary.iter_rows(named=True):
         ci = "" if r["gain_low"] is None else f" [{r['gain_low']:+.3f}, {r['gain_high']:+.3f}]"
         mark = " **" if r["ci_excludes_zero"] and r["gain"] > 0 else ""
         lines.append(f"| {r['dataset']} | {r['arm']} | {r['zero_shot']:.3f} | {r['test']:.3f} | "
-                     f"{mark}{r['gain']:+.3f}{ci}{mark.strip() and '**'} | {r['seeds']} |")
+                     f"{mark}{r['gain']:+.3f}{ci}{mark.strip() and '**'} | {r['seeds']} | {r['stage1_kept']} |")
     means = summary.group_by("arm", maintain_order=True).agg(pl.col("gain").mean())
     lines.append("")
     lines.append("Mean gain over datasets: " + ", ".join(

@@ -154,6 +154,9 @@ class MethodConfig:
 class RuntimeConfig:
     objective: str = "val_balanced_accuracy"
     protocol: str = "validation"  # or "reference": see PROTOCOLS
+    # Stage 1 alone (the teacher on clean features, "epoch 0") competes with stage 2's epochs in
+    # selection: a trial whose stage 2 does worse on the objective reports its stage-1 model.
+    selection_includes_stage1: bool = True
     mixed_precision: str = "auto"  # auto: bf16 on GPUs that support it (fp32 under method=reference)
     cpu: bool = False  # force CPU even when a GPU is visible
     eval_batch_size: int = 64

@@ -29,12 +29,22 @@ def at_selected_epoch(epochs: pl.DataFrame, columns: tuple[str, ...]) -> pl.Data
         .select(*key, pl.col("selected_epoch").cast(pl.Int64).alias("_selected"))
         .unique(key)
     )
-    return (
+    from_epochs = (
         epochs.join(selected, on=key)
         .filter(pl.col("epoch") == pl.col("_selected"))
         .select(*key, *present)
         .unique(key, keep="last")
     )
+    # Epoch 0 is stage 1 alone, which has no epoch row: its values are the final row's stage1_*.
+    if "selected_epoch" not in epochs.columns:
+        return from_epochs
+    stage1 = (
+        epochs.filter((pl.col("status") == COMPLETED) & (pl.col("selected_epoch").cast(pl.Int64) == 0))
+        .select(*key, *[(pl.col(f"stage1_{c}") if f"stage1_{c}" in epochs.columns
+                         else pl.lit(None, dtype=epochs.schema[c])).alias(c) for c in present])
+        .unique(key, keep="last")
+    )
+    return pl.concat([from_epochs, stage1], how="vertical_relaxed") if stage1.height else from_epochs
 
 
 def _picked_test(part: pl.DataFrame, criterion: str, test: str) -> tuple[str | None, float | None]:

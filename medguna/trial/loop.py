@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from medguna.config import TrialConfig, to_dict
@@ -211,8 +212,9 @@ def _split_metrics(probs, labels, spec, prefix: str, teacher=None, threshold: fl
     return merged, metrics.get("confusion_matrix")
 
 
-def _best_so_far(history: list[dict[str, Any]], objective: str) -> float:
-    values = [h.get(objective, math.nan) for h in history]
+def _best_so_far(history: list[dict[str, Any]], objective: str, stage1: float | None = None) -> float:
+    """The objective of what selection would keep so far (stage 1 alone counts when it competes)."""
+    values = [h.get(objective, math.nan) for h in history] + ([stage1] if stage1 is not None else [])
     finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
     return max(finite) if finite else math.nan
 
@@ -258,6 +260,18 @@ class Stage1Result:
     losses: list[float]
     teacher_labels: dict[str, torch.Tensor]  # "train", "val"
     pseudo_label_accuracy: float
+    # Stage 1 alone as a model ("epoch 0"): the teacher on normalised clean features.
+    val_probs: torch.Tensor | None = None
+    val_metrics: dict[str, Any] = field(default_factory=dict)
+
+    def probs(self, features: torch.Tensor) -> torch.Tensor:
+        """Softmax of the stage-1 model (the adapter as stage 1 left it) on clean-view features."""
+        from medguna.method.stage1 import make_teacher
+
+        teacher = make_teacher(self.adapter)  # eval mode, frozen: the teacher stage 2 learns from
+        with torch.no_grad():
+            logits = teacher(F.normalize(features.float(), dim=-1).to(next(teacher.parameters()).device))
+            return torch.softmax(logits.float(), dim=1).cpu()
 
 
 @dataclass
@@ -349,10 +363,10 @@ def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: di
         row = _stage2_epoch(ctx, stage1, state, epoch, setup_seconds)
         if epoch < cfg.method.stage2_epochs:
             reporter.report(row, _checkpoint(stage1, state, epoch))
-    final, confusion, selected = _select_and_test(ctx, state, setup_seconds)
+    final, confusion, selected = _select_and_test(ctx, stage1, state, setup_seconds)
     final.update(_test_selected(ctx, state.history))
     _write_final_logs(ctx, final, confusion, selected, params)
-    _write_predictions(ctx, state, selected)
+    _write_predictions(ctx, stage1, state, selected)
     reporter.report(final, None)
     return final
 
@@ -411,10 +425,15 @@ def _stage1(ctx: TrialContext, generator: torch.Generator, resume: dict | None) 
         labels["train"] = labels["train"][torch.randperm(len(labels["train"]), generator=generator)]
     accuracy = float((labels["train"] == shared.labels["train"]).float().mean()) \
         if len(labels["train"]) else math.nan
-    return Stage1Result(
+    result = Stage1Result(
         adapter=adapter, teacher_state={k: v.detach().clone() for k, v in teacher.state_dict().items()},
         losses=losses, teacher_labels=labels, pseudo_label_accuracy=accuracy,
     )
+    if ctx.cfg.runtime.selection_includes_stage1:
+        result.val_probs = result.probs(shared.clean_features["val"])
+        result.val_metrics, _ = _split_metrics(result.val_probs, shared.labels["val"], shared.spec, "val_",
+                                               teacher=labels["val"], threshold=ctx.cfg.runtime.collapse_threshold)
+    return result
 
 
 def _start_stage2(ctx: TrialContext, stage1: Stage1Result, generator: torch.Generator,
@@ -540,7 +559,7 @@ def _stage2_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, e
     state.history.append(row)
     # Tune's metric: the best objective so far, so ASHA and Optuna judge a trial by the epoch
     # that selection would keep, not by whichever epoch happened to come last.
-    row["objective_value"] = _best_so_far(state.history, r.objective)
+    row["objective_value"] = _best_so_far(state.history, r.objective, stage1.val_metrics.get(r.objective))
     state.epoch_states.append({k: v.detach().cpu().clone()
                                for k, v in state.plain_student.state_dict().items()})
     if ctx.tb is not None:
@@ -594,8 +613,11 @@ def _checkpoint(stage1: Stage1Result, state: Stage2State, epoch: int) -> dict[st
     }
 
 
-def _select_and_test(ctx: TrialContext, state: Stage2State, setup_seconds: float):
-    """Select an epoch on validation (or a label-free score), then touch the test split once."""
+def _select_and_test(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, setup_seconds: float):
+    """Select an epoch on validation (or a label-free score), then touch the test split once.
+
+    Epoch 0 is stage 1 alone (runtime.selection_includes_stage1): kept only when it is strictly
+    better on the objective than every stage-2 epoch, so a stage 2 that hurts is not reported."""
     from medguna.method.selection import select_epoch
 
     r = ctx.cfg.runtime
@@ -607,9 +629,15 @@ def _select_and_test(ctx: TrialContext, state: Stage2State, setup_seconds: float
 
         trained_digests = gather_object(trained_digests)
     selected = select_epoch(state.history, r.objective) + 1  # 1-based epoch number
-    state.plain_student.load_state_dict(state.epoch_states[selected - 1])
-    test_probs = _evaluate(state.plain_student, ctx.shared, "test", device=ctx.device,
-                           autocast=ctx.autocast, batch_size=r.eval_batch_size)
+    objective_value = state.history[selected - 1].get(r.objective, math.nan)
+    stage1_value = stage1.val_metrics.get(r.objective, math.nan)
+    if stage1_value > objective_value or (math.isnan(objective_value) and not math.isnan(stage1_value)):
+        selected, objective_value = 0, stage1_value
+        test_probs = stage1.probs(ctx.shared.clean_features["test"])
+    else:
+        state.plain_student.load_state_dict(state.epoch_states[selected - 1])
+        test_probs = _evaluate(state.plain_student, ctx.shared, "test", device=ctx.device,
+                               autocast=ctx.autocast, batch_size=r.eval_batch_size)
     test_metrics, confusion = _split_metrics(test_probs, ctx.shared.labels["test"], ctx.shared.spec,
                                              "test_", threshold=r.collapse_threshold)
     state.test_probs = test_probs
@@ -617,9 +645,11 @@ def _select_and_test(ctx: TrialContext, state: Stage2State, setup_seconds: float
         **state.history[-1],
         **test_metrics,
         **ctx.zero_shot["test"],
+        # Stage 1 alone on validation, beside the epochs it competed with (absent when it did not).
+        **_prefixed("stage1_", stage1.val_metrics),
         "selected_epoch": selected,
         "objective": r.objective,
-        "objective_value": state.history[selected - 1].get(r.objective, math.nan),
+        "objective_value": objective_value,
         "trial_seconds": time.perf_counter() - ctx.started,
         "status": "completed",
         "student_sha256_by_rank": ",".join(d[:16] for d in trained_digests),
@@ -640,20 +670,22 @@ def _write_final_logs(ctx: TrialContext, final: dict[str, Any], confusion, selec
     ctx.tb.hparams(hp, {k: final[k] for k in ("objective_value", "test_accuracy", "test_balanced_accuracy",
                                               "zeroshot_test_balanced_accuracy", "test_ece") if k in final})
     if confusion is not None:
+        which = f"epoch {selected}" if selected else "stage 1 alone (epoch 0)"
         ctx.tb.confusion_matrix(confusion, list(spec.classes),
-                                f"{spec.name} test, epoch {selected} ({ctx.provenance['data_source']})",
+                                f"{spec.name} test, {which} ({ctx.provenance['data_source']})",
                                 m.stage2_epochs)
     ctx.tb.close()
 
 
-def _write_predictions(ctx: TrialContext, state: Stage2State, selected: int) -> None:
-    """Per-image predictions of the selected epoch and of zero-shot, on validation and test."""
+def _write_predictions(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, selected: int) -> None:
+    """Per-image predictions of the selected epoch (0: stage 1 alone) and of zero-shot, on
+    validation and test."""
     from medguna.trial.predictions import image_ids, prediction_frame, write_predictions
 
     if ctx.log_dir is None or not ctx.accelerator.is_main_process or state.test_probs is None:
         return
     shared = ctx.shared
-    val_probs = state.val_probs.get(selected)
+    val_probs = stage1.val_probs if selected == 0 else state.val_probs.get(selected)
     if val_probs is None:  # the selected epoch ran before a resume: score it again (same weights)
         val_probs = _evaluate(state.plain_student, shared, "val", device=ctx.device,
                               autocast=ctx.autocast, batch_size=ctx.cfg.runtime.eval_batch_size)

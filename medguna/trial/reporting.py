@@ -52,7 +52,9 @@ def epoch_line(row: dict[str, Any]) -> str:
     if row.get("val_collapsed"):
         line += " | COLLAPSED onto one class"
     if "test_balanced_accuracy" in row:
-        line += (f"\nselected epoch {row.get('selected_epoch')} by {row.get('objective')}: test "
+        selected = row.get("selected_epoch")
+        which = "0 (stage 1 alone: no stage-2 epoch beat it)" if selected == 0 else selected
+        line += (f"\nselected epoch {which} by {row.get('objective')}: test "
                  f"balanced_accuracy {num('test_balanced_accuracy')} vs zero-shot "
                  f"{num('zeroshot_test_balanced_accuracy')}")
     if "test_selected_accuracy" in row:

@@ -120,3 +120,25 @@ def test_auroc_headline_gives_auroc_verdicts(study_with_predictions):
     board = with_uncertainty(table.select("study", "dataset", "trial"), table, "auroc")
     text = board.filter(pl.col("trial").str.starts_with("t0001"))["vs_zeroshot"][0]
     assert text == f"better (p={row['vs_zeroshot_auroc_p']:.2g})"
+
+
+def test_values_at_the_selected_epoch_read_stage1_alone_from_the_final_row():
+    """A trial that kept stage 1 alone (selected_epoch 0) has no epoch-0 row: its values at the
+    selected epoch are the final row's stage1_* columns, not missing."""
+    import polars as pl
+
+    from medguna.analysis.selection_check import at_selected_epoch
+
+    rows = [
+        {"study": "s", "dataset": "d", "trial": "a", "epoch": 1, "status": "running",
+         "val_balanced_accuracy": 0.6, "selected_epoch": None, "stage1_val_balanced_accuracy": None},
+        {"study": "s", "dataset": "d", "trial": "a", "epoch": 2, "status": "completed",
+         "val_balanced_accuracy": 0.7, "selected_epoch": 0, "stage1_val_balanced_accuracy": 0.8},
+        {"study": "s", "dataset": "d", "trial": "b", "epoch": 1, "status": "running",
+         "val_balanced_accuracy": 0.65, "selected_epoch": None, "stage1_val_balanced_accuracy": None},
+        {"study": "s", "dataset": "d", "trial": "b", "epoch": 2, "status": "completed",
+         "val_balanced_accuracy": 0.5, "selected_epoch": 1, "stage1_val_balanced_accuracy": 0.6},
+    ]
+    values = at_selected_epoch(pl.DataFrame(rows), ("val_balanced_accuracy",)).sort("trial")
+    assert values["trial"].to_list() == ["a", "b"]
+    assert values["val_balanced_accuracy"].to_list() == [0.8, 0.65]

@@ -35,7 +35,9 @@ def _config(cache: Path, root: Path, protocol: str, **method) -> TrialConfig:
     return TrialConfig(
         data=DataConfig(dataset="idrid", root=str(root), cache_dir=str(cache)),
         method=MethodConfig(**settings),
-        runtime=RuntimeConfig(cpu=True, eval_batch_size=32, feature_bank_views=2, protocol=protocol),
+        # Stage 1 alone is no candidate here: these tests compare the selected epoch's readings.
+        runtime=RuntimeConfig(cpu=True, eval_batch_size=32, feature_bank_views=2, protocol=protocol,
+                              selection_includes_stage1=False),
     ).validate()
 
 

@@ -42,7 +42,7 @@ def test_trial_prints_final_metrics_and_writes_tensorboard(tmp_path, capsys):
     assert final["status"] == "completed"
     assert (final["dataset"], final["data_source"], final["checkpoint"]) == ("montgomery", "synthetic", "demo")
     assert (final["device"].split(" ")[0], final["mixed_precision"]) == (DEVICE, PRECISION)
-    assert final["selected_epoch"] in (1, 2)
+    assert final["selected_epoch"] in (0, 1, 2)  # 0: stage 1 alone beat both epochs on validation
     for prefix in ("test_", "zeroshot_test_", "val_"):
         assert 0.0 <= final[f"{prefix}balanced_accuracy"] <= 1.0
         assert {f"{prefix}recall_NORMAL", f"{prefix}recall_TB"} <= final.keys()
