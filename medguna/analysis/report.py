@@ -481,4 +481,6 @@ def _short_row(row: dict, params: Sequence[str], metric: str) -> str:
         test += f" [95% CI {format_cell(low, '')}, {format_cell(high, '')}]"
     if row.get("vs_zeroshot"):
         gain += f", {row['vs_zeroshot']} vs zero-shot"
-    return f"#{row['rank']} {row['trial']}: test {test} ({gain}), val {objective} [{config}]{mark}"
+    # Selection kept stage 1 alone: configurations whose stage 2 lost to their teacher can tie.
+    kept = " (stage 1 alone)" if row.get("selected_epoch") == 0 else ""
+    return f"#{row['rank']} {row['trial']}: test {test} ({gain}), val {objective}{kept} [{config}]{mark}"
