@@ -119,7 +119,8 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
     trials, epochs = search_trials(all_trials), search_trials(results.epochs)
     objective_note = (
         "Ranked by the study objective on validation (completed trials only); test "
-        f"metrics are those of the selected epoch; gain = test {metric} minus "
+        "metrics are those of the selected epoch (selected_epoch 0: stage 1 alone, when no "
+        f"stage-2 epoch beat the teacher on validation); gain = test {metric} minus "
         "zero-shot test. Stopped-early, failed and incomplete trials are listed "
         "below the ranked ones, unranked."
     )
