@@ -36,8 +36,6 @@ def at_selected_epoch(epochs: pl.DataFrame, columns: tuple[str, ...]) -> pl.Data
         .unique(key, keep="last")
     )
     # Epoch 0 is stage 1 alone, which has no epoch row: its values are the final row's stage1_*.
-    if "selected_epoch" not in epochs.columns:
-        return from_epochs
     stage1 = (
         epochs.filter((pl.col("status") == COMPLETED) & (pl.col("selected_epoch").cast(pl.Int64) == 0))
         .select(*key, *[(pl.col(f"stage1_{c}") if f"stage1_{c}" in epochs.columns

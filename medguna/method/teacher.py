@@ -23,17 +23,20 @@ def _check_features(features: torch.Tensor, name: str) -> None:
         )
 
 
+def teacher_logits(
+    teacher: nn.Module, clean_features: torch.Tensor, *, normalize: bool
+) -> torch.Tensor:
+    """teacher(f) without autograd, f L2-normalised if ``normalize`` (the reference does)."""
+    _check_features(clean_features, "clean_features")
+    with torch.no_grad():
+        return teacher(F.normalize(clean_features, dim=-1) if normalize else clean_features)
+
+
 def teacher_labels(
     teacher: nn.Module, clean_features: torch.Tensor, *, normalize: bool
 ) -> torch.Tensor:
-    """Hard pseudo-labels argmax(teacher(f)), f L2-normalised if ``normalize`` (the reference does).
-
-    Runs without autograd; the labels are a plain LongTensor usable as cross-entropy targets.
-    """
-    _check_features(clean_features, "clean_features")
-    with torch.no_grad():
-        features = F.normalize(clean_features, dim=-1) if normalize else clean_features
-        return teacher(features).argmax(dim=-1)
+    """Hard pseudo-labels argmax(teacher(f)): a plain LongTensor usable as cross-entropy targets."""
+    return teacher_logits(teacher, clean_features, normalize=normalize).argmax(dim=-1)
 
 
 def student_logits(

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from medguna.config import TrialConfig, to_dict
@@ -256,6 +255,7 @@ class Stage1Result:
     """The stage-1 adapter, its frozen copy (the teacher) and the teacher's hard labels."""
 
     adapter: nn.Module
+    teacher: nn.Module  # the adapter's frozen copy
     teacher_state: dict[str, torch.Tensor]
     losses: list[float]
     teacher_labels: dict[str, torch.Tensor]  # "train", "val"
@@ -265,13 +265,11 @@ class Stage1Result:
     val_metrics: dict[str, Any] = field(default_factory=dict)
 
     def probs(self, features: torch.Tensor) -> torch.Tensor:
-        """Softmax of the stage-1 model (the adapter as stage 1 left it) on clean-view features."""
-        from medguna.method.stage1 import make_teacher
+        """Softmax of stage 1 alone (the teacher) on clean-view features, as its labels are made."""
+        from medguna.method.teacher import teacher_logits
 
-        teacher = make_teacher(self.adapter)  # eval mode, frozen: the teacher stage 2 learns from
-        with torch.no_grad():
-            logits = teacher(F.normalize(features.float(), dim=-1).to(next(teacher.parameters()).device))
-            return torch.softmax(logits.float(), dim=1).cpu()
+        logits = teacher_logits(self.teacher, features.float(), normalize=True)
+        return torch.softmax(logits.float(), dim=1).cpu()
 
 
 @dataclass
@@ -426,7 +424,7 @@ def _stage1(ctx: TrialContext, generator: torch.Generator, resume: dict | None) 
     accuracy = float((labels["train"] == shared.labels["train"]).float().mean()) \
         if len(labels["train"]) else math.nan
     result = Stage1Result(
-        adapter=adapter, teacher_state={k: v.detach().clone() for k, v in teacher.state_dict().items()},
+        adapter=adapter, teacher=teacher, teacher_state={k: v.detach().clone() for k, v in teacher.state_dict().items()},
         losses=losses, teacher_labels=labels, pseudo_label_accuracy=accuracy,
     )
     if ctx.cfg.runtime.selection_includes_stage1:
@@ -631,7 +629,7 @@ def _select_and_test(ctx: TrialContext, stage1: Stage1Result, state: Stage2State
     selected = select_epoch(state.history, r.objective) + 1  # 1-based epoch number
     objective_value = state.history[selected - 1].get(r.objective, math.nan)
     stage1_value = stage1.val_metrics.get(r.objective, math.nan)
-    if stage1_value > objective_value or (math.isnan(objective_value) and not math.isnan(stage1_value)):
+    if stage1_value > objective_value:  # select_epoch never picks a NaN epoch; a NaN stage 1 loses
         selected, objective_value = 0, stage1_value
         test_probs = stage1.probs(ctx.shared.clean_features["test"])
     else:
