@@ -37,7 +37,10 @@ PROTOCOLS = ("validation", "reference")
 MAX_PROMPT_LENGTH = 1024
 SWIN_PATCH_SIZE = 4  # MedCLIP-ViT's Swin-T: a 224 px image is a 56 x 56 patch grid
 MAX_ADAPTER_WIDTH = 8192
-CONTROLS = ("none", "shuffled_pseudo_labels", "shuffled_description_labels")
+CONTROLS = ("none", "shuffled_pseudo_labels", "shuffled_description_labels", "oracle_pseudo_labels")
+# Controls that give stage 2 what a label-free method never has: an upper bound, not a baseline.
+POSITIVE_CONTROLS = ("oracle_pseudo_labels",)
+
 # torch.compile of the prompted student's forward: auto = inductor on a GPU, off on CPU (compiling
 # costs more than it saves in a short CPU trial); aot_eager captures the graph without code
 # generation (a quick check that the capture is exact).
@@ -46,6 +49,11 @@ MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 4096  # below 32 px Swin's 4-px patches lea
 # model.checkpoint values that name a model medguna ships or builds, not a folder of the user's.
 DEMO_CHECKPOINT = "demo"
 TEST_SIZE_CHECKPOINT = "test-size"
+
+
+def control_kind(control: str) -> str:
+    """How a banner names a control: what it takes away, or what it adds that a user cannot have."""
+    return "ORACLE CONTROL (trains on image labels)" if control in POSITIVE_CONTROLS else "NEGATIVE CONTROL"
 
 
 @dataclass
@@ -165,9 +173,11 @@ class RuntimeConfig:
     feature_bank_seed: int = 0
     collapse_threshold: float = 0.95
     log_every_steps: int = 10
-    # A negative control, never a result: "shuffled_pseudo_labels" permutes the teacher's stage-2
+    # A control, never a result. Negative: "shuffled_pseudo_labels" permutes the teacher's stage-2
     # labels across images, "shuffled_description_labels" the class labels of stage 1's sentences
     # (same counts per class, no link to the content), so the gain that stage must bring vanishes.
+    # Positive: "oracle_pseudo_labels" trains stage 2 on the training images' true labels instead of
+    # the teacher's, the most that better pseudo-labels could buy at this budget and student.
     control: str = "none"
     compile_student: str = "auto"  # see COMPILE_CHOICES
     # > 0: torch.profiler over this many stage-2 steps of the first epoch (after 2 unrecorded ones);

@@ -20,7 +20,14 @@ from typing import Any
 
 import torch
 
-from medguna.config import StudyConfig, TrialConfig, apply_method_params, from_dict, to_dict
+from medguna.config import (
+    StudyConfig,
+    TrialConfig,
+    apply_method_params,
+    control_kind,
+    from_dict,
+    to_dict,
+)
 from medguna.data.shifts import check_shift
 from medguna.errors import ConfigError
 from medguna.models.demo_encoder import encoder_description
@@ -131,7 +138,7 @@ def banner(plan: StudyPlan) -> str:
         lines.append(f"  dataset {p.dataset:<11} {p.data_source:<9} {where}")
     lines += [
         f"  encoder    {cfg.model.encoder}: {encoder_description(cfg.model)}",
-        *([f"  control    NEGATIVE CONTROL runtime.control={cfg.runtime.control}: not a result"]
+        *([f"  control    {control_kind(cfg.runtime.control)} runtime.control={cfg.runtime.control}: not a result"]
           if cfg.runtime.control != "none" else []),
         f"  method     variant={cfg.method.variant}; searching {', '.join(cfg.search.space) or 'nothing'}",
         (f"  trials     {plan.datasets[0].num_samples} per dataset ({plan.budget} budget), "

@@ -107,7 +107,7 @@ def provenance(cfg: TrialConfig, shared: SharedWork) -> dict[str, Any]:
         "checkpoint": str(info.get("checkpoint", cfg.model.checkpoint)),
         "checkpoint_sha256": str(info.get("checkpoint_sha256", ""))[:12],
         "method_variant": cfg.method.variant,
-        "control": cfg.runtime.control,  # "none", or a negative control that is not a result
+        "control": cfg.runtime.control,  # "none", or a control (negative or oracle) that is not a result
         # Traces a row to its sentences: a description set's provenance records the same hash.
         "descriptions_sha256": shared.descriptions_sha256[:16],
         "protocol": cfg.runtime.protocol,
@@ -421,6 +421,8 @@ def _stage1(ctx: TrialContext, generator: torch.Generator, resume: dict | None) 
               for split in ("train", "val")}
     if ctx.cfg.runtime.control == "shuffled_pseudo_labels":
         labels["train"] = labels["train"][torch.randperm(len(labels["train"]), generator=generator)]
+    elif ctx.cfg.runtime.control == "oracle_pseudo_labels":
+        labels["train"] = shared.labels["train"].clone()
     accuracy = float((labels["train"] == shared.labels["train"]).float().mean()) \
         if len(labels["train"]) else math.nan
     result = Stage1Result(

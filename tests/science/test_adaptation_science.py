@@ -73,6 +73,19 @@ def test_stage1_teacher_learns_from_the_descriptions_and_a_label_shuffle_destroy
 
 
 @pytest.mark.slow
+def test_the_oracle_control_trains_stage2_on_the_true_labels_and_leaves_the_teacher_alone(cache_dir):
+    """`oracle_pseudo_labels` swaps the teacher's stage-2 targets for the training images' labels
+    (every target right) and changes nothing else: the same teacher scores validation as before."""
+    common = {"prompt_length": 0, "stage2_epochs": 1}
+    real = trial(cache_dir, "shenzhen", **common)
+    oracle = trial(cache_dir, "shenzhen", control="oracle_pseudo_labels", **common)
+    assert oracle["control"] == "oracle_pseudo_labels"
+    assert real["pseudo_label_accuracy"] < 1.0 == oracle["pseudo_label_accuracy"]
+    assert oracle["stage1_val_balanced_accuracy"] == real["stage1_val_balanced_accuracy"]
+    assert oracle["zeroshot_test_balanced_accuracy"] == real["zeroshot_test_balanced_accuracy"]
+
+
+@pytest.mark.slow
 def test_a_default_trial_gains_over_zero_shot_and_shuffled_descriptions_take_the_gain_away(cache_dir):
     """ISIC under the skin `demo` shift, where the shift benchmark's gain interval excludes zero: the
     corrected variant's default trial beats zero-shot on the test split, and the same trial with the
