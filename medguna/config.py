@@ -25,6 +25,7 @@ OBJECTIVES = ("val_balanced_accuracy", "val_accuracy", "val_macro_f1", "val_auro
 MIXED_PRECISIONS = ("auto", "no", "bf16", "fp16")
 HIGH_BIT_DEPTHS = ("rescale", "clip")
 STRONG_VIEW_SOURCES = ("auto", "square", "whole")
+STRONG_VIEW_AUGMENTATIONS = ("reference", "crop_flip")  # as medguna.data.augment (which imports torch)
 # Whole images for strong views are cached at this multiple of image_size (448 px at 224).
 WHOLE_IMAGE_SCALE = 2  # as medguna.data.images (this module imports nothing of medguna)
 # validation: stage 2 trains on the training split, the epoch is chosen on validation, test is read
@@ -114,6 +115,9 @@ class MethodConfig:
     # What the strong view is cropped from: the clean view's cached square, or the whole image
     # (cached at WHOLE_IMAGE_SCALE x image_size) as the reference does. auto: whole for reference.
     strong_view_source: str = "auto"
+    # What the strong view does to the image (medguna.data.augment.STRONG_VIEW_AUGMENTATIONS):
+    # the reference's jitter-and-blur recipe in both variants; crop_flip for a study to compare.
+    strong_view_augmentation: str = "reference"
     text_wrapper: str = "auto"  # auto: modality for the medguna variant, reference for reference
     seed: int = 7777
 
@@ -264,6 +268,8 @@ def validate_method(m: MethodConfig, image_size: int = 224) -> None:
            f"one of {TEXT_WRAPPERS}")
     _check(m.high_bit_depth in HIGH_BIT_DEPTHS, "method.high_bit_depth", m.high_bit_depth,
            f"one of {HIGH_BIT_DEPTHS}")
+    _check(m.strong_view_augmentation in STRONG_VIEW_AUGMENTATIONS, "method.strong_view_augmentation",
+           m.strong_view_augmentation, f"one of {STRONG_VIEW_AUGMENTATIONS}")
     _check(m.strong_view_source in STRONG_VIEW_SOURCES, "method.strong_view_source", m.strong_view_source,
            f"one of {STRONG_VIEW_SOURCES}")
     _check(bool(m.description_source), "method.description_source", m.description_source,

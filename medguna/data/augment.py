@@ -14,6 +14,11 @@ import torch.nn.functional as F
 from medguna.errors import ConfigError
 
 CROP_SCALE = (0.2, 1.0)
+# The student's strong view: "reference" is the reference's natural-image recipe (crop 20-100% of
+# the area, flip, colour jitter, random grayscale, blur); "crop_flip" keeps only the geometry (crop
+# 60-100%, flip) and leaves intensity and colour as acquired, for findings that jitter and blur erase.
+STRONG_VIEW_AUGMENTATIONS = ("reference", "crop_flip")
+CROP_FLIP_SCALE = (0.6, 1.0)
 CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 JITTER_PROBABILITY = 0.8
 BRIGHTNESS = CONTRAST = SATURATION = 0.4
@@ -205,16 +210,22 @@ def strong_view(
     generator: torch.Generator | None = None,
     interpolation: str = "bicubic",
     sizes: torch.Tensor | None = None,
+    augmentation: str = "reference",
 ) -> torch.Tensor:
     """The student's strong view of a (B, C, H, W) uint8 batch: float (B, C, out, out) in [0, 1].
 
-    RandomResizedCrop(scale 0.2-1, ratio 3/4-4/3) -> horizontal flip p 0.5 -> ColorJitter(0.4, 0.4,
-    0.4, 0.1) p 0.8 -> RandomGrayscale p 0.2 -> Gaussian blur, sigma ~ U[0.1, 2], always.
+    "reference": RandomResizedCrop(scale 0.2-1, ratio 3/4-4/3) -> horizontal flip p 0.5 ->
+    ColorJitter(0.4, 0.4, 0.4, 0.1) p 0.8 -> RandomGrayscale p 0.2 -> Gaussian blur, sigma ~ U[0.1, 2].
+    "crop_flip": RandomResizedCrop(scale 0.6-1, same ratios) -> horizontal flip p 0.5, nothing else.
     `sizes` (B, 2): each image's original (height, width) when the batch holds whole images resized
     to a square; the crops then follow the original's area and aspect ratio, as the reference's do.
     """
     if interpolation not in ("bicubic", "bilinear"):
         raise ConfigError(f"interpolation must be 'bicubic' or 'bilinear', got {interpolation!r}")
+    if augmentation not in STRONG_VIEW_AUGMENTATIONS:
+        raise ConfigError(f"strong view augmentation must be one of {STRONG_VIEW_AUGMENTATIONS}, "
+                          f"got {augmentation!r}")
+    scale = CROP_SCALE if augmentation == "reference" else CROP_FLIP_SCALE
     images = _as_unit_float(batch)
     batch_size, _, height, width = images.shape
     if batch_size == 0:
@@ -222,11 +233,13 @@ def strong_view(
     device = images.device
     if sizes is not None:
         sizes = sizes.to(device=device, dtype=torch.float32)
-        boxes = _crop_boxes(batch_size, sizes[:, 0], sizes[:, 1], generator, device)
+        boxes = _crop_boxes(batch_size, sizes[:, 0], sizes[:, 1], generator, device, scale=scale)
     else:
-        boxes = _crop_boxes(batch_size, height, width, generator, device)
+        boxes = _crop_boxes(batch_size, height, width, generator, device, scale=scale)
     flip = _uniform((batch_size,), 0.0, 1.0, generator, device) < 0.5
     images = _resized_crop_and_flip(images, boxes, flip, out_size, interpolation, sizes)
+    if augmentation == "crop_flip":
+        return images.clamp(0.0, 1.0)
     images = _color_jitter(images, generator)
     images = _random_grayscale(images, generator)
     sigma = _uniform((batch_size,), *BLUR_SIGMA, generator, device)

@@ -501,7 +501,7 @@ def _train_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, ep
         else:
             views = strong_view(train_set.images_at(idx).to(device), out_size=shared.encoder.image_size,
                                 generator=state.generator, interpolation=m.crop_interpolation,
-                                sizes=train_set.sizes_at(idx))
+                                sizes=train_set.sizes_at(idx), augmentation=m.strong_view_augmentation)
             with ctx.autocast():
                 logits = state.student(pixels=normalize(views, shared.preprocessing))
         loss, terms = stage2_loss(

@@ -305,13 +305,15 @@ def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast, spli
 
     r = cfg.runtime
     interpolation = cfg.method.crop_interpolation
+    augmentation = cfg.method.strong_view_augmentation
     whole = split in shared.whole_images
     source = shared.whole_images[split] if whole else shared.images[split]
     material = dict(encoder=encoder_id(shared.encoder),
                     images=shared.whole_keys[split] if whole else shared.image_keys[split],
                     precision=shared.precision, views=r.feature_bank_views, seed=r.feature_bank_seed,
-                    # bicubic banks keep their earlier keys, so existing caches stay valid
-                    **({"interpolation": interpolation} if interpolation != "bicubic" else {}))
+                    # bicubic banks of reference views keep their earlier keys, so existing caches stay valid
+                    **({"interpolation": interpolation} if interpolation != "bicubic" else {}),
+                    **({"augmentation": augmentation} if augmentation != "reference" else {}))
 
     def compute() -> dict[str, torch.Tensor]:
         generator = torch.Generator(device="cpu").manual_seed(r.feature_bank_seed)
@@ -319,7 +321,7 @@ def feature_bank(cfg: TrialConfig, shared: SharedWork, *, device, autocast, spli
 
         def view(batch, gen, sizes=None):
             return strong_view(batch.cpu(), out_size=size, generator=gen, interpolation=interpolation,
-                               sizes=sizes).to(device)
+                               sizes=sizes, augmentation=augmentation).to(device)
 
         bank = [encode_images(shared.encoder, source, shared.preprocessing,
                               device=device, batch_size=r.eval_batch_size, autocast=autocast,

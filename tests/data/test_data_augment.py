@@ -48,6 +48,26 @@ def test_a_flat_image_stays_flat():
     assert per_image_spread.max().item() < 1e-5
 
 
+def test_crop_flip_keeps_intensity_and_colour_and_crops_at_least_60_percent():
+    """The crop_flip strong view leaves a flat image's colour exactly as acquired (the reference
+    recipe's jitter moves it), and its first draws crop what _crop_boxes draws at scale 0.6-1."""
+    batch = torch.full((64, 3, 40, 40), 128, dtype=torch.uint8)
+    batch[:, 1] = 60
+    kept = strong_view(batch, out_size=24, generator=torch.Generator().manual_seed(1), augmentation="crop_flip")
+    jittered = strong_view(batch, out_size=24, generator=torch.Generator().manual_seed(1))
+    acquired = batch[:, :, :1, :1].float() / 255
+    assert torch.allclose(kept, acquired.expand_as(kept), atol=1e-6)
+    assert (jittered - acquired).abs().amax(dim=(1, 2, 3)).gt(0.01).sum() > 32  # most were jittered
+    # A ramp shows the crop: a crop of at least 60% of a side spans at least ~60% of the ramp.
+    ramp = torch.arange(40, dtype=torch.float32).repeat(40, 1)[None, None].expand(64, 1, 40, 40)
+    views = strong_view((ramp * 6).to(torch.uint8), out_size=40, generator=torch.Generator().manual_seed(2),
+                        augmentation="crop_flip")
+    span = views.amax(dim=(1, 2, 3)) - views.amin(dim=(1, 2, 3))
+    assert span.min().item() > 0.6 * 0.6 * 234 / 255  # area >= 0.6 and ratio <= 4/3: side >= ~0.67
+    with pytest.raises(ConfigError, match="crop_flip"):
+        strong_view(batch, augmentation="jitter")
+
+
 def test_crop_boxes_follow_scale_and_ratio():
     boxes = _crop_boxes(2000, 60, 80, torch.Generator().manual_seed(0), torch.device("cpu"))
     top, left, height, width = boxes.unbind(dim=1)
