@@ -114,7 +114,7 @@ def test_each_change_invalidates_exactly_what_depends_on_it(tmp_path: Path, data
     assert described.text_embeddings.shape[0] != base.text_embeddings.shape[0]
 
 
-def test_feature_bank_is_keyed_by_views_and_seed(tmp_path: Path, data_root: Path):
+def test_feature_bank_is_keyed_by_views_seed_and_augmentation(tmp_path: Path, data_root: Path):
     cfg = make_config(tmp_path / "cache", data_root, prompt_length=0)
     shared = prepare(cfg)
     device = torch.device("cpu")
@@ -130,6 +130,11 @@ def test_feature_bank_is_keyed_by_views_and_seed(tmp_path: Path, data_root: Path
     cfg.runtime.feature_bank_seed = 1
     other = feature_bank(cfg, shared, device=device, autocast=nullcontext)
     assert shared.cache_hits["feature_bank"] is False and not torch.equal(other, bank)
+
+    # Views of another augmentation are other features: never served from the reference's entry.
+    cfg.method.strong_view_augmentation = "crop_flip"
+    plain = feature_bank(cfg, shared, device=device, autocast=nullcontext)
+    assert shared.cache_hits["feature_bank"] is False and not torch.equal(plain, other)
 
 
 def test_image_cache_is_a_memory_map_and_a_batch_copies_only_the_batch(tmp_path: Path, data_root: Path):
