@@ -25,7 +25,11 @@ OBJECTIVES = ("val_balanced_accuracy", "val_accuracy", "val_macro_f1", "val_auro
 MIXED_PRECISIONS = ("auto", "no", "bf16", "fp16")
 HIGH_BIT_DEPTHS = ("rescale", "clip")
 STRONG_VIEW_SOURCES = ("auto", "square", "whole")
-STRONG_VIEW_AUGMENTATIONS = ("reference", "crop_flip")  # as medguna.data.augment (which imports torch)
+# The student's strong view (medguna.data.augment.strong_view): "reference" is the reference's
+# natural-image recipe (crop 20-100% of the area, flip, colour jitter, random grayscale, blur);
+# "crop_flip" keeps only the geometry (crop 60-100%, flip) and leaves intensity and colour as
+# acquired, for findings that jitter and blur erase.
+STRONG_VIEW_AUGMENTATIONS = ("reference", "crop_flip")
 # Whole images for strong views are cached at this multiple of image_size (448 px at 224).
 WHOLE_IMAGE_SCALE = 2  # as medguna.data.images (this module imports nothing of medguna)
 # validation: stage 2 trains on the training split, the epoch is chosen on validation, test is read
@@ -52,9 +56,13 @@ DEMO_CHECKPOINT = "demo"
 TEST_SIZE_CHECKPOINT = "test-size"
 
 
-def control_kind(control: str) -> str:
-    """How a banner names a control: what it takes away, or what it adds that a user cannot have."""
-    return "ORACLE CONTROL (trains on image labels)" if control in POSITIVE_CONTROLS else "NEGATIVE CONTROL"
+def control_banner(control: str) -> str:
+    """What a banner says of a control ("" for none): what it takes away, or what it adds that a
+    user cannot have, and that its rows are not results."""
+    if control == "none":
+        return ""
+    kind = "ORACLE CONTROL (trains on image labels)" if control in POSITIVE_CONTROLS else "NEGATIVE CONTROL"
+    return f"{kind} runtime.control={control}: not a result"
 
 
 @dataclass
@@ -115,8 +123,8 @@ class MethodConfig:
     # What the strong view is cropped from: the clean view's cached square, or the whole image
     # (cached at WHOLE_IMAGE_SCALE x image_size) as the reference does. auto: whole for reference.
     strong_view_source: str = "auto"
-    # What the strong view does to the image (medguna.data.augment.STRONG_VIEW_AUGMENTATIONS):
-    # the reference's jitter-and-blur recipe in both variants; crop_flip for a study to compare.
+    # What the strong view does to the image (STRONG_VIEW_AUGMENTATIONS): the reference's
+    # jitter-and-blur recipe in both variants; crop_flip for a study to compare.
     strong_view_augmentation: str = "reference"
     text_wrapper: str = "auto"  # auto: modality for the medguna variant, reference for reference
     seed: int = 7777

@@ -11,13 +11,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from medguna.config import STRONG_VIEW_AUGMENTATIONS
 from medguna.errors import ConfigError
 
 CROP_SCALE = (0.2, 1.0)
-# The student's strong view: "reference" is the reference's natural-image recipe (crop 20-100% of
-# the area, flip, colour jitter, random grayscale, blur); "crop_flip" keeps only the geometry (crop
-# 60-100%, flip) and leaves intensity and colour as acquired, for findings that jitter and blur erase.
-STRONG_VIEW_AUGMENTATIONS = ("reference", "crop_flip")
 CROP_FLIP_SCALE = (0.6, 1.0)
 CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 JITTER_PROBABILITY = 0.8

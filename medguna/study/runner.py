@@ -24,7 +24,7 @@ from medguna.config import (
     StudyConfig,
     TrialConfig,
     apply_method_params,
-    control_kind,
+    control_banner,
     from_dict,
     to_dict,
 )
@@ -138,8 +138,7 @@ def banner(plan: StudyPlan) -> str:
         lines.append(f"  dataset {p.dataset:<11} {p.data_source:<9} {where}")
     lines += [
         f"  encoder    {cfg.model.encoder}: {encoder_description(cfg.model)}",
-        *([f"  control    {control_kind(cfg.runtime.control)} runtime.control={cfg.runtime.control}: not a result"]
-          if cfg.runtime.control != "none" else []),
+        *([f"  control    {control_banner(cfg.runtime.control)}"] if cfg.runtime.control != "none" else []),
         f"  method     variant={cfg.method.variant}; searching {', '.join(cfg.search.space) or 'nothing'}",
         (f"  trials     {plan.datasets[0].num_samples} per dataset ({plan.budget} budget), "
          f"{plan.datasets[0].trial.method.stage2_epochs} stage-2 epochs, objective {cfg.runtime.objective}"),

@@ -42,7 +42,7 @@ def trial_overrides(overrides: list[str]) -> tuple[list[str], str]:
 
 def run_command(args: argparse.Namespace) -> int:
     from medguna.compose import compose_study
-    from medguna.config import control_kind
+    from medguna.config import control_banner
     from medguna.data.manifest import is_synthetic_root
     from medguna.data.shifts import check_shift
     from medguna.folders import check_writable_folder
@@ -67,8 +67,7 @@ def run_command(args: argparse.Namespace) -> int:
           f"encoder {cfg.model.encoder} "
           f"{encoder_description(cfg.model)}; "
           f"variant {cfg.method.variant}; protocol {cfg.runtime.protocol}; mixed precision {mixed_precision(cfg)}; "
-          + (f"{control_kind(cfg.runtime.control)} runtime.control={cfg.runtime.control}, not a result; "
-             if cfg.runtime.control != "none" else "")
+          + (f"{control_banner(cfg.runtime.control)}; " if cfg.runtime.control != "none" else "")
           + f"TensorBoard: {log_dir}",
           file=sys.stderr)
     reporter = PrintReporter(verbose=not args.quiet)
