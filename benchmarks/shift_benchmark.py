@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Does label-free adaptation help under an acquisition shift? (run by hand, not by CI)
 
-    python benchmarks/shift_benchmark.py [--datasets shenzhen,...] [--seeds 3] [--study-trials 6]
-                                         [--scale 2]
-                                         [--work DIR]
+    python benchmarks/shift_benchmark.py [--datasets shenzhen,...] [--seeds 3] [--first-seed 0]
+                                         [--study-trials 6] [--scale 2] [--draw-seed 0]
+                                         [--warm-point name=value,...] [--work DIR]
 
 Per dataset (all five by default) and seed, on the SYNTHETIC stand-in under its modality's `demo`
 acquisition shift, with the shipped DEMONSTRATION encoder (pretrained on the unshifted drawings):
@@ -18,11 +18,16 @@ acquisition shift, with the shipped DEMONSTRATION encoder (pretrained on the uns
                   paper's point first; selected on validation, scored once on test);
   study best (wide space)  the same search, as many trials, over `search=wide` (the default space
                   plus stage 2's optimiser, learning rate and strong-view augmentation);
+  warm point      only with --warm-point: that configuration of the corrected variant (the rest at
+                  its defaults), fixed in advance; the wide-space study then also tries it second,
+                  after the paper's point, as `search.warm_start` enqueues another study's finding;
   oracle pseudo-labels  the corrected default with stage 2 trained on the training images' true
                   labels (runtime.control=oracle_pseudo_labels): not label-free and not a result,
                   the most that better pseudo-labels could buy with this student and budget.
 Every arm runs at the demonstration's budget (the study's demo_method: stage-1 steps, stage-2
-epochs, batch size), as a study on synthetic data does. Each seed sets method.seed and data.split_seed. The gain is test balanced accuracy minus zero-shot's
+epochs, batch size), as a study on synthetic data does. Each seed sets method.seed and data.split_seed;
+--draw-seed (data.synthetic_seed) picks which draw of the stand-ins' images is used, so a finding made
+on one draw can be checked on new images. The gain is test balanced accuracy minus zero-shot's
 on the same test images; the table gives its mean over seeds with a 95% t interval, and in how many
 runs selection kept stage 1 alone (no stage-2 epoch beat the teacher on validation). Writes
 results.csv and results.md under --work and prints the Markdown table and the wall time.
@@ -46,7 +51,7 @@ from medguna.analysis.stats import mean_ci
 from medguna.compose import compose_study
 from medguna.config import apply_method_params
 from medguna.data.datasets import DATASETS
-from medguna.study.space import DefineByRun, reference_point
+from medguna.study.space import DefineByRun, inside_space, reference_point
 from medguna.trial.loop import run_trial
 from medguna.trial.reporting import PrintReporter
 
@@ -55,9 +60,11 @@ def trial_row(cfg) -> dict:
     return run_trial(cfg, PrintReporter(verbose=False))
 
 
-def validation_best(study_cfg, dataset: str, method, trials: int, seed: int) -> tuple[float, dict, dict] | None:
+def validation_best(study_cfg, dataset: str, method, trials: int, seed: int,
+                    warm: dict | None = None) -> tuple[float, dict, dict] | None:
     """The best of a small Optuna TPE search over `study_cfg`'s space, as a study runs it: the same
-    trial function and objective, the paper's point first; best by the validation objective."""
+    trial function and objective, the paper's point first (then `warm`, a point of the space, as a
+    warm start enqueues one); best by the validation objective."""
     space = study_cfg.search.space
     finals: list[tuple[float, dict, dict]] = []
 
@@ -71,18 +78,50 @@ def validation_best(study_cfg, dataset: str, method, trials: int, seed: int) -> 
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=study_cfg.search.sampler_seed + seed))
     point = reference_point(space) if study_cfg.search.enqueue_reference else None
-    if point is not None:
-        study.enqueue_trial(point)
+    for enqueued in (point, warm):
+        if enqueued is not None:
+            study.enqueue_trial(enqueued)
     study.optimize(objective, n_trials=trials, catch=(Exception,))
     if not finals:
         return None
     return max(finals, key=lambda item: item[0] if math.isfinite(item[0]) else -math.inf)
 
 
-def run_dataset_seed(dataset: str, seed: int, study_trials: int, cache_dir: str, scale: float) -> list[dict]:
+def warm_point_in(space: dict, method, warm: dict) -> dict:
+    """`warm` as a point of `space`: every searched dimension, unnamed ones at `method`'s values."""
+    point = {name: getattr(apply_method_params(method, warm), name) for name in space}
+    if not inside_space(space, point):
+        raise SystemExit(f"--warm-point: {point} is not a point of the wide space {space}")
+    return point
+
+
+def parse_warm_point(text: str | None) -> dict:
+    """`name=value,...` -> method parameters (0 -> int, 2e-3 -> float, anything else a string)."""
+    if not text:
+        return {}
+
+    def scalar(value: str):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+        return value
+
+    params = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--warm-point: {item!r} is not name=value")
+        params[name.strip()] = scalar(value.strip())
+    return params
+
+
+def run_dataset_seed(dataset: str, seed: int, study_trials: int, cache_dir: str, scale: float,
+                     draw_seed: int = 0, warm: dict | None = None) -> list[dict]:
     """Rows of one dataset and seed: one per arm, each with its test and zero-shot figures."""
     overrides = [f"storage.cache_dir={cache_dir}", f"data.split_seed={seed}", f"method.seed={seed}",
-                 f"data.synthetic_scale={scale}"]
+                 f"data.synthetic_scale={scale}", f"data.synthetic_seed={draw_seed}"]
     corrected = compose_study(overrides)
     wide = compose_study([*overrides, "search=wide"])  # + stage 2's optimiser, lr and strong view
     reference = compose_study([*overrides, "method=reference"], search=False)
@@ -111,8 +150,15 @@ def run_dataset_seed(dataset: str, seed: int, study_trials: int, cache_dir: str,
     prompt_free = apply_method_params(corrected_method, {"prompt_length": 0})
     record("medguna prompt-free", trial_row(corrected.trial_config(dataset, prompt_free)))
 
-    for arm, searched in (("study best", corrected), ("study best (wide space)", wide)):
-        best = validation_best(searched, dataset, corrected_method, study_trials, seed)
+    wide_warm = None
+    if warm:
+        record("warm point", trial_row(corrected.trial_config(dataset, apply_method_params(corrected_method, warm))),
+               warm)
+        wide_warm = warm_point_in(wide.search.space, corrected_method, warm)
+
+    for arm, searched, warm_start in (("study best", corrected, None),
+                                      ("study best (wide space)", wide, wide_warm)):
+        best = validation_best(searched, dataset, corrected_method, study_trials, seed, warm_start)
         if best is not None:  # selected on validation only; its test figure is read once, here
             record(arm, best[1], best[2])
     # An upper bound, not an arm a user can run on unlabelled data: last in the table.
@@ -157,19 +203,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds run from here (method.seed and data.split_seed), e.g. 3 for seeds never used before")
     parser.add_argument("--study-trials", type=int, default=6)
     parser.add_argument("--scale", type=float, default=2.0,
                         help="stand-in size (data.synthetic_scale): 2 gives test splits of 30-60 images")
+    parser.add_argument("--draw-seed", type=int, default=0,
+                        help="which draw of the stand-ins' images (data.synthetic_seed); 0 is the one studies use")
+    parser.add_argument("--warm-point", default=None,
+                        help="a configuration fixed in advance, e.g. prompt_length=0,stage2_optimizer=adamw: "
+                             "an arm of its own, and the wide study's second point")
     parser.add_argument("--work", type=Path, default=None, help="where caches and results go (default: a temp dir)")
     args = parser.parse_args(argv)
+    warm = parse_warm_point(args.warm_point)
     work = args.work or Path(tempfile.mkdtemp(prefix="medguna-shift-"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     rows: list[dict] = []
     for dataset in args.datasets.split(","):
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             t0 = time.perf_counter()
-            new = run_dataset_seed(dataset, seed, args.study_trials, str(work / "cache"), args.scale)
+            new = run_dataset_seed(dataset, seed, args.study_trials, str(work / "cache"), args.scale,
+                                   args.draw_seed, warm)
             rows += new
             print(f"[shift-benchmark] {dataset} seed {seed}: " + "; ".join(
                 f"{r['arm']} {r['test_balanced_accuracy']:.3f} (zero-shot {r['zeroshot_test_balanced_accuracy']:.3f})"
@@ -179,8 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(summary)
     minutes = (time.perf_counter() - started) / 60
     header = (f"SYNTHETIC stand-ins under the `demo` shift, DEMONSTRATION encoder (not MedCLIP); "
-              f"scale {args.scale:g}, {args.seeds} seeds, {args.study_trials} study trials; {minutes:.1f} min on "
-              f"{os.cpu_count()} CPU cores")
+              f"scale {args.scale:g}, image draw {args.draw_seed}, seeds {args.first_seed}-"
+              f"{args.first_seed + args.seeds - 1}, {args.study_trials} study trials"
+              + (f", warm point {args.warm_point}" if warm else "")
+              + f"; {minutes:.1f} min on {os.cpu_count()} CPU cores")
     (work / "results.md").write_text(header + "\n\n" + table + "\n")
     summary.write_csv(work / "summary.csv")
     print(header)

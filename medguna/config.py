@@ -74,6 +74,9 @@ class DataConfig:
     test_fraction: float = 0.2  # only for datasets without an official test split
     split_seed: int = 0
     synthetic_scale: float = 1.0
+    # Which draw of the stand-in's images (the generator's seed): another draw is new images of the
+    # same classes and shift, for checking a finding on data it was not found on.
+    synthetic_seed: int = 0
     # Acquisition shift of the stand-in (medguna.data.shifts): "demo" is the modality's preset target
     # domain, "none" the pretraining (source) domain, or "gamma=0.6,noise=0.4,...".
     synthetic_shift: str = "demo"
@@ -210,6 +213,7 @@ class TrialConfig:
         _check(0 < d.val_fraction < 1, "data.val_fraction", d.val_fraction, "a fraction in (0, 1)")
         _check(0 < d.test_fraction < 1, "data.test_fraction", d.test_fraction, "a fraction in (0, 1)")
         _check(d.synthetic_scale > 0, "data.synthetic_scale", d.synthetic_scale, "> 0")
+        _check(d.synthetic_seed >= 0, "data.synthetic_seed", d.synthetic_seed, "a seed >= 0")
         _check(MIN_IMAGE_SIZE <= d.image_size <= MAX_IMAGE_SIZE, "data.image_size", d.image_size,
                f"pixels per side from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} (MedCLIP-ViT: 224)")
         _check(r.objective in OBJECTIVES, "runtime.objective", r.objective, f"one of {OBJECTIVES}")
@@ -391,6 +395,7 @@ class DataRoots:
     test_fraction: float = 0.2
     split_seed: int = 0
     synthetic_scale: float = 1.0
+    synthetic_seed: int = 0
     synthetic_shift: str = "demo"
     image_size: int = 224
 
@@ -500,7 +505,8 @@ class StudyConfig:
                 dataset=dataset, root=self.data.roots.get(dataset), cache_dir=self.storage.cache_dir,
                 val_fraction=self.data.val_fraction, test_fraction=self.data.test_fraction,
                 split_seed=self.data.split_seed, synthetic_scale=self.data.synthetic_scale,
-                synthetic_shift=self.data.synthetic_shift, image_size=self.data.image_size,
+                synthetic_seed=self.data.synthetic_seed, synthetic_shift=self.data.synthetic_shift,
+                image_size=self.data.image_size,
             ),
             model=dataclasses.replace(self.model),
             method=dataclasses.replace(method or self.method),

@@ -59,6 +59,7 @@ PROVENANCE = (
     "dataset",
     "data_source",
     "synthetic_shift",
+    "synthetic_seed",
     "control",
     "encoder",
     "checkpoint",

@@ -79,6 +79,17 @@ class DefineByRun:
         return dict(self.constants)
 
 
+def inside_space(space: dict[str, dict], point: dict[str, Any]) -> bool:
+    """Whether `point` gives every dimension of `space` a value its distribution contains."""
+    for name, dist in distributions(space).items():
+        try:
+            if not dist._contains(dist.to_internal_repr(point[name])):
+                return False
+        except (KeyError, ValueError, TypeError):
+            return False
+    return True
+
+
 def define_by_run(space: dict[str, dict], constants: dict[str, Any]) -> Callable[[optuna.Trial], dict]:
     return DefineByRun(space, constants)
 

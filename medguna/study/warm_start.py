@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medguna.errors import ConfigError
-from medguna.study.space import distributions
+from medguna.study.space import inside_space
 
 
 def parse_source(source: str) -> tuple[Path, str | None]:
@@ -41,16 +41,6 @@ def _final_row(result_file: Path) -> dict[str, Any] | None:
     return row if isinstance(row, dict) and row.get("status") == "completed" else None
 
 
-def _inside(space: dict[str, dict], point: dict[str, Any]) -> bool:
-    for name, dist in distributions(space).items():
-        try:
-            if not dist._contains(dist.to_internal_repr(point[name])):
-                return False
-        except (KeyError, ValueError, TypeError):
-            return False
-    return True
-
-
 def warm_points(source: str, dataset: str, space: dict[str, dict], top: int) -> tuple[list[dict], str]:
     """The best `top` distinct completed configurations, as points of `space`, and a log line.
 
@@ -74,7 +64,7 @@ def warm_points(source: str, dataset: str, space: dict[str, dict], top: int) -> 
         if key in seen:
             continue
         seen.add(key)
-        if not _inside(space, point):
+        if not inside_space(space, point):
             outside += 1
             continue
         points.append(point)

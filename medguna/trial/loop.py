@@ -103,6 +103,9 @@ def provenance(cfg: TrialConfig, shared: SharedWork) -> dict[str, Any]:
         # Which acquisition shift the stand-in was drawn under ("none" = the pretraining domain).
         "synthetic_shift": (shared.manifest.synthetic_info or {}).get("shift", "none")
         if shared.manifest.is_synthetic else "",
+        # Which draw of the stand-in's images (data.synthetic_seed); "" for real data.
+        "synthetic_seed": str((shared.manifest.synthetic_info or {}).get("seed", ""))
+        if shared.manifest.is_synthetic else "",
         "encoder": info.get("encoder", cfg.model.encoder),
         "checkpoint": str(info.get("checkpoint", cfg.model.checkpoint)),
         "checkpoint_sha256": str(info.get("checkpoint_sha256", ""))[:12],

@@ -58,7 +58,7 @@ def load_trial_manifest(cfg: TrialConfig):
 
     d = cfg.data
     root = d.root if d.root is not None else synthetic_root(d.cache_dir, d.dataset, d.synthetic_scale,
-                                                            shift=d.synthetic_shift)
+                                                            seed=d.synthetic_seed, shift=d.synthetic_shift)
     return load_manifest(
         d.dataset, root, Path(d.cache_dir) / "splits",
         val_fraction=d.val_fraction, test_fraction=d.test_fraction, split_seed=d.split_seed,

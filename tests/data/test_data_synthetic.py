@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,3 +94,23 @@ def test_classes_differ_in_the_expected_places(synthetic_roots, tmp_path):
     skin = load_manifest("isic2018", synthetic_roots["isic2018"], tmp_path)
     centre = _mean_by_label(skin, "L", lambda p: p[24:40, 24:40].mean())
     assert centre[0] < centre[4] - 20
+
+
+def test_trial_config_synthetic_seed_picks_the_draw_and_is_checked(tmp_path):
+    """data.synthetic_seed reaches the stand-in a trial loads: another draw, same layout and counts."""
+    from medguna.config import DataConfig, TrialConfig
+    from medguna.trial.prepare import load_trial_manifest
+
+    def manifest(seed):
+        data = DataConfig(dataset="montgomery", cache_dir=str(tmp_path), synthetic_scale=0.3, synthetic_seed=seed)
+        return load_trial_manifest(TrialConfig(data=data).validate())
+
+    first, again, other = manifest(0), manifest(0), manifest(5)
+    assert first.root == again.root != other.root
+    assert first.synthetic_info["seed"] == 0 and other.synthetic_info["seed"] == 5
+    assert first.synthetic_info["counts"] == other.synthetic_info["counts"]
+    image = Path(first.paths("test")[0])
+    twin = other.root / image.relative_to(first.root)
+    assert twin.is_file() and twin.read_bytes() != image.read_bytes()
+    with pytest.raises(ConfigError, match="data.synthetic_seed"):
+        TrialConfig(data=DataConfig(synthetic_seed=-1)).validate()
