@@ -134,7 +134,8 @@ def banner(plan: StudyPlan) -> str:
     for p in plan.datasets:
         where = p.trial.data.root or (
             "SYNTHETIC stand-in in the official layout, acquisition shift "
-            + check_shift(p.trial.data.synthetic_shift, p.dataset))
+            + check_shift(p.trial.data.synthetic_shift, p.dataset)
+            + (f", image draw {p.trial.data.synthetic_seed}" if p.trial.data.synthetic_seed else ""))
         lines.append(f"  dataset {p.dataset:<11} {p.data_source:<9} {where}")
     lines += [
         f"  encoder    {cfg.model.encoder}: {encoder_description(cfg.model)}",

@@ -58,7 +58,8 @@ def run_command(args: argparse.Namespace) -> int:
         Path(study.storage.path) / "trials" / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     if cfg.data.root is None:
         data_text = ("SYNTHETIC stand-in data (demonstration), acquisition shift "
-                     + check_shift(cfg.data.synthetic_shift, dataset))
+                     + check_shift(cfg.data.synthetic_shift, dataset)
+                     + (f", image draw {cfg.data.synthetic_seed}" if cfg.data.synthetic_seed else ""))
     elif is_synthetic_root(cfg.data.root):
         data_text = f"SYNTHETIC stand-in data at {cfg.data.root}"
     else:

@@ -46,3 +46,14 @@ def test_a_stand_in_passed_as_a_data_root_is_planned_as_synthetic(tmp_path):
     plan = plan_study(compose_study(["study.datasets=[montgomery]", f"data.roots.montgomery={root}"]))
     assert plan.datasets[0].data_source == "synthetic"
     assert plan.datasets[0].trial.data.root == str(root.resolve())
+
+
+def test_another_image_draw_reaches_the_trials_and_the_banner(tmp_path):
+    from medguna.study.runner import banner
+
+    plan = plan_study(compose_study([f"storage.path={tmp_path}", "study.datasets=[montgomery]",
+                                     "data.synthetic_seed=4"]))
+    assert plan.datasets[0].trial.data.synthetic_seed == 4
+    assert "acquisition shift gamma=0.4,contrast=0.4,noise=0.4,blur=0.4, image draw 4" in banner(plan)
+    default = plan_study(compose_study([f"storage.path={tmp_path}", "study.datasets=[montgomery]"]))
+    assert "image draw" not in banner(default)  # draw 0, the one every study uses, goes unsaid
