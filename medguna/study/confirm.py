@@ -67,6 +67,20 @@ def confirmation_points(configurations: list[dict[str, Any]], seeds: list[int]) 
     return [{**configuration, "seed": seed} for configuration in configurations for seed in seeds]
 
 
+def confirmation_space(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Tune param_space holding every point: a key the points vary is a choice of their values.
+
+    Tune checks each preset point against the space and warns where a value is not in it, so a
+    space of constants (the first point) warned once per other seed and configuration."""
+    from ray import tune
+
+    space: dict[str, Any] = {}
+    for key in points[0]:
+        values = list(dict.fromkeys(point[key] for point in points))
+        space[key] = values[0] if len(values) == 1 else tune.choice(values)
+    return space
+
+
 CONFIRM_PLAN_FILE = "confirm_plan.json"  # the points of a confirmation, written before it starts
 
 
@@ -143,8 +157,7 @@ def _make_confirm_tuner(plan, p, trainable, points: list[dict[str, Any]]):
     cfg = plan.config
     return tune.Tuner(
         trainable,
-        # Tune takes points only as variants of a space holding their keys; every point has them all.
-        param_space=dict(points[0]),
+        param_space=confirmation_space(points),
         tune_config=tune.TuneConfig(
             search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=_max_concurrent(cfg)),
             num_samples=len(points),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import logging.handlers
 from pathlib import Path
 
 import polars as pl
@@ -12,7 +14,12 @@ from conftest import tiny_overrides
 from medguna.analysis.loading import load_results
 from medguna.analysis.report import build_report
 from medguna.compose import compose_study
-from medguna.study.confirm import best_configurations, confirm_plan, confirmation_points
+from medguna.study.confirm import (
+    best_configurations,
+    confirm_plan,
+    confirmation_points,
+    confirmation_space,
+)
 from medguna.study.runner import COMPLETE_MARKER, run_study
 
 SEEDS = [7778, 7779, 7780]  # method.seed 7777 + 1..3
@@ -31,6 +38,10 @@ def test_best_configurations_skip_unfinished_and_repeated_configurations():
     assert plan.seeds == SEEDS and confirm_plan(0, 3, 7777) is None
     points = confirmation_points([{"adapter_width": 64}, {"adapter_width": 0}], plan.seeds)
     assert [(p["adapter_width"], p["seed"]) for p in points] == [(64, s) for s in SEEDS] + [(0, s) for s in SEEDS]
+    space = confirmation_space([{**p, "dataset": "montgomery"} for p in points])
+    assert space["dataset"] == "montgomery"  # the same in every point: a constant
+    assert space["seed"].categories == SEEDS and space["adapter_width"].categories == [64, 0]
+    assert all(space["seed"].is_valid(p["seed"]) for p in points)  # so Tune has nothing to warn about
 
 
 def test_run_py_flags_set_the_confirmation_for_both_budgets(monkeypatch):
@@ -61,7 +72,15 @@ def test_confirm_top_2_with_3_seeds_gives_3_rows_per_configuration(tmp_path, sha
                          *overrides, "search.space.prompt_length.choices=[0]", "search.scheduler=none",
                          "study.demo_confirm_top=2", "study.demo_confirm_seeds=3"])
     lines: list[str] = []
-    plan = run_study(cfg, log=lines.append)
+    # Tune's variant generator warns for each preset point its param_space does not hold.
+    tune_warnings = logging.handlers.BufferingHandler(capacity=1000)
+    variant_logger = logging.getLogger("ray.tune.search.variant_generator")
+    variant_logger.addHandler(tune_warnings)
+    try:
+        plan = run_study(cfg, log=lines.append)
+    finally:
+        variant_logger.removeHandler(tune_warnings)
+    assert not [r.getMessage() for r in tune_warnings.buffer if "Pre-set value" in r.getMessage()]
     study_dir = Path(plan.study_dir)
     confirm_dir = study_dir / "montgomery_confirm"
     assert (confirm_dir / COMPLETE_MARKER).is_file()
