@@ -27,7 +27,8 @@ acquisition shift, with the shipped DEMONSTRATION encoder (pretrained on the uns
 Every arm runs at the demonstration's budget (the study's demo_method: stage-1 steps, stage-2
 epochs, batch size), as a study on synthetic data does. Each seed sets method.seed and data.split_seed;
 --draw-seed (data.synthetic_seed) picks which draw of the stand-ins' images is used, so a finding made
-on one draw can be checked on new images. The gain is test balanced accuracy minus zero-shot's
+on one draw can be checked on new images; --draw-per-seed gives each seed its own draw, so the
+intervals also cover which images were drawn (on one draw they cover only the split and training). The gain is test balanced accuracy minus zero-shot's
 on the same test images; the table gives its mean over seeds with a 95% t interval, and in how many
 runs selection kept stage 1 alone (no stage-2 epoch beat the teacher on validation). Writes
 results.csv and results.md under --work and prints the Markdown table and the wall time.
@@ -210,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="stand-in size (data.synthetic_scale): 2 gives test splits of 30-60 images")
     parser.add_argument("--draw-seed", type=int, default=0,
                         help="which draw of the stand-ins' images (data.synthetic_seed); 0 is the one studies use")
+    parser.add_argument("--draw-per-seed", action="store_true",
+                        help="each seed on its own draw of the images (data.synthetic_seed = the seed), so the "
+                             "intervals cover which images were drawn, not only the split and the training")
     parser.add_argument("--warm-point", default=None,
                         help="a configuration fixed in advance, e.g. prompt_length=0,stage2_optimizer=adamw: "
                              "an arm of its own, and the wide study's second point")
@@ -224,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             t0 = time.perf_counter()
             new = run_dataset_seed(dataset, seed, args.study_trials, str(work / "cache"), args.scale,
-                                   args.draw_seed, warm)
+                                   seed if args.draw_per_seed else args.draw_seed, warm)
             rows += new
             print(f"[shift-benchmark] {dataset} seed {seed}: " + "; ".join(
                 f"{r['arm']} {r['test_balanced_accuracy']:.3f} (zero-shot {r['zeroshot_test_balanced_accuracy']:.3f})"
@@ -234,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(summary)
     minutes = (time.perf_counter() - started) / 60
     header = (f"SYNTHETIC stand-ins under the `demo` shift, DEMONSTRATION encoder (not MedCLIP); "
-              f"scale {args.scale:g}, image draw {args.draw_seed}, seeds {args.first_seed}-"
+              f"scale {args.scale:g}, image draw {'= seed' if args.draw_per_seed else args.draw_seed}, "
+              f"seeds {args.first_seed}-"
               f"{args.first_seed + args.seeds - 1}, {args.study_trials} study trials"
               + (f", warm point {args.warm_point}" if warm else "")
               + f"; {minutes:.1f} min on {os.cpu_count()} CPU cores")
