@@ -175,6 +175,11 @@ def check_shift(spec: str, dataset: str) -> str:
         raise ConfigError(f"data.synthetic_shift={spec!r}: {error}") from None
 
 
+def acquisition_text(spec: str, dataset: str, draw: int) -> str:
+    """How banners name a stand-in's acquisition: its checked shift, and its draw unless the default."""
+    return f"acquisition shift {check_shift(spec, dataset)}" + (f", image draw {draw}" if draw else "")
+
+
 def shift_slug(canonical: str) -> str:
     """A short folder-name-safe tag of a canonical shift: "" for none, else "-shift<8 hex>"."""
     import hashlib

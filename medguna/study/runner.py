@@ -28,7 +28,7 @@ from medguna.config import (
     from_dict,
     to_dict,
 )
-from medguna.data.shifts import check_shift
+from medguna.data.shifts import acquisition_text, check_shift
 from medguna.errors import ConfigError
 from medguna.models.demo_encoder import encoder_description
 from medguna.study.confirm import run_confirmation
@@ -133,9 +133,8 @@ def banner(plan: StudyPlan) -> str:
                 "numbers say nothing about real performance **")]
     for p in plan.datasets:
         where = p.trial.data.root or (
-            "SYNTHETIC stand-in in the official layout, acquisition shift "
-            + check_shift(p.trial.data.synthetic_shift, p.dataset)
-            + (f", image draw {p.trial.data.synthetic_seed}" if p.trial.data.synthetic_seed else ""))
+            "SYNTHETIC stand-in in the official layout, "
+            + acquisition_text(p.trial.data.synthetic_shift, p.dataset, p.trial.data.synthetic_seed))
         lines.append(f"  dataset {p.dataset:<11} {p.data_source:<9} {where}")
     lines += [
         f"  encoder    {cfg.model.encoder}: {encoder_description(cfg.model)}",

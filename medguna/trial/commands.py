@@ -44,7 +44,7 @@ def run_command(args: argparse.Namespace) -> int:
     from medguna.compose import compose_study
     from medguna.config import control_banner
     from medguna.data.manifest import is_synthetic_root
-    from medguna.data.shifts import check_shift
+    from medguna.data.shifts import acquisition_text
     from medguna.folders import check_writable_folder
     from medguna.models.demo_encoder import encoder_description
     from medguna.trial.loop import mixed_precision, run_trial
@@ -57,9 +57,8 @@ def run_command(args: argparse.Namespace) -> int:
     log_dir = Path(args.logdir) if args.logdir else (
         Path(study.storage.path) / "trials" / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     if cfg.data.root is None:
-        data_text = ("SYNTHETIC stand-in data (demonstration), acquisition shift "
-                     + check_shift(cfg.data.synthetic_shift, dataset)
-                     + (f", image draw {cfg.data.synthetic_seed}" if cfg.data.synthetic_seed else ""))
+        data_text = ("SYNTHETIC stand-in data (demonstration), "
+                     + acquisition_text(cfg.data.synthetic_shift, dataset, cfg.data.synthetic_seed))
     elif is_synthetic_root(cfg.data.root):
         data_text = f"SYNTHETIC stand-in data at {cfg.data.root}"
     else:
