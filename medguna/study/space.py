@@ -96,19 +96,10 @@ def define_by_run(space: dict[str, dict], constants: dict[str, Any]) -> Callable
 
 def reference_point(space: dict[str, dict]) -> dict[str, Any] | None:
     """The paper's values of the searched dimensions, or None if the space cannot express them."""
-    point = {}
-    for name, dist in distributions(space).items():
-        if name not in REFERENCE_POINT:
-            return None  # the space searches something the paper point does not pin
-        value = REFERENCE_POINT[name]
-        try:
-            inside = dist._contains(dist.to_internal_repr(value))
-        except ValueError:  # a categorical value outside the choices
-            inside = False
-        if not inside:
-            return None
-        point[name] = value
-    return point
+    if not set(space) <= set(REFERENCE_POINT):
+        return None  # the space searches something the paper point does not pin
+    point = {name: REFERENCE_POINT[name] for name in space}
+    return point if inside_space(space, point) else None
 
 
 def is_reference_config(params: dict[str, Any]) -> bool:
