@@ -25,13 +25,14 @@ acquisition shift, with the shipped DEMONSTRATION encoder (pretrained on the uns
                   labels (runtime.control=oracle_pseudo_labels): not label-free and not a result,
                   the most that better pseudo-labels could buy with this student and budget.
 Every arm runs at the demonstration's budget (the study's demo_method: stage-1 steps, stage-2
-epochs, batch size), as a study on synthetic data does. Each seed sets method.seed and data.split_seed;
---draw-seed (data.synthetic_seed) picks which draw of the stand-ins' images is used, so a finding made
-on one draw can be checked on new images; --draw-per-seed gives each seed its own draw, so the
-intervals also cover which images were drawn (on one draw they cover only the split and training). The gain is test balanced accuracy minus zero-shot's
-on the same test images; the table gives its mean over seeds with a 95% t interval, and in how many
-runs selection kept stage 1 alone (no stage-2 epoch beat the teacher on validation). Writes
-results.csv and results.md under --work and prints the Markdown table and the wall time.
+epochs, batch size), as a study on synthetic data does. Each seed sets method.seed and
+data.split_seed; --draw-seed (data.synthetic_seed) picks which draw of the stand-ins' images is used,
+so a finding made on one draw can be checked on new images; --draw-per-seed gives each seed its own
+draw, so the intervals also cover which images were drawn (on one draw they cover only the split and
+training). The gain is test balanced accuracy minus zero-shot's on the same test images; the table
+gives its mean over seeds with a 95% t interval, and in how many runs selection kept stage 1 alone
+(no stage-2 epoch beat the teacher on validation). Writes results.csv and results.md under --work
+and prints the Markdown table and the wall time.
 Nothing here is a MedCLIP result: synthetic data, demonstration encoder.
 """
 
@@ -88,9 +89,9 @@ def validation_best(study_cfg, dataset: str, method, trials: int, seed: int,
     return max(finals, key=lambda item: item[0] if math.isfinite(item[0]) else -math.inf)
 
 
-def warm_point_in(space: dict, method, warm: dict) -> dict:
-    """`warm` as a point of `space`: every searched dimension, unnamed ones at `method`'s values."""
-    point = {name: getattr(apply_method_params(method, warm), name) for name in space}
+def warm_point_in(space: dict, warm_method) -> dict:
+    """The warm point's method as a point of `space`: its value of every searched dimension."""
+    point = {name: getattr(warm_method, name) for name in space}
     if not inside_space(space, point):
         raise SystemExit(f"--warm-point: {point} is not a point of the wide space {space}")
     return point
@@ -153,9 +154,9 @@ def run_dataset_seed(dataset: str, seed: int, study_trials: int, cache_dir: str,
 
     wide_warm = None
     if warm:
-        record("warm point", trial_row(corrected.trial_config(dataset, apply_method_params(corrected_method, warm))),
-               warm)
-        wide_warm = warm_point_in(wide.search.space, corrected_method, warm)
+        warm_method = apply_method_params(corrected_method, warm)  # unnamed dimensions at the defaults
+        record("warm point", trial_row(corrected.trial_config(dataset, warm_method)), warm)
+        wide_warm = warm_point_in(wide.search.space, warm_method)
 
     for arm, searched, warm_start in (("study best", corrected, None),
                                       ("study best (wide space)", wide, wide_warm)):

@@ -32,11 +32,12 @@ def test_warm_point_text_reads_numbers_as_numbers(bench):
 def test_warm_point_fills_the_wide_space_from_the_method_and_refuses_what_it_cannot_hold(bench):
     wide = compose_study(["search=wide"])
     method = apply_method_params(wide.method, wide.study.demo_method)
-    point = bench.warm_point_in(wide.search.space, method, {"prompt_length": 0, "stage2_optimizer": "adamw"})
+    warm = apply_method_params(method, {"prompt_length": 0, "stage2_optimizer": "adamw"})
+    point = bench.warm_point_in(wide.search.space, warm)
     # Named dimensions as given; the rest at the corrected variant's defaults.
     assert point == {"adapter_width": 0, "entropy_weight": -1.5, "prompt_length": 0,
                      "description_source": "curated+templates", "stage2_optimizer": "adamw",
                      "stage2_lr": 0.0005, "strong_view_augmentation": "reference"}
     assert inside_space(wide.search.space, point)
     with pytest.raises(SystemExit, match="not a point of the wide space"):
-        bench.warm_point_in(wide.search.space, method, {"prompt_length": 16})  # 16 is not a choice
+        bench.warm_point_in(wide.search.space, apply_method_params(method, {"prompt_length": 16}))  # not a choice
