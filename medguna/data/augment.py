@@ -236,7 +236,7 @@ def strong_view(
     flip = _uniform((batch_size,), 0.0, 1.0, generator, device) < 0.5
     images = _resized_crop_and_flip(images, boxes, flip, out_size, interpolation, sizes)
     if augmentation == "crop_flip":
-        return images.clamp(0.0, 1.0)
+        return images  # already clamped to [0, 1] by the crop
     images = _color_jitter(images, generator)
     images = _random_grayscale(images, generator)
     sigma = _uniform((batch_size,), *BLUR_SIGMA, generator, device)

@@ -138,7 +138,7 @@ def banner(plan: StudyPlan) -> str:
         lines.append(f"  dataset {p.dataset:<11} {p.data_source:<9} {where}")
     lines += [
         f"  encoder    {cfg.model.encoder}: {encoder_description(cfg.model)}",
-        *([f"  control    {control_banner(cfg.runtime.control)}"] if cfg.runtime.control != "none" else []),
+        *([f"  control    {control}"] if (control := control_banner(cfg.runtime.control)) else []),
         f"  method     variant={cfg.method.variant}; searching {', '.join(cfg.search.space) or 'nothing'}",
         (f"  trials     {plan.datasets[0].num_samples} per dataset ({plan.budget} budget), "
          f"{plan.datasets[0].trial.method.stage2_epochs} stage-2 epochs, objective {cfg.runtime.objective}"),

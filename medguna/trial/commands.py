@@ -67,7 +67,7 @@ def run_command(args: argparse.Namespace) -> int:
           f"encoder {cfg.model.encoder} "
           f"{encoder_description(cfg.model)}; "
           f"variant {cfg.method.variant}; protocol {cfg.runtime.protocol}; mixed precision {mixed_precision(cfg)}; "
-          + (f"{control_banner(cfg.runtime.control)}; " if cfg.runtime.control != "none" else "")
+          + (f"{control}; " if (control := control_banner(cfg.runtime.control)) else "")
           + f"TensorBoard: {log_dir}",
           file=sys.stderr)
     reporter = PrintReporter(verbose=not args.quiet)

@@ -57,3 +57,17 @@ def test_another_image_draw_reaches_the_trials_and_the_banner(tmp_path):
     assert "acquisition shift gamma=0.4,contrast=0.4,noise=0.4,blur=0.4, image draw 4" in banner(plan)
     default = plan_study(compose_study([f"storage.path={tmp_path}", "study.datasets=[montgomery]"]))
     assert "image draw" not in banner(default)  # draw 0, the one every study uses, goes unsaid
+
+
+def test_the_banner_names_a_control_and_says_it_is_not_a_result(tmp_path):
+    from medguna.study.runner import banner
+
+    def text(control):
+        return banner(plan_study(compose_study([f"storage.path={tmp_path}", "study.datasets=[montgomery]",
+                                                f"runtime.control={control}"])))
+
+    assert "  control    NEGATIVE CONTROL runtime.control=shuffled_pseudo_labels: not a result" in \
+        text("shuffled_pseudo_labels")
+    assert ("  control    ORACLE CONTROL (trains on image labels) runtime.control=oracle_pseudo_labels: "
+            "not a result") in text("oracle_pseudo_labels")
+    assert "  control " not in text("none")
