@@ -84,20 +84,24 @@ def confirmation_space(points: list[dict[str, Any]]) -> dict[str, Any]:
 CONFIRM_PLAN_FILE = "confirm_plan.json"  # the points of a confirmation, written before it starts
 
 
-def run_confirmation(plan, p, trainable, search_results, log=print) -> None:
+def run_confirmation(plan, p, trainable, search_results, log=print, *, stop, verbose: bool = False) -> None:
     """Rerun dataset plan `p`'s best configurations with fresh seeds as `<dataset>_confirm/`;
-    resumes like the search, and is skipped once complete. `search_results`: the search's Tune
-    results, or None to read them back from its experiment folder."""
+    resumes like the search, shows its progress and stops on Ctrl-C as the search does, and is
+    skipped once complete. `search_results`: the search's Tune results, or None to read them back
+    from its experiment folder."""
     from ray import tune
 
     from medguna.study.runner import (
         COMPLETE_MARKER,
         TUNE_METRIC,
         StudyInterrupted,
+        _callbacks,
         _read_text,
         _restorable,
         _unfinished_trials,
+        _use_this_console,
         _write_text,
+        fit,
         join,
     )
 
@@ -113,6 +117,7 @@ def run_confirmation(plan, p, trainable, search_results, log=print) -> None:
         points = json.loads(saved)["points"]
         log(f"[{p.dataset}] resuming the interrupted confirmation in {exp_dir}")
         tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
+        _use_this_console(tuner, plan, _as_confirmation(p, points), verbose)
     else:
         if search_results is None:
             search_results = tune.Tuner.restore(join(plan.study_dir, p.dataset), trainable=trainable).get_results()
@@ -126,8 +131,9 @@ def run_confirmation(plan, p, trainable, search_results, log=print) -> None:
                     json.dumps({"seeds": confirm.seeds, "points": points}, indent=2, default=str))
         log(f"[{p.dataset}] confirming the {len(configurations)} best configuration(s) with seeds "
             f"{confirm.seeds}: {len(points)} trials")
-        tuner = _make_confirm_tuner(plan, p, trainable, points)
-    results = tuner.fit()
+        callbacks = _callbacks(plan, _as_confirmation(p, points), verbose)
+        tuner = _make_confirm_tuner(plan, p, trainable, points, callbacks=callbacks, verbose=verbose)
+    results = fit(tuner, stop=stop, verbose=verbose)
     if _unfinished_trials(exp_dir, results, len(points)):
         log(f"[{p.dataset}] confirmation interrupted; run the same command again to resume it")
         raise StudyInterrupted(p.dataset + CONFIRM_SUFFIX)
@@ -147,7 +153,14 @@ def _summary(results, p) -> dict[str, Any]:
     return {"counts": counts, "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
-def _make_confirm_tuner(plan, p, trainable, points: list[dict[str, Any]]):
+def _as_confirmation(p, points: list[dict[str, Any]]):
+    """Dataset plan `p` as its confirmation's progress display names and counts it."""
+    import dataclasses
+
+    return dataclasses.replace(p, dataset=p.dataset + CONFIRM_SUFFIX, num_samples=len(points))
+
+
+def _make_confirm_tuner(plan, p, trainable, points: list[dict[str, Any]], *, callbacks, verbose: bool):
     """Every (configuration, seed) point once, at full budget: no sampler, no early stopping."""
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -164,5 +177,5 @@ def _make_confirm_tuner(plan, p, trainable, points: list[dict[str, Any]]):
             reuse_actors=cfg.resources.reuse_actors and not cfg.resources.distributed,
             trial_dirname_creator=_trial_dirname,
         ),
-        run_config=_run_config(plan, p.dataset + CONFIRM_SUFFIX),
+        run_config=_run_config(plan, p.dataset + CONFIRM_SUFFIX, callbacks=callbacks, verbose=verbose),
     )

@@ -258,6 +258,15 @@ def _callbacks(plan: StudyPlan, p: DatasetPlan, verbose: bool) -> list:
     return callbacks
 
 
+def fit(tuner, *, stop, verbose: bool):
+    """`Tuner.fit()` as every experiment of a study (search or confirmation) runs it: medguna's
+    console unless verbose, and a Ctrl-C forwarded to Tune as a graceful stop."""
+    from medguna.study.progress import ray_console
+
+    with ray_console(verbose), stop.fitting():
+        return tuner.fit()
+
+
 def _use_this_console(tuner, plan: StudyPlan, p: DatasetPlan, verbose: bool) -> None:
     """A restored Tuner brings back the callbacks and verbosity pickled when the experiment began
     (tuner.pkl); this run's --verbose choice replaces them. Ray 2.60 keeps that run config on
@@ -450,7 +459,7 @@ def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, ver
     trainable = _trainable(plan, p)
     if _completed_samples(exp_dir) >= p.num_samples:
         log(f"[{p.dataset}] already complete in {exp_dir}: nothing rerun (use --fresh to start over)")
-        run_confirmation(plan, p, trainable, None, log)
+        run_confirmation(plan, p, trainable, None, log, stop=stop, verbose=verbose)
         return True
     if _restorable(exp_dir):
         earlier = raise_sample_target(exp_dir, p.num_samples)
@@ -472,10 +481,7 @@ def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, ver
             log(f"[{p.dataset}] {p.warm_note}")
         tuner = _make_tuner(plan, p, trainable, concurrency.limit, verbose)
     _write_hparams_config(plan, p)
-    from medguna.study.progress import ray_console
-
-    with ray_console(verbose), stop.fitting():
-        results = tuner.fit()
+    results = fit(tuner, stop=stop, verbose=verbose)
     summary = export_optuna(plan, p, results)
     unfinished = _unfinished_trials(exp_dir, results, p.num_samples)
     if unfinished:
@@ -490,7 +496,7 @@ def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, ver
         return False
     _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps({**summary, "num_samples": p.num_samples}, indent=2))
     log(f"[{p.dataset}] done: {summary['counts']}")
-    run_confirmation(plan, p, trainable, results, log)
+    run_confirmation(plan, p, trainable, results, log, stop=stop, verbose=verbose)
     return True
 
 

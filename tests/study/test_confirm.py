@@ -65,7 +65,7 @@ def test_run_py_flags_set_the_confirmation_for_both_budgets(monkeypatch):
 
 
 @pytest.mark.slow
-def test_confirm_top_2_with_3_seeds_gives_3_rows_per_configuration(tmp_path, shared_cache, local_ray):
+def test_confirm_top_2_with_3_seeds_gives_3_rows_per_configuration(tmp_path, shared_cache, local_ray, capsys):
     overrides = [o for o in tiny_overrides(tmp_path, shared_cache)
                  if not o.startswith(("search.space.prompt_length", "study.demo_confirm"))]
     cfg = compose_study(["study=chestxray", "study.datasets=[montgomery]", "study.demo_num_samples=2",
@@ -81,6 +81,10 @@ def test_confirm_top_2_with_3_seeds_gives_3_rows_per_configuration(tmp_path, sha
     finally:
         variant_logger.removeHandler(tune_warnings)
     assert not [r.getMessage() for r in tune_warnings.buffer if "Pre-set value" in r.getMessage()]
+    # The confirmation shows medguna's progress display, as the search does, not Ray's own console.
+    console = capsys.readouterr().out
+    assert "[montgomery_confirm] [########################] 6/6 finished" in console
+    assert "Configuration for experiment" not in console and "To visualize your results" not in console
     study_dir = Path(plan.study_dir)
     confirm_dir = study_dir / "montgomery_confirm"
     assert (confirm_dir / COMPLETE_MARKER).is_file()
