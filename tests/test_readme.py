@@ -3,6 +3,7 @@ exist, and every command line parses with the options and overrides the commands
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from pathlib import Path
@@ -53,7 +54,8 @@ def test_relative_links_and_anchors_resolve(page: Path) -> None:
     assert not broken, f"{page.name}: broken links {broken}"
 
 
-def _composed_keys() -> set[str]:
+@functools.cache
+def _composed_keys() -> frozenset[str]:
     keys: set[str] = set()
 
     def walk(prefix: str, value) -> None:
@@ -64,7 +66,7 @@ def _composed_keys() -> set[str]:
 
     for variant in ([], ["search=wide", "method=reference", "resources=gpu"]):
         walk("", compose_dict(variant))
-    return keys
+    return frozenset(keys)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
