@@ -25,7 +25,7 @@ from medguna.models import (
 )
 from medguna.models.medclip_config import CONFIG_FILE_NAME
 from medguna.models.tokenizer import write_vocab
-from medguna.trial.prepare import vocab_texts
+from medguna.text.sources import vocab_texts
 
 # Longer side of the stand-ins, close to the real scans (Shenzhen ~3000 px, IDRiD 4288 px).
 REAL_SIDE = 3000

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from medguna.config import StudyConfig, from_dict
+from medguna.config import from_dict
 from medguna.errors import ConfigError
+from medguna.study_config import StudyConfig
 
 
 def config_dir() -> Path:

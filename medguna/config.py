@@ -212,23 +212,23 @@ class TrialConfig:
     def validate(self) -> TrialConfig:
         validate_method(self.method, self.data.image_size)
         d, r = self.data, self.runtime
-        _check(0 < d.val_fraction < 1, "data.val_fraction", d.val_fraction, "a fraction in (0, 1)")
-        _check(0 < d.test_fraction < 1, "data.test_fraction", d.test_fraction, "a fraction in (0, 1)")
-        _check(d.synthetic_scale > 0, "data.synthetic_scale", d.synthetic_scale, "> 0")
-        _check(d.synthetic_seed >= 0, "data.synthetic_seed", d.synthetic_seed, "a seed >= 0")
-        _check(MIN_IMAGE_SIZE <= d.image_size <= MAX_IMAGE_SIZE, "data.image_size", d.image_size,
+        check(0 < d.val_fraction < 1, "data.val_fraction", d.val_fraction, "a fraction in (0, 1)")
+        check(0 < d.test_fraction < 1, "data.test_fraction", d.test_fraction, "a fraction in (0, 1)")
+        check(d.synthetic_scale > 0, "data.synthetic_scale", d.synthetic_scale, "> 0")
+        check(d.synthetic_seed >= 0, "data.synthetic_seed", d.synthetic_seed, "a seed >= 0")
+        check(MIN_IMAGE_SIZE <= d.image_size <= MAX_IMAGE_SIZE, "data.image_size", d.image_size,
                f"pixels per side from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} (MedCLIP-ViT: 224)")
-        _check(r.objective in OBJECTIVES, "runtime.objective", r.objective, f"one of {OBJECTIVES}")
-        _check(r.protocol in PROTOCOLS, "runtime.protocol", r.protocol, f"one of {PROTOCOLS}")
-        _check(r.mixed_precision in MIXED_PRECISIONS, "runtime.mixed_precision",
+        check(r.objective in OBJECTIVES, "runtime.objective", r.objective, f"one of {OBJECTIVES}")
+        check(r.protocol in PROTOCOLS, "runtime.protocol", r.protocol, f"one of {PROTOCOLS}")
+        check(r.mixed_precision in MIXED_PRECISIONS, "runtime.mixed_precision",
                r.mixed_precision, f"one of {MIXED_PRECISIONS}")
-        _check(r.feature_bank_views >= 1, "runtime.feature_bank_views", r.feature_bank_views, ">= 1")
-        _check(0.5 < r.collapse_threshold <= 1, "runtime.collapse_threshold",
+        check(r.feature_bank_views >= 1, "runtime.feature_bank_views", r.feature_bank_views, ">= 1")
+        check(0.5 < r.collapse_threshold <= 1, "runtime.collapse_threshold",
                r.collapse_threshold, "in (0.5, 1]")
-        _check(r.control in CONTROLS, "runtime.control", r.control, f"one of {CONTROLS}")
-        _check(r.compile_student in COMPILE_CHOICES, "runtime.compile_student", r.compile_student,
+        check(r.control in CONTROLS, "runtime.control", r.control, f"one of {CONTROLS}")
+        check(r.compile_student in COMPILE_CHOICES, "runtime.compile_student", r.compile_student,
                f"one of {COMPILE_CHOICES}")
-        _check(r.profile_steps >= 0, "runtime.profile_steps", r.profile_steps, ">= 0 (0: no profiling)")
+        check(r.profile_steps >= 0, "runtime.profile_steps", r.profile_steps, ">= 0 (0: no profiling)")
         return self
 
 
@@ -244,7 +244,7 @@ def _check_reference_prompt_length(m: MethodConfig, image_size: int) -> None:
         return
     grid = image_size // SWIN_PATCH_SIZE
     allowed = reference_prompt_lengths(image_size)
-    _check(m.prompt_length in allowed, "method.prompt_length", m.prompt_length,
+    check(m.prompt_length in allowed, "method.prompt_length", m.prompt_length,
            f"one of {allowed} with method.variant=reference (its prompts and the {grid}x{grid} patches "
            "must form a square grid); method.variant=medguna takes any length")
 
@@ -253,48 +253,48 @@ def validate_method(m: MethodConfig, image_size: int = 224) -> None:
     for f in dataclasses.fields(m):  # inf passes every `>= 0` below and fails only mid-training
         value = getattr(m, f.name)
         if isinstance(value, float):
-            _check(math.isfinite(value), f"method.{f.name}", value, "a finite number")
-    _check(m.variant in VARIANTS, "method.variant", m.variant, f"one of {VARIANTS}")
-    _check(0 <= m.adapter_width <= MAX_ADAPTER_WIDTH, "method.adapter_width", m.adapter_width,
+            check(math.isfinite(value), f"method.{f.name}", value, "a finite number")
+    check(m.variant in VARIANTS, "method.variant", m.variant, f"one of {VARIANTS}")
+    check(0 <= m.adapter_width <= MAX_ADAPTER_WIDTH, "method.adapter_width", m.adapter_width,
            f"0 (linear adapter) or a bottleneck width up to {MAX_ADAPTER_WIDTH}")
-    _check(0 <= m.prompt_length <= MAX_PROMPT_LENGTH, "method.prompt_length", m.prompt_length,
+    check(0 <= m.prompt_length <= MAX_PROMPT_LENGTH, "method.prompt_length", m.prompt_length,
            f"0 (no prompts) to {MAX_PROMPT_LENGTH}")
     # Either sign: positive (the reference's) rewards the confident rows agreeing on one class,
     # negative is a diversity term as in SHOT (docs/method.md §4).
-    _check(math.isfinite(m.entropy_weight), "method.entropy_weight", m.entropy_weight,
+    check(math.isfinite(m.entropy_weight), "method.entropy_weight", m.entropy_weight,
            "a finite number (negative: a diversity term)")
-    _check(m.ce_weight >= 0, "method.ce_weight", m.ce_weight, ">= 0")
-    _check(0 < m.confident_ratio <= 1, "method.confident_ratio", m.confident_ratio, "in (0, 1]")
-    _check(0 <= m.label_smoothing < 1, "method.label_smoothing", m.label_smoothing, "in [0, 1)")
-    _check(m.stage1_steps >= 1, "method.stage1_steps", m.stage1_steps,
+    check(m.ce_weight >= 0, "method.ce_weight", m.ce_weight, ">= 0")
+    check(0 < m.confident_ratio <= 1, "method.confident_ratio", m.confident_ratio, "in (0, 1]")
+    check(0 <= m.label_smoothing < 1, "method.label_smoothing", m.label_smoothing, "in [0, 1)")
+    check(m.stage1_steps >= 1, "method.stage1_steps", m.stage1_steps,
            ">= 1 (stage 1 trains the adapter that stage 2 starts from)")
-    _check(m.stage1_noise_std >= 0, "method.stage1_noise_std", m.stage1_noise_std, ">= 0")
-    _check(m.stage1_lr > 0, "method.stage1_lr", m.stage1_lr, "> 0")
-    _check(m.stage2_lr > 0, "method.stage2_lr", m.stage2_lr, "> 0")
-    _check(m.stage2_epochs >= 1, "method.stage2_epochs", m.stage2_epochs, ">= 1")
-    _check(m.stage2_optimizer in OPTIMIZERS, "method.stage2_optimizer", m.stage2_optimizer,
+    check(m.stage1_noise_std >= 0, "method.stage1_noise_std", m.stage1_noise_std, ">= 0")
+    check(m.stage1_lr > 0, "method.stage1_lr", m.stage1_lr, "> 0")
+    check(m.stage2_lr > 0, "method.stage2_lr", m.stage2_lr, "> 0")
+    check(m.stage2_epochs >= 1, "method.stage2_epochs", m.stage2_epochs, ">= 1")
+    check(m.stage2_optimizer in OPTIMIZERS, "method.stage2_optimizer", m.stage2_optimizer,
            f"one of {OPTIMIZERS}")
-    _check(m.batch_size >= 1, "method.batch_size", m.batch_size, ">= 1")
-    _check(m.weight_decay >= 0, "method.weight_decay", m.weight_decay, ">= 0")
-    _check(m.preprocessing in PREPROCESSINGS, "method.preprocessing", m.preprocessing,
+    check(m.batch_size >= 1, "method.batch_size", m.batch_size, ">= 1")
+    check(m.weight_decay >= 0, "method.weight_decay", m.weight_decay, ">= 0")
+    check(m.preprocessing in PREPROCESSINGS, "method.preprocessing", m.preprocessing,
            f"one of {PREPROCESSINGS}")
-    _check(m.text_wrapper in TEXT_WRAPPERS, "method.text_wrapper", m.text_wrapper,
+    check(m.text_wrapper in TEXT_WRAPPERS, "method.text_wrapper", m.text_wrapper,
            f"one of {TEXT_WRAPPERS}")
-    _check(m.high_bit_depth in HIGH_BIT_DEPTHS, "method.high_bit_depth", m.high_bit_depth,
+    check(m.high_bit_depth in HIGH_BIT_DEPTHS, "method.high_bit_depth", m.high_bit_depth,
            f"one of {HIGH_BIT_DEPTHS}")
-    _check(m.strong_view_augmentation in STRONG_VIEW_AUGMENTATIONS, "method.strong_view_augmentation",
+    check(m.strong_view_augmentation in STRONG_VIEW_AUGMENTATIONS, "method.strong_view_augmentation",
            m.strong_view_augmentation, f"one of {STRONG_VIEW_AUGMENTATIONS}")
-    _check(m.strong_view_source in STRONG_VIEW_SOURCES, "method.strong_view_source", m.strong_view_source,
+    check(m.strong_view_source in STRONG_VIEW_SOURCES, "method.strong_view_source", m.strong_view_source,
            f"one of {STRONG_VIEW_SOURCES}")
-    _check(bool(m.description_source), "method.description_source", m.description_source,
+    check(bool(m.description_source), "method.description_source", m.description_source,
            "a source name (curated, templates, classname, curated+templates), file:PATH or reference:PATH")
-    _check(m.description_source != "reference", "method.description_source", m.description_source,
+    check(m.description_source != "reference", "method.description_source", m.description_source,
            "curated+templates (its new name: medguna's sentences composed as the reference composes "
            "its own), or reference:PATH with the reference's descriptions/generic/<dataset>.json")
     _check_reference_prompt_length(m, image_size)
 
 
-def _check(ok: bool, key: str, value: Any, expected: str) -> None:
+def check(ok: bool, key: str, value: Any, expected: str) -> None:
     if not ok:
         raise ConfigError(f"{key}={value!r} is invalid: expected {expected}")
 
@@ -367,201 +367,3 @@ def apply_method_params(method: MethodConfig, params: dict[str, Any]) -> MethodC
     updated = from_dict(MethodConfig, merged, prefix="method.")
     validate_method(updated)
     return updated
-
-
-# ---- study-level configuration (studies/conf/) ----
-
-DATASET_NAMES = ("shenzhen", "montgomery", "guangzhou", "idrid", "isic2018")
-DISTRIBUTIONS = ("float", "log", "int", "categorical")
-
-
-@dataclass
-class StudySection:
-    name: str = "chestxray"
-    datasets: list = field(default_factory=lambda: ["shenzhen", "montgomery", "guangzhou"])
-    num_samples: int = 32
-    demo_num_samples: int = 3
-    demo_method: dict = field(default_factory=dict)
-    # Confirmation stage (medguna.study.confirm): the confirm_top best configurations per dataset
-    # rerun with confirm_seeds fresh seeds; 0 turns it off. demo_*: the same in the demonstration.
-    confirm_top: int = 3
-    confirm_seeds: int = 3
-    demo_confirm_top: int = 1
-    demo_confirm_seeds: int = 2
-
-
-@dataclass
-class DataRoots:
-    roots: dict = field(default_factory=dict)
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-    split_seed: int = 0
-    synthetic_scale: float = 1.0
-    synthetic_seed: int = 0
-    synthetic_shift: str = "demo"
-    image_size: int = 224
-
-
-@dataclass
-class SearchConfig:
-    space: dict = field(default_factory=dict)
-    sampler_seed: int = 9  # as studies/conf/search/default.yaml
-    enqueue_reference: bool = True
-    # medguna.study.warm_start: "<storage>/<study>" or "<storage>/<study>:<dataset>"; null: none.
-    warm_start: str | None = None
-    warm_start_top: int = 3
-    scheduler: str = "asha"
-    grace_period: int = 1
-    reduction_factor: int = 2
-
-
-@dataclass
-class ResourcesConfig:
-    address: str = "local"
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent_trials: int | None = None
-    # What an autoscaling cluster can grow to, for the concurrency limit when max_concurrent_trials
-    # is null (medguna/study/concurrency.py): the GPUs it may hold, if the user states it, and the
-    # autoscaler config whose node types bound it (where `ray up` leaves it on the head).
-    max_cluster_gpus: int | None = None
-    autoscaling_config: str | None = "~/ray_bootstrap_config.yaml"
-    max_failures: int = 1
-    # Running a study again reruns its failed trials only when asked (a failure such as a NaN loss is
-    # a result of the configuration); a dataset whose trials all failed reruns them regardless.
-    rerun_failed: bool = False
-    reuse_actors: bool = True  # multi-GPU (TorchTrainer) trials never reuse: see _make_tuner
-    # Training processes per trial on CPU (a TorchTrainer when > 1); with gpus_per_trial > 1
-    # there is one process per GPU instead.
-    workers_per_trial: int = 1
-
-    @property
-    def distributed(self) -> bool:
-        return self.gpus_per_trial > 1 or self.workers_per_trial > 1
-
-    @property
-    def num_workers(self) -> int:
-        return int(self.gpus_per_trial) if self.gpus_per_trial > 1 else self.workers_per_trial
-
-
-@dataclass
-class StorageConfig:
-    path: str = "medguna_runs"
-    cache_dir: str = "medguna_cache"
-
-
-@dataclass
-class StudyConfig:
-    study: StudySection = field(default_factory=StudySection)
-    dataset: dict = field(default_factory=dict)  # the single dataset of `medguna trial`
-    data: DataRoots = field(default_factory=DataRoots)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
-    search: SearchConfig = field(default_factory=SearchConfig)
-    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
-    storage: StorageConfig = field(default_factory=StorageConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-
-    def validate(self, search: bool = True) -> StudyConfig:
-        """search=False skips the search space: a single trial (`medguna trial`) searches nothing."""
-        s, r, q = self.study, self.resources, self.search
-        validate_study_name(s.name)
-        if not s.datasets:
-            raise ConfigError("study.datasets is empty: name at least one of " + ", ".join(DATASET_NAMES))
-        for name in s.datasets:
-            _check(name in DATASET_NAMES, "study.datasets", name, f"names from {DATASET_NAMES}")
-        unknown_roots = sorted(set(self.data.roots) - set(DATASET_NAMES))
-        if unknown_roots:
-            raise ConfigError(f"data.roots has unknown dataset(s) {unknown_roots}; known: {DATASET_NAMES}")
-        _check(s.num_samples >= 1, "study.num_samples", s.num_samples, ">= 1")
-        _check(s.demo_num_samples >= 1, "study.demo_num_samples", s.demo_num_samples, ">= 1")
-        for name in ("confirm_top", "confirm_seeds", "demo_confirm_top", "demo_confirm_seeds"):
-            _check(getattr(s, name) >= 0, f"study.{name}", getattr(s, name), ">= 0 (0: no confirmation)")
-        apply_method_params(self.method, s.demo_method)  # names and ranges of the demo budget
-        _check(q.scheduler in ("asha", "none"), "search.scheduler", q.scheduler, "asha or none")
-        _check(q.grace_period >= 1, "search.grace_period", q.grace_period, ">= 1")
-        _check(q.reduction_factor >= 2, "search.reduction_factor", q.reduction_factor, ">= 2")
-        _check(q.warm_start_top >= 1, "search.warm_start_top", q.warm_start_top, ">= 1")
-        if search:
-            validate_space(q.space, self.method)
-        _check(r.cpus_per_trial > 0, "resources.cpus_per_trial", r.cpus_per_trial, "> 0")
-        _check(r.gpus_per_trial >= 0, "resources.gpus_per_trial", r.gpus_per_trial, ">= 0")
-        if r.gpus_per_trial > 1 and not float(r.gpus_per_trial).is_integer():
-            raise ConfigError(f"resources.gpus_per_trial={r.gpus_per_trial!r}: above 1 it must be "
-                              "a whole number of GPUs (one training process per GPU)")
-        _check(r.max_failures >= 0, "resources.max_failures", r.max_failures, ">= 0")
-        if r.max_concurrent_trials is not None:
-            _check(r.max_concurrent_trials >= 1, "resources.max_concurrent_trials", r.max_concurrent_trials,
-                   ">= 1, or null to derive it from the cluster")
-        if r.max_cluster_gpus is not None:
-            _check(r.max_cluster_gpus >= 1, "resources.max_cluster_gpus", r.max_cluster_gpus,
-                   ">= 1, or null to read it from the autoscaler")
-        _check(r.workers_per_trial >= 1, "resources.workers_per_trial", r.workers_per_trial, ">= 1")
-        self.trial_config(s.datasets[0]).validate()
-        return self
-
-    def trial_config(self, dataset: str, method: MethodConfig | None = None) -> TrialConfig:
-        """The configuration of one trial of `dataset`, as the trial function receives it."""
-        return TrialConfig(
-            data=DataConfig(
-                dataset=dataset, root=self.data.roots.get(dataset), cache_dir=self.storage.cache_dir,
-                val_fraction=self.data.val_fraction, test_fraction=self.data.test_fraction,
-                split_seed=self.data.split_seed, synthetic_scale=self.data.synthetic_scale,
-                synthetic_seed=self.data.synthetic_seed, synthetic_shift=self.data.synthetic_shift,
-                image_size=self.data.image_size,
-            ),
-            model=dataclasses.replace(self.model),
-            method=dataclasses.replace(method or self.method),
-            runtime=dataclasses.replace(self.runtime),
-        )
-
-
-def validate_study_name(name: Any) -> None:
-    """A study's name is one folder under storage.path, and `--fresh` deletes exactly that folder:
-    a name that is empty, absolute, holds a path separator or '..' could point it elsewhere."""
-    bad = (not isinstance(name, str) or not name.strip() or name != name.strip() or name == "."
-           or ".." in name or any(char in name for char in ("/", "\\", "\0")))
-    if bad:
-        raise ConfigError(
-            f"study.name={name!r} is invalid: expected a single folder name, not empty or '.', "
-            "without '/', '\\' or '..' (e.g. study.name=chestxray-v2)"
-        )
-
-
-def validate_space(space: dict, method: MethodConfig) -> None:
-    """Check every searched hyperparameter: a known name and a well-formed distribution."""
-    known = set(method_field_names())
-    for name, spec in space.items():
-        key = f"search.space.{name}"
-        if name not in known:
-            raise ConfigError(f"{key}: {name!r} is not a method hyperparameter; "
-                              f"known: {', '.join(sorted(known))}")
-        if not isinstance(spec, dict) or spec.get("type") not in DISTRIBUTIONS:
-            raise ConfigError(f"{key} must be a mapping with type one of {DISTRIBUTIONS}, got {spec!r}")
-        kind = spec["type"]
-        allowed = {"type", "choices"} if kind == "categorical" else {"type", "low", "high", "step"}
-        extra = sorted(set(spec) - allowed)
-        if extra:
-            raise ConfigError(f"{key} has unknown field(s) {extra} for type {kind}; allowed: {sorted(allowed)}")
-        if kind == "categorical":
-            choices = spec.get("choices")
-            if not isinstance(choices, list) or not choices:
-                raise ConfigError(f"{key}.choices must be a non-empty list, got {choices!r}")
-            samples = choices
-        else:
-            low, high = spec.get("low"), spec.get("high")
-            if not isinstance(low, (int, float)) or not isinstance(high, (int, float)) or low >= high:
-                raise ConfigError(f"{key}: needs numeric low < high, got low={low!r} high={high!r}")
-            if kind == "log" and low <= 0:
-                raise ConfigError(f"{key}: a log distribution needs low > 0, got {low!r}")
-            if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
-                raise ConfigError(f"{key}: an int distribution needs whole-number bounds")
-            samples = [low, high]
-        for value in samples:  # both ends of the range, or every choice, must be a valid value
-            try:
-                apply_method_params(method, {name: value})
-            except ConfigError as err:
-                hint = ""
-                if name == "prompt_length" and method.prompt_insertion == "reference":
-                    hint = f"; search lengths the reference accepts, e.g. {key}.choices=[0,113]"
-                raise ConfigError(f"{key}: value {value!r} is out of range: {err}{hint}") from None

@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = compose_study([f"study={args.study}", *confirm, *args.overrides])
-        from medguna.study.runner import StudyFailed, StudyInterrupted, run_study
+        from medguna.study.errors import StudyFailed, StudyInterrupted
+        from medguna.study.runner import run_study
 
         plan = run_study(cfg, fresh=args.fresh, restart=args.restart, verbose=args.verbose)
     except MedgunaError as err:

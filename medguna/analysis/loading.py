@@ -439,19 +439,9 @@ def _trial_table(epochs: pl.DataFrame) -> pl.DataFrame:
     per_epoch = {*EPOCH_COLUMNS, *FINAL_ROW_COLUMNS, "status", "objective_this_epoch"}
     per_epoch |= {c for c in epochs.columns if c.startswith(("val_", "test_", "zeroshot_"))}
     ray_columns = {
-        "training_iteration",
-        "timestamp",
-        "done",
-        "time_total_s",
-        "time_this_iter_s",
-        "iterations_since_restore",
-        "date",
-        "hostname",
-        "node_ip",
-        "pid",
-        "time_since_restore",
-        "checkpoint_dir_name",
-        "should_checkpoint",
+        "training_iteration", "timestamp", "done", "time_total_s", "time_this_iter_s",
+        "iterations_since_restore", "date", "hostname", "node_ip", "pid", "time_since_restore",
+        "checkpoint_dir_name", "should_checkpoint",
     }
     constants = [c for c in epochs.columns if c not in per_epoch | ray_columns | set(key)]
     is_final = pl.col(STATUS) == FINAL_STATUS

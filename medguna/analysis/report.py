@@ -433,13 +433,13 @@ def leaderboard_text(results: ResultSet, top: int = 3, metric: str = DEFAULT_MET
             lines.append(f"{dataset}{cohort_title(cohort)}: {states}; zero-shot test {zs_text}")
             ranked = part.filter(pl.col("trial_status") == COMPLETED).head(top)
             for row in ranked.iter_rows(named=True):
-                lines.append("  " + _short_row(row, params, metric))
+                lines.append("  " + short_row(row, params, metric))
             if ranked.height == 0:
                 lines += _failure_lines(part)
             reference = part.filter(pl.col("reference") != "")
             for row in reference.iter_rows(named=True):
                 if row["trial_status"] != COMPLETED or row["rank"] > top:
-                    lines.append("  " + _short_row(row, params, metric))
+                    lines.append("  " + short_row(row, params, metric))
     return "\n".join(lines)
 
 
@@ -470,7 +470,7 @@ def across_text(across: pl.DataFrame, top: int = 5, metric: str = DEFAULT_METRIC
     return "\n".join(lines)
 
 
-def _short_row(row: dict, params: Sequence[str], metric: str) -> str:
+def short_row(row: dict, params: Sequence[str], metric: str) -> str:
     config = ", ".join(f"{p}={format_cell(row.get(p), p)}" for p in params)
     mark = " ★ reference" if row["reference"] else ""
     if row["trial_status"] != COMPLETED:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import polars as pl
 
-from medguna.config import StorageConfig
 from medguna.data.datasets import DATASETS
 from medguna.data.manifest import load_manifest
 from medguna.data.shifts import NO_SHIFT, SHIFTS, canonical_shift
 from medguna.data.synthetic import synthesize
 from medguna.data.verify import unreadable_images, unreadable_message
 from medguna.errors import MedgunaError
+from medguna.study_config import StorageConfig
 
 # Where studies and trials keep split files with the default storage.cache_dir, so `medguna data`
 # shows (and, the first time, writes) the very split they will use.

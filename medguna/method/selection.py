@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from medguna.errors import ConfigError, TrialError
 
@@ -46,3 +47,10 @@ def select_epoch(
             f"cannot select an epoch: {objective!r} is NaN in all {len(history)} epochs"
         )
     return best_index
+
+
+def best_so_far(history: list[dict[str, Any]], objective: str, stage1: float | None = None) -> float:
+    """The objective of what selection would keep so far (stage 1 alone counts when it competes)."""
+    values = [h.get(objective, math.nan) for h in history] + ([stage1] if stage1 is not None else [])
+    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return max(finite) if finite else math.nan

@@ -8,7 +8,8 @@ from pathlib import Path
 
 
 def run_pretrain_demo(args: argparse.Namespace) -> int:
-    from medguna.pretraining.demo_encoder import PretrainRecipe, build_demo_encoder
+    from medguna.pretraining.build import build_demo_encoder
+    from medguna.pretraining.demo_encoder import PretrainRecipe
 
     overrides = {f.name: getattr(args, f.name) for f in fields(PretrainRecipe)
                  if getattr(args, f.name, None) is not None}

@@ -13,20 +13,11 @@ demand is what makes the autoscaler add nodes.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from medguna.config import ResourcesConfig
-
-
-@dataclass(frozen=True)
-class NodeGroup:
-    """Nodes of one kind: the resources of each, and how many of them there are (or may be)."""
-
-    resources: dict[str, float]
-    count: int
+from medguna.study.autoscaler import NodeGroup, autoscaler_node_groups
+from medguna.study_config import ResourcesConfig
 
 
 @dataclass(frozen=True)
@@ -59,46 +50,6 @@ def trials_that_fit(groups: list[NodeGroup], r: ResourcesConfig) -> int:
     bundle, processes = trial_bundle(r)
     bundles = sum(bundles_per_node(g.resources, bundle) * g.count for g in groups)
     return bundles // processes
-
-
-def autoscaler_node_groups(config: dict[str, Any]) -> list[NodeGroup] | None:
-    """The largest cluster an autoscaler config (cluster.yaml's schema) allows: the head plus, within
-    the global `max_workers`, each worker type up to its own `max_workers`. Where the global limit is
-    smaller than the types' limits together, the types with the most GPUs (then CPUs) per node are
-    counted first, so the result is what the cluster can hold at most. None if it names no node types."""
-    types = config.get("available_node_types")
-    if not isinstance(types, dict) or not types:
-        return None
-    head = config.get("head_node_type")
-    remaining = config.get("max_workers", sys.maxsize)
-    groups = [NodeGroup(_numbers(types[head].get("resources")), 1)] if head in types else []
-    workers = sorted(((name, spec) for name, spec in types.items() if name != head),
-                     key=lambda item: (_numbers(item[1].get("resources")).get("GPU", 0),
-                                       _numbers(item[1].get("resources")).get("CPU", 0)), reverse=True)
-    for _, spec in workers:
-        count = min(int(spec.get("max_workers", remaining)), remaining)
-        if count > 0:
-            groups.append(NodeGroup(_numbers(spec.get("resources")), count))
-            remaining -= count
-    return groups
-
-
-def _numbers(resources: Any) -> dict[str, float]:
-    return {str(k): float(v) for k, v in (resources or {}).items() if isinstance(v, (int, float))}
-
-
-def read_autoscaler_config(path: str | None) -> dict[str, Any] | None:
-    """The autoscaler config at `path` (`ray up` leaves it at ~/ray_bootstrap_config.yaml on the
-    head), or None where this machine has none: a laptop, a fixed cluster, a SLURM job."""
-    import yaml  # PyYAML comes with Ray
-
-    if not path:
-        return None
-    try:
-        config = yaml.safe_load(Path(path).expanduser().read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    return config if isinstance(config, dict) else None
 
 
 def reported_max_resources() -> dict[str, float] | None:
@@ -155,9 +106,10 @@ def _trials_in_total(total: dict[str, float], r: ResourcesConfig) -> int:
     return trials_that_fit([NodeGroup(total, 1)], r)
 
 
-def study_concurrency(r: ResourcesConfig) -> Concurrency:
-    """choose_concurrency for the Ray cluster this process is connected to."""
+def study_concurrency(r: ResourcesConfig, autoscaler_config: dict[str, Any] | None) -> Concurrency:
+    """choose_concurrency for the Ray cluster this process is connected to; `autoscaler_config`:
+    the config read from resources.autoscaling_config (medguna.study.autoscaler), or None."""
     # A Ray this process started itself (address=local) has no autoscaler, whatever files lie around.
-    config = read_autoscaler_config(r.autoscaling_config) if r.address != "local" else None
+    config = autoscaler_config if r.address != "local" else None
     return choose_concurrency(r, present_node_groups(), autoscaler_config=config,
                               reported_max=reported_max_resources())

@@ -23,6 +23,8 @@ from medguna.results import (
     outcome_of,
     upgrade_row,
 )
+from medguna.study.files import join, read_text, write_text
+from medguna.study.space import best_distinct
 
 
 @dataclass(frozen=True)
@@ -53,17 +55,7 @@ def best_configurations(results: list[tuple[dict, dict]], top: int) -> list[dict
         if not is_final_row(row) or not isinstance(value, (int, float)) or not math.isfinite(value):
             continue
         ranked.append((float(value), _configuration(config or {})))
-    ranked.sort(key=lambda item: -item[0])  # stable: ties keep Tune's trial order
-    chosen: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for _, configuration in ranked:
-        key = json.dumps(configuration, sort_keys=True, default=str)
-        if key not in seen:
-            seen.add(key)
-            chosen.append(configuration)
-        if len(chosen) == top:
-            break
-    return chosen
+    return best_distinct(ranked, top)[0]  # ties keep Tune's trial order
 
 
 def confirmation_points(configurations: list[dict[str, Any]], seeds: list[int]) -> list[dict[str, Any]]:
@@ -88,60 +80,59 @@ def confirmation_space(points: list[dict[str, Any]]) -> dict[str, Any]:
 CONFIRM_PLAN_FILE = "confirm_plan.json"  # the points of a confirmation, written before it starts
 
 
-def run_confirmation(plan, p, trainable, search_results, log=print, *, stop, verbose: bool = False) -> None:
+def run_confirmation(plan, p, trainable, search_results, concurrency, log=print, *, stop,
+                     verbose: bool = False) -> None:
     """Rerun dataset plan `p`'s best configurations with fresh seeds as `<dataset>_confirm/`;
     resumes like the search, shows its progress and stops on Ctrl-C as the search does, and is
     skipped once complete. `search_results`: the search's Tune results, or None to read them back
-    from its experiment folder."""
+    from its experiment folder. `concurrency`: the study's limit (medguna.study.concurrency), the
+    same as the search's, so an autoscaling cluster grows for the confirmation too."""
     from ray import tune
 
-    from medguna.study.runner import (
-        COMPLETE_MARKER,
-        StudyInterrupted,
-        _callbacks,
-        _read_text,
-        _restorable,
-        _unfinished_trials,
-        _use_this_console,
-        _write_text,
-        fit,
-        join,
+    from medguna.study.errors import StudyInterrupted
+    from medguna.study.experiment import as_confirmation, confirmation_tuner, fit, restored_tuner
+    from medguna.study.tune_state import (
+        is_complete,
+        restorable,
+        unfinished_trials,
+        write_complete_marker,
     )
 
     confirm = confirm_plan(p.confirm_top, p.confirm_seeds, p.trial.method.seed)
     if confirm is None:
         return
     exp_dir = join(plan.study_dir, p.dataset + CONFIRM_SUFFIX)
-    if _read_text(join(exp_dir, COMPLETE_MARKER)) is not None:
+    if is_complete(exp_dir):
         log(f"[{p.dataset}] confirmation already complete in {exp_dir}")
         return
-    saved = _read_text(join(exp_dir, CONFIRM_PLAN_FILE))
-    if saved is not None and _restorable(exp_dir):
+    saved = read_text(join(exp_dir, CONFIRM_PLAN_FILE))
+    if saved is not None and restorable(exp_dir):
         points = json.loads(saved)["points"]
         log(f"[{p.dataset}] resuming the interrupted confirmation in {exp_dir}")
-        tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
-        _use_this_console(tuner, plan, _as_confirmation(p, points), verbose)
+        tuner = restored_tuner(plan, as_confirmation(p, len(points)), trainable, resume_errored=True,
+                               verbose=verbose)
     else:
         if search_results is None:
             search_results = tune.Tuner.restore(join(plan.study_dir, p.dataset), trainable=trainable).get_results()
-        configurations = best_configurations([(r.metrics, r.config) for r in search_results],
-                                             confirm.top)
+        configurations = best_configurations([(r.metrics, r.config) for r in search_results], confirm.top)
         if not configurations:
             log(f"[{p.dataset}] no completed trial to confirm")
             return
         points = [{**point, "dataset": p.dataset} for point in confirmation_points(configurations, confirm.seeds)]
-        _write_text(join(exp_dir, CONFIRM_PLAN_FILE),
-                    json.dumps({"seeds": confirm.seeds, "points": points}, indent=2, default=str))
+        write_text(join(exp_dir, CONFIRM_PLAN_FILE),
+                   json.dumps({"seeds": confirm.seeds, "points": points}, indent=2, default=str))
         log(f"[{p.dataset}] confirming the {len(configurations)} best configuration(s) with seeds "
-            f"{confirm.seeds}: {len(points)} trials")
-        callbacks = _callbacks(plan, _as_confirmation(p, points), verbose)
-        tuner = _make_confirm_tuner(plan, p, trainable, points, callbacks=callbacks, verbose=verbose)
+            f"{confirm.seeds}: {len(points)} trials, at most {concurrency.limit} at once "
+            f"(from {concurrency.reason})")
+        tuner = confirmation_tuner(plan, as_confirmation(p, len(points)), trainable, points,
+                                   confirmation_space(points), concurrency.limit, verbose=verbose)
     results = fit(tuner, stop=stop, verbose=verbose)
-    if _unfinished_trials(exp_dir, results, len(points)):
+    if unfinished_trials(exp_dir, results, len(points)):
         log(f"[{p.dataset}] confirmation interrupted; run the same command again to resume it")
         raise StudyInterrupted(p.dataset + CONFIRM_SUFFIX)
-    _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps(_summary(results, p), indent=2))
-    log(f"[{p.dataset}] confirmation done: {_summary(results, p)['counts']}")
+    summary = _summary(results, p)
+    write_complete_marker(exp_dir, summary)
+    log(f"[{p.dataset}] confirmation done: {summary['counts']}")
 
 
 def _summary(results, p) -> dict[str, Any]:
@@ -152,31 +143,3 @@ def _summary(results, p) -> dict[str, Any]:
         outcome = outcome_of(result.metrics, failed=result.error is not None, epochs=p.trial.method.stage2_epochs)
         counts[outcome.value] = counts.get(outcome.value, 0) + 1
     return {"counts": counts, "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-
-
-def _as_confirmation(p, points: list[dict[str, Any]]):
-    """Dataset plan `p` as its confirmation's progress display names and counts it."""
-    import dataclasses
-
-    return dataclasses.replace(p, dataset=p.dataset + CONFIRM_SUFFIX, num_samples=len(points))
-
-
-def _make_confirm_tuner(plan, p, trainable, points: list[dict[str, Any]], *, callbacks, verbose: bool):
-    """Every (configuration, seed) point once, at full budget: no sampler, no early stopping."""
-    from ray import tune
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    from medguna.study.runner import _max_concurrent, _run_config, _trial_dirname
-
-    cfg = plan.config
-    return tune.Tuner(
-        trainable,
-        param_space=confirmation_space(points),
-        tune_config=tune.TuneConfig(
-            search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=_max_concurrent(cfg)),
-            num_samples=len(points),
-            reuse_actors=cfg.resources.reuse_actors and not cfg.resources.distributed,
-            trial_dirname_creator=_trial_dirname,
-        ),
-        run_config=_run_config(plan, p.dataset + CONFIRM_SUFFIX, callbacks=callbacks, verbose=verbose),
-    )

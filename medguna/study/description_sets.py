@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medguna.config import MethodConfig, StudyConfig
+from medguna.config import MethodConfig
 from medguna.data.datasets import get_dataset
 from medguna.errors import ConfigError, DescriptionError
+from medguna.study_config import StudyConfig
 from medguna.text.sets import (
     combined_sha256,
     describe_command,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from medguna.study.runner import StudyPlan, is_uri, join
+from medguna.study.files import is_uri, join
+from medguna.study.plan import StudyPlan
 
 
 @dataclass
@@ -24,7 +25,7 @@ def report_study(plan: StudyPlan, progress: bool = True) -> EndReport:
     if not is_uri(plan.study_dir):
         return EndReport(short_leaderboard(plan.study_dir), write_report([plan.study_dir], None, progress=progress),
                          None)
-    from medguna.study.remote import mirror_for_report, upload_tree
+    from medguna.study.files import mirror_for_report, upload_tree
 
     local = Path(plan.config.storage.cache_dir).expanduser().resolve() / "study_mirrors" / plan.config.study.name
     mirror_for_report(plan.study_dir, local)

@@ -11,8 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
-from medguna.config import validate_study_name
 from medguna.errors import ConfigError
+from medguna.study_config import validate_study_name
 
 
 def study_folder(storage: str, name: str) -> Path:

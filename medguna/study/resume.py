@@ -128,26 +128,21 @@ def raise_sample_target(exp_dir: str, num_samples: int) -> int:
     lower); returns the earlier target. Tune restores the number of trials from its saved search state
     (search_gen_state-*.json, a cloudpickled dict Tune wrote in this experiment), not from the
     configuration it is restored with, so the target is raised there."""
-    import pyarrow.fs as pafs
     from ray import cloudpickle
 
-    from medguna.study.remote import filesystem
+    from medguna.study.files import join, list_names, read_bytes, write_bytes
 
-    fs, inner = filesystem(exp_dir)
-    entries = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
-    states = sorted(e.path for e in entries if e.base_name.startswith("search_gen_state-"))
+    states = [join(exp_dir, name) for name in list_names(exp_dir) if name.startswith("search_gen_state-")]
     if not states:
         raise ConfigError(f"{exp_dir} has no saved search state (search_gen_state-*.json) to extend; "
                           "start that dataset over with --restart <dataset>")
     newest = states[-1]  # Tune restores the newest by name (a timestamped session string)
-    with fs.open_input_stream(newest) as f:
-        state = cloudpickle.loads(f.read())
+    state = cloudpickle.loads(read_bytes(newest))
     earlier = int(state["total_samples"])
     if earlier >= num_samples:
         return earlier  # never lowered: Tune would stop short of trials it already generated
     state["total_samples"], state["finished"] = num_samples, False
-    with fs.open_output_stream(newest) as f:
-        f.write(cloudpickle.dumps(state))
+    write_bytes(newest, cloudpickle.dumps(state))
     return earlier
 
 

@@ -11,20 +11,18 @@ The sampler's study stays in memory (STACK_NOTES: an RDB-backed OptunaSearch fai
 a kill between Tune's snapshots) and is copied to `<experiment>/optuna.db` after each finished trial,
 replacing the file whole, so optuna-dashboard and live progress can read it while the study runs.
 At the end of the experiment the runner replaces it with the export built from Tune's results
-(runner.export_optuna), which adds each trial's outcome and error.
+(medguna.study.optuna_storage), which adds each trial's outcome and error.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
-from medguna.results import OPTUNA_FILE, OUTCOME_ATTR, TrialOutcome, is_final_row
+from medguna.results import OUTCOME_ATTR, TrialOutcome, is_final_row
+from medguna.study.optuna_storage import write_study_copy
 
 logger = logging.getLogger(__name__)
 
@@ -64,31 +62,3 @@ class StudySearch(OptunaSearch):
     def _export(self) -> None:
         if self.export_dir is not None and self._ot_study is not None:
             write_study_copy(self._ot_study, self.export_dir)
-
-
-def write_study_copy(study, export_dir: str) -> str:
-    """Write `study` (every trial, running ones included) to `<export_dir>/optuna.db` as a new file
-    that replaces the old one whole (a reader never sees half a database). Returns its location."""
-    import optuna
-
-    from medguna.study.remote import filesystem
-
-    target = "/".join([export_dir.rstrip("/"), OPTUNA_FILE]) if "://" in export_dir \
-        else str(Path(export_dir, OPTUNA_FILE))
-    local_dir = None if "://" in export_dir else Path(export_dir)
-    if local_dir is not None:
-        local_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=local_dir) as tmp:
-        db = Path(tmp, OPTUNA_FILE)
-        copy = optuna.create_study(storage=f"sqlite:///{db}", study_name=study.study_name,
-                                   directions=study.directions)
-        copy.add_trials(study.get_trials(deepcopy=False))
-        del copy
-        if local_dir is not None:
-            os.replace(db, target)
-        else:
-            fs, inner = filesystem(target)
-            fs.create_dir(inner.rsplit("/", 1)[0], recursive=True)
-            with fs.open_output_stream(inner) as f:
-                f.write(db.read_bytes())
-    return target

@@ -6,6 +6,7 @@ hold Tune objects, so the space stays plain data until the moment Optuna asks fo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -105,3 +106,24 @@ def reference_point(space: dict[str, dict]) -> dict[str, Any] | None:
 def is_reference_config(params: dict[str, Any]) -> bool:
     return (all(params.get(k) == v for k, v in PAPER_DESIGN_POINT.items())
             and all(params.get(k, v) == v for k, v in PAPER_STAGE2_POINT.items()))
+
+
+def best_distinct(ranked: list[tuple[float, dict[str, Any]]], top: int,
+                  accept: Callable[[dict[str, Any]], bool] | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The `top` best distinct configurations of (objective, configuration) pairs (maximised; ties
+    keep their given order), and how many distinct ones `accept` refused on the way."""
+    chosen: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    refused = 0
+    for _, configuration in sorted(ranked, key=lambda item: -item[0]):
+        key = json.dumps(configuration, sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        if accept is not None and not accept(configuration):
+            refused += 1
+            continue
+        chosen.append(configuration)
+        if len(chosen) == top:
+            break
+    return chosen, refused

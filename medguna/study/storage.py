@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from medguna.errors import ConfigError
+from medguna.study.autoscaler import autoscaler_max_nodes
+from medguna.study.files import URI
 
 REMOTE_URI_SCHEMES: tuple[str, ...] = ("s3", "gs", "abfs")
 """Object-store URI schemes Ray Tune (through pyarrow) writes to directly; left untouched."""
@@ -38,10 +40,6 @@ SHARED_FUSE_PREFIX = "fuse."
 
 PROC_MOUNTS = "/proc/mounts"
 
-RAY_BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
-"""Where `ray up` leaves the prepared cluster config on the head node (inside the container)."""
-
-_ANY_URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$")
 # "s3:/bucket" or "s3:bucket": a URI with a slash missing would otherwise become a local folder
 # named "s3:" under the working directory, which is the silent failure this module exists to stop.
 _MALFORMED_REMOTE = re.compile(r"^(?P<scheme>" + "|".join(REMOTE_URI_SCHEMES) + r"):/?(?!/)")
@@ -58,7 +56,7 @@ class MountEntry:
 
 def is_remote_uri(storage_path: str) -> bool:
     """True for an `s3://`, `gs://` or `abfs://` URI (the shared stores Ray writes to)."""
-    match = _ANY_URI.match(storage_path.strip())
+    match = URI.match(storage_path.strip())
     return match is not None and match["scheme"].lower() in REMOTE_URI_SCHEMES
 
 
@@ -85,7 +83,7 @@ def resolve_storage(storage_path: str) -> str:
             f"storage.path={text!r} looks like a {scheme} URI with a slash missing; "
             f"write it as storage.path={fixed}."
         )
-    uri = _ANY_URI.match(text)
+    uri = URI.match(text)
     if uri is None:
         return os.path.abspath(os.path.expanduser(text))
     scheme = uri["scheme"].lower()
@@ -236,29 +234,7 @@ def count_alive_nodes() -> int:
     return sum(1 for node in ray.nodes() if node.get("Alive"))
 
 
-def autoscaler_max_nodes(config_path: str | os.PathLike[str] = RAY_BOOTSTRAP_CONFIG) -> int | None:
-    """Most nodes (head included) the autoscaler of a `ray up` cluster may run, or None when
-    this machine has no autoscaler config (a laptop, a test cluster, a manual `ray start`)."""
-    import yaml  # PyYAML comes with Ray
-
-    path = Path(config_path).expanduser()
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    if not isinstance(config, dict) or not isinstance(config.get("max_workers"), int):
-        return None
-    global_limit = config["max_workers"]
-    head_type = config.get("head_node_type")
-    per_type = 0
-    for name, node_type in (config.get("available_node_types") or {}).items():
-        # Ray's defaults: the head's type adds no workers, other types up to the global limit.
-        default = 0 if name == head_type else global_limit
-        per_type += int((node_type or {}).get("max_workers", default))
-    return 1 + min(global_limit, per_type)
-
-
-def expected_cluster_nodes(config_path: str | os.PathLike[str] = RAY_BOOTSTRAP_CONFIG) -> int:
+def expected_cluster_nodes(autoscaler_config: dict | None) -> int:
     """Nodes the study must plan for: the alive ones, or the autoscaler's limit if larger.
 
     An autoscaling cluster starts a study with the head alone (GPU workers have min_workers 0)
@@ -266,5 +242,5 @@ def expected_cluster_nodes(config_path: str | os.PathLike[str] = RAY_BOOTSTRAP_C
     node-local storage path that the workers launched a minute later cannot see.
     """
     alive = count_alive_nodes()
-    limit = autoscaler_max_nodes(config_path)
+    limit = autoscaler_max_nodes(autoscaler_config)
     return max(alive, limit or 0)

@@ -22,7 +22,7 @@ from medguna.results import (
     is_final_row,
     upgrade_row,
 )
-from medguna.study.space import inside_space
+from medguna.study.space import best_distinct, inside_space
 
 
 def parse_source(source: str) -> tuple[Path, str | None]:
@@ -68,19 +68,7 @@ def warm_points(source: str, dataset: str, space: dict[str, dict], top: int) -> 
             continue
         params = json.loads(params_file.read_text())
         ranked.append((float(value), {k: params.get(k) for k in space}))
-    ranked.sort(key=lambda item: -item[0])
-    points, outside, seen = [], 0, set()
-    for _, point in ranked:
-        key = json.dumps(point, sort_keys=True, default=str)
-        if key in seen:
-            continue
-        seen.add(key)
-        if not inside_space(space, point):
-            outside += 1
-            continue
-        points.append(point)
-        if len(points) == top:
-            break
+    points, outside = best_distinct(ranked, top, accept=lambda point: inside_space(space, point))
     note = (f"warm start from {experiment}: {len(points)} configuration(s) enqueued"
             + (f", {outside} outside this study's search space left out" if outside else ""))
     return points, note

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from medguna.data.datasets import DatasetSpec
+from medguna.data.datasets import DATASETS, DatasetSpec
 from medguna.errors import DescriptionError
 from medguna.text.sets import SET_PREFIX, require_set_file
 
@@ -232,3 +232,12 @@ def _parse_json(text: str, where: str) -> Any:
             f"description file {where!r} is not valid JSON: {error.msg} at line {error.lineno} "
             f"column {error.colno}; fix the file so it is {{class_name: [sentence, ...]}}"
         ) from None
+
+
+def vocab_texts() -> list[str]:
+    """Texts the test-size model's WordPiece vocabulary is built from: our own descriptions."""
+    texts: list[str] = []
+    for spec in DATASETS.values():
+        for source in ("curated", "templates"):
+            texts += flatten_descriptions(load_descriptions(source, spec), spec)[0]
+    return texts

@@ -7,10 +7,7 @@ reporter differs. Training goes through accelerate (device placement, bf16 autoc
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
-import resource
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,214 +17,26 @@ from torch import nn
 
 from medguna.config import TrialConfig, to_dict
 from medguna.errors import TrialError
+from medguna.method.selection import best_so_far
+from medguna.method.student import Student
 from medguna.results import (
     FINAL_STATUS,
     OBJECTIVE,
     OBJECTIVE_BEST_SO_FAR,
     OBJECTIVE_SELECTED,
     STATUS,
-    VARIANT,
 )
+from medguna.trial.accelerator import device_name, make_accelerator, mixed_precision
 from medguna.trial.compile import StudentForward, compile_backend, use_inductor_cache
-from medguna.trial.memory import release_memory
+from medguna.trial.evaluation import evaluate, prefixed, split_metrics
+from medguna.trial.memory import peak_memory_mb, release_memory, reset_peak_memory
 from medguna.trial.prepare import SharedWork, feature_bank, image_cache_dir, prepare_shared_work
 from medguna.trial.profiling import step_profiler
+from medguna.trial.provenance import provenance, state_digest
+from medguna.trial.reference_protocol import epoch_test_metrics, reference_selected
 from medguna.trial.reporting import Reporter
-from medguna.versions import code_version, library_versions
 
-# The reference initialises its prompt tokens uniformly in [-0.0833, 0.0833] (docs/method.md §4).
-PROMPT_INIT_BOUND = 0.0833
-
-
-class Student(nn.Module):
-    """Trainable part of stage 2: prompt tokens and the student adapter.
-
-    The frozen encoder is held outside the module tree, so checkpoints and DDP see only what trains.
-    In training mode the prompted forward goes through `image_forward`, compiled with
-    `backend` once checked (None: eager); evaluation, at other batch sizes and without
-    gradients, stays eager.
-    """
-
-    def __init__(self, encoder, adapter: nn.Module, prompt_length: int, insertion: str,
-                 normalize_features: bool, generator: torch.Generator,
-                 backend: str | None = None) -> None:
-        super().__init__()
-        self.__dict__["encoder"] = encoder
-        self.__dict__["image_forward"] = StudentForward(encoder, insertion, backend)
-        self.adapter = adapter
-        self.normalize_features = normalize_features
-        if prompt_length > 0:
-            init = torch.empty(prompt_length, encoder.prompt_dim)
-            init.uniform_(-PROMPT_INIT_BOUND, PROMPT_INIT_BOUND, generator=generator)
-            self.prompts = nn.Parameter(init)
-        else:
-            self.prompts = None
-
-    def forward(self, pixels: torch.Tensor | None = None, features: torch.Tensor | None = None):
-        from medguna.method.teacher import student_logits
-
-        if features is None:
-            image_forward = self.image_forward if self.training else self.image_forward.eager
-            features = image_forward(pixels, self.prompts)
-        return student_logits(self.adapter, features.float(), normalize=self.normalize_features)
-
-
-def mixed_precision(cfg: TrialConfig) -> str:
-    choice = cfg.runtime.mixed_precision
-    if choice != "auto":
-        return choice
-    if cfg.method.variant == "reference":  # the reference trains in fp32 (docs/method.md §4)
-        return "no"
-    if not cfg.runtime.cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "no"
-
-
-def device_name(device: torch.device) -> str:
-    """What a result row records as the device: the GPU's model, not only its index."""
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return device.type
-
-
-def make_accelerator(cfg: TrialConfig):
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, PartialState
-
-    # AcceleratorState is a per-process singleton: reset it so trials of different precision can
-    # share a reused Ray actor. PartialState holds the device: a CPU trial before a GPU one in the
-    # same process would otherwise leave the GPU trial on the CPU.
-    want_cpu = cfg.runtime.cpu or not torch.cuda.is_available()
-    stale_device = bool(PartialState._shared_state) and (PartialState().device.type == "cpu") != want_cpu
-    AcceleratorState._reset_state(reset_partial_state=stale_device)
-    return Accelerator(mixed_precision=mixed_precision(cfg), cpu=cfg.runtime.cpu)
-
-
-def provenance(cfg: TrialConfig, shared: SharedWork) -> dict[str, Any]:
-    info = shared.encoder.info
-    return {
-        "dataset": cfg.data.dataset,
-        "data_source": "synthetic" if shared.manifest.is_synthetic else "real",
-        # Which acquisition shift the stand-in was drawn under ("none" = the pretraining domain).
-        "synthetic_shift": (shared.manifest.synthetic_info or {}).get("shift", "none")
-        if shared.manifest.is_synthetic else "",
-        # Which draw of the stand-in's images (data.synthetic_seed); "" for real data.
-        "synthetic_seed": str((shared.manifest.synthetic_info or {}).get("seed", ""))
-        if shared.manifest.is_synthetic else "",
-        "encoder": info.get("encoder", cfg.model.encoder),
-        "checkpoint": str(info.get("checkpoint", cfg.model.checkpoint)),
-        "checkpoint_sha256": str(info.get("checkpoint_sha256", ""))[:12],
-        VARIANT: cfg.method.variant,
-        "control": cfg.runtime.control,  # "none", or a control (negative or oracle) that is not a result
-        # Traces a row to its sentences: a description set's provenance records the same hash.
-        "descriptions_sha256": shared.descriptions_sha256[:16],
-        "protocol": cfg.runtime.protocol,
-        "code_version": code_version(),
-        **library_versions(),
-        "node_id": _ray_node_id(),
-    }
-
-
-def _ray_node_id() -> str:
-    """The Ray node running this trial, "" outside Ray: says which machine of a cluster ran it.
-
-    Read from Ray only when the process already runs inside Ray, so a plain `medguna trial`
-    neither imports nor starts it.
-    """
-    ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():
-        return ""
-    return ray.get_runtime_context().get_node_id()
-
-
-def state_digest(state: dict[str, torch.Tensor]) -> str:
-    """SHA-256 of a state dict's names, dtypes, shapes and bytes: equal only for equal states."""
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        tensor = state[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _reset_peak_memory(device: torch.device) -> None:
-    """Start this trial's peak-memory count, so a reused worker does not report an earlier trial's peak."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    try:  # Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM)
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-    except OSError:
-        pass
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    """Peak memory since _reset_peak_memory: CUDA allocations, or the process's peak RSS on CPU.
-
-    The RSS includes pages of the memory-mapped image cache this trial touched; those are shared
-    page cache, not a private copy per trial.
-    """
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def _evaluate(student: Student, shared: SharedWork, split: str, *, device, autocast, batch_size: int):
-    """Softmax outputs of the student on the clean view of `split`."""
-    from medguna.data.augment import clean_view
-    from medguna.data.images import normalize
-
-    student.eval()
-    probs = []
-    with torch.no_grad():
-        if student.prompts is None:  # the clean view's frozen features are cached
-            feats = shared.clean_features[split].to(device)
-            probs.append(torch.softmax(student(features=feats).float(), dim=1).cpu())
-        else:
-            images = shared.images[split]
-            for start in range(0, images.shape[0], batch_size):
-                batch = images[start:start + batch_size].to(device)
-                pixels = normalize(clean_view(batch, out_size=student.encoder.image_size),
-                                   shared.preprocessing)
-                with autocast():
-                    logits = student(pixels=pixels)
-                probs.append(torch.softmax(logits.float(), dim=1).cpu())
-    student.train()
-    return torch.cat(probs) if probs else torch.empty(0, shared.spec.num_classes)
-
-
-def _prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in values.items():
-        if key == "confusion_matrix":
-            continue
-        out[f"{prefix}{key}"] = value
-    return out
-
-
-def _split_metrics(probs, labels, spec, prefix: str, teacher=None, threshold: float = 0.95):
-    from medguna.method.metrics import classification_metrics, label_free_metrics
-
-    metrics = classification_metrics(probs, labels, list(spec.classes))
-    free = label_free_metrics(probs, teacher_labels=teacher, collapse_threshold=threshold)
-    merged = {**_prefixed(prefix, metrics), **_prefixed(prefix, free)}
-    return merged, metrics.get("confusion_matrix")
-
-
-def _best_so_far(history: list[dict[str, Any]], objective: str, stage1: float | None = None) -> float:
-    """The objective of what selection would keep so far (stage 1 alone counts when it competes)."""
-    values = [h.get(objective, math.nan) for h in history] + ([stage1] if stage1 is not None else [])
-    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-    return max(finite) if finite else math.nan
-
+__all__ = ["mixed_precision", "run_trial"]  # mixed_precision: what `medguna trial` prints
 
 def run_trial(cfg: TrialConfig, reporter: Reporter, *, log_dir=None, params: dict | None = None) -> dict:
     """Run one trial; report every epoch; return the final row (with test metrics)."""
@@ -373,7 +182,7 @@ def _run(cfg: TrialConfig, reporter: Reporter, *, image_dir, log_dir, params: di
         if epoch < cfg.method.stage2_epochs:
             reporter.report(row, _checkpoint(stage1, state, epoch))
     final, confusion, selected = _select_and_test(ctx, stage1, state, setup_seconds)
-    final.update(_test_selected(ctx, state.history))
+    final.update(reference_selected(ctx, state.history))
     _write_final_logs(ctx, final, confusion, selected, params)
     _write_predictions(ctx, stage1, state, selected)
     reporter.report(final, None)
@@ -387,7 +196,7 @@ def _prepare(cfg: TrialConfig, *, image_dir, log_dir) -> TrialContext:
     accelerator = make_accelerator(cfg)
     device = accelerator.device
     torch.manual_seed(cfg.method.seed)
-    _reset_peak_memory(device)
+    reset_peak_memory(device)
     started = time.perf_counter()
     shared = prepare_shared_work(cfg, device=device, autocast=accelerator.autocast, image_dir=image_dir)
     prov = {**provenance(cfg, shared), "device": device_name(device),
@@ -402,7 +211,7 @@ def _prepare(cfg: TrialConfig, *, image_dir, log_dir) -> TrialContext:
     for split in ("val", "test"):
         logits = zero_shot_logits(shared.clean_features[split], shared.class_prototypes) * 100.0
         ctx.zero_shot_probs[split] = torch.softmax(logits, dim=1)
-        ctx.zero_shot[split], _ = _split_metrics(ctx.zero_shot_probs[split], shared.labels[split],
+        ctx.zero_shot[split], _ = split_metrics(ctx.zero_shot_probs[split], shared.labels[split],
                                                  shared.spec, f"zeroshot_{split}_")
     return ctx
 
@@ -442,7 +251,7 @@ def _stage1(ctx: TrialContext, generator: torch.Generator, resume: dict | None) 
     )
     if ctx.cfg.runtime.selection_includes_stage1:
         result.val_probs = result.probs(shared.clean_features["val"])
-        result.val_metrics, _ = _split_metrics(result.val_probs, shared.labels["val"], shared.spec, "val_",
+        result.val_metrics, _ = split_metrics(result.val_probs, shared.labels["val"], shared.spec, "val_",
                                                teacher=labels["val"], threshold=ctx.cfg.runtime.collapse_threshold)
     return result
 
@@ -456,8 +265,8 @@ def _start_stage2(ctx: TrialContext, stage1: Stage1Result, generator: torch.Gene
     backend = compile_backend(ctx.cfg.runtime.compile_student, ctx.device) if m.prompt_length else None
     if backend is not None:
         use_inductor_cache(ctx.cfg.data.cache_dir)
-    student = Student(shared.encoder, copy.deepcopy(stage1.adapter).requires_grad_(True),
-                      m.prompt_length, m.prompt_insertion, m.normalize_student, generator, backend)
+    student = Student(shared.encoder, copy.deepcopy(stage1.adapter).requires_grad_(True), m.prompt_length,
+                      StudentForward(shared.encoder, m.prompt_insertion, backend), m.normalize_student, generator)
     optimizer = make_stage2_optimizer(list(student.parameters()), name=m.stage2_optimizer,
                                       lr=m.stage2_lr, weight_decay=m.weight_decay)
     history: list[dict[str, Any]] = []
@@ -544,9 +353,9 @@ def _stage2_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, e
     """Train one epoch, evaluate on validation, record the epoch's row and student weights."""
     r = ctx.cfg.runtime
     train = _train_epoch(ctx, stage1, state, epoch)
-    val_probs = _evaluate(state.plain_student, ctx.shared, "val", device=ctx.device,
+    val_probs = evaluate(state.plain_student, ctx.shared, "val", device=ctx.device,
                           autocast=ctx.autocast, batch_size=r.eval_batch_size)
-    val_metrics, _ = _split_metrics(val_probs, ctx.shared.labels["val"], ctx.shared.spec, "val_",
+    val_metrics, _ = split_metrics(val_probs, ctx.shared.labels["val"], ctx.shared.spec, "val_",
                                     teacher=stage1.teacher_labels["val"], threshold=r.collapse_threshold)
     state.val_probs[epoch] = val_probs
     row = {
@@ -561,58 +370,21 @@ def _stage2_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, e
         "stage2_images": len(state.train_set),
         **val_metrics,
         **ctx.zero_shot["val"],
-        **_test_every_epoch(ctx, state),
+        **epoch_test_metrics(ctx, state),
         "setup_seconds": setup_seconds,
-        "peak_memory_mb": _peak_memory_mb(ctx.device),
+        "peak_memory_mb": peak_memory_mb(ctx.device),
     }
     if epoch == 1 and stage1.losses:
         row["stage1_final_loss"] = stage1.losses[-1]
     state.history.append(row)
     # Tune's metric: the best objective so far, so ASHA and Optuna judge a trial by the epoch
     # that selection would keep, not by whichever epoch happened to come last.
-    row[OBJECTIVE_BEST_SO_FAR] = _best_so_far(state.history, r.objective, stage1.val_metrics.get(r.objective))
+    row[OBJECTIVE_BEST_SO_FAR] = best_so_far(state.history, r.objective, stage1.val_metrics.get(r.objective))
     state.epoch_states.append({k: v.detach().cpu().clone()
                                for k, v in state.plain_student.state_dict().items()})
     if ctx.tb is not None:
         ctx.tb.scalars(row, epoch)
     return row
-
-
-# Under runtime.protocol=reference: the test split read every epoch, as the reference does, and the
-# best of those epochs reported apart. Optimistic (chosen on test): never the objective, never ranked.
-TEST_EPOCH_PREFIX = "test_epoch_"
-TEST_SELECTED_PREFIX = "test_selected_"
-TEST_SELECTED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auroc")
-
-
-def _test_every_epoch(ctx: TrialContext, state: Stage2State) -> dict[str, Any]:
-    """This epoch's test metrics as test_epoch_* (reference protocol only; else nothing)."""
-    if ctx.cfg.runtime.protocol != "reference":
-        return {}
-    r = ctx.cfg.runtime
-    probs = _evaluate(state.plain_student, ctx.shared, "test", device=ctx.device,
-                      autocast=ctx.autocast, batch_size=r.eval_batch_size)
-    metrics, _ = _split_metrics(probs, ctx.shared.labels["test"], ctx.shared.spec, TEST_EPOCH_PREFIX,
-                                threshold=r.collapse_threshold)
-    return metrics
-
-
-def _test_selected(ctx: TrialContext, history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The reference's reported figure: the epoch of best test accuracy and its test metrics.
-
-    Named test_selected_* so that it is never mistaken for the validation-selected test_* columns.
-    """
-    if ctx.cfg.runtime.protocol != "reference":
-        return {}
-    accuracies = [h.get(f"{TEST_EPOCH_PREFIX}accuracy", math.nan) for h in history]
-    best = max(range(len(history)), key=lambda i: (accuracies[i] if math.isfinite(accuracies[i]) else -1.0, -i))
-    chosen = history[best]
-    return {
-        f"{TEST_SELECTED_PREFIX}epoch": best + 1,
-        **{f"{TEST_SELECTED_PREFIX}{m}": chosen.get(f"{TEST_EPOCH_PREFIX}{m}", math.nan)
-           for m in TEST_SELECTED_METRICS},
-        f"{TEST_SELECTED_PREFIX}note": "optimistic: chosen on test, as the reference reports",
-    }
 
 
 def _checkpoint(stage1: Stage1Result, state: Stage2State, epoch: int) -> dict[str, Any]:
@@ -647,9 +419,9 @@ def _select_and_test(ctx: TrialContext, stage1: Stage1Result, state: Stage2State
         test_probs = stage1.probs(ctx.shared.clean_features["test"])
     else:
         state.plain_student.load_state_dict(state.epoch_states[selected - 1])
-        test_probs = _evaluate(state.plain_student, ctx.shared, "test", device=ctx.device,
+        test_probs = evaluate(state.plain_student, ctx.shared, "test", device=ctx.device,
                                autocast=ctx.autocast, batch_size=r.eval_batch_size)
-    test_metrics, confusion = _split_metrics(test_probs, ctx.shared.labels["test"], ctx.shared.spec,
+    test_metrics, confusion = split_metrics(test_probs, ctx.shared.labels["test"], ctx.shared.spec,
                                              "test_", threshold=r.collapse_threshold)
     state.test_probs = test_probs
     final = {
@@ -657,7 +429,7 @@ def _select_and_test(ctx: TrialContext, stage1: Stage1Result, state: Stage2State
         **test_metrics,
         **ctx.zero_shot["test"],
         # Stage 1 alone on validation, beside the epochs it competed with (absent when it did not).
-        **_prefixed("stage1_", stage1.val_metrics),
+        **prefixed("stage1_", stage1.val_metrics),
         "selected_epoch": selected,
         OBJECTIVE: r.objective,
         OBJECTIVE_SELECTED: objective_value,
@@ -698,7 +470,7 @@ def _write_predictions(ctx: TrialContext, stage1: Stage1Result, state: Stage2Sta
     shared = ctx.shared
     val_probs = stage1.val_probs if selected == 0 else state.val_probs.get(selected)
     if val_probs is None:  # the selected epoch ran before a resume: score it again (same weights)
-        val_probs = _evaluate(state.plain_student, shared, "val", device=ctx.device,
+        val_probs = evaluate(state.plain_student, shared, "val", device=ctx.device,
                               autocast=ctx.autocast, batch_size=ctx.cfg.runtime.eval_batch_size)
     classes = list(shared.spec.classes)
     frames = []

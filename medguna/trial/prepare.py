@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from medguna.config import TEST_SIZE_CHECKPOINT, TrialConfig
-from medguna.data.datasets import DATASETS, DatasetSpec, get_dataset
+from medguna.data.datasets import DatasetSpec, get_dataset
 from medguna.trial.cache import cached_tensors, content_key
 from medguna.trial.memory import release_memory
 
@@ -65,20 +65,10 @@ def load_trial_manifest(cfg: TrialConfig):
     )
 
 
-def vocab_texts() -> list[str]:
-    """Texts the test-size model's WordPiece vocabulary is built from: our own descriptions."""
-    from medguna.text.sources import flatten_descriptions, load_descriptions
-
-    texts: list[str] = []
-    for spec in DATASETS.values():
-        for source in ("curated", "templates"):
-            texts += flatten_descriptions(load_descriptions(source, spec), spec)[0]
-    return texts
-
-
 def get_encoder(cfg: TrialConfig):
     """The encoder of this configuration, loaded once per worker process and kept frozen."""
     from medguna.models.registry import build_encoder
+    from medguna.text.sources import vocab_texts
 
     m = cfg.model
     key = (m.encoder, m.checkpoint, m.tokenizer, str(Path(cfg.data.cache_dir).resolve()))

@@ -11,7 +11,8 @@ from pathlib import Path
 import yaml
 
 from medguna.compose import compose_study
-from medguna.study.concurrency import NodeGroup, choose_concurrency
+from medguna.study.autoscaler import NodeGroup
+from medguna.study.concurrency import choose_concurrency
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = yaml.safe_load((REPO / "cluster" / "kuberay-rayjob.yaml").read_text())

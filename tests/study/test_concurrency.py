@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medguna.config import ResourcesConfig
 from medguna.study import concurrency
-from medguna.study.concurrency import NodeGroup, autoscaler_node_groups, choose_concurrency
+from medguna.study.autoscaler import NodeGroup, autoscaler_node_groups, read_autoscaler_config
+from medguna.study.concurrency import choose_concurrency
+from medguna.study_config import ResourcesConfig
 
 CLUSTER_YAML = Path(__file__).resolve().parents[2] / "cluster.yaml"
 HEAD_ONLY = [NodeGroup({"CPU": 4.0, "GPU": 0.0}, 1)]  # cluster.yaml's head_cpu before any worker starts
@@ -73,6 +74,7 @@ def test_a_local_ray_ignores_an_autoscaler_config_on_the_machine(tmp_path, monke
     monkeypatch.setattr(concurrency, "present_node_groups", lambda: HEAD_ONLY)
     monkeypatch.setattr(concurrency, "reported_max_resources", lambda: None)
     joined = gpu(autoscaling_config=str(path))
-    assert concurrency.study_concurrency(joined).limit == 16
-    assert concurrency.study_concurrency(gpu(address="local", autoscaling_config=str(path))).limit == 1
-    assert concurrency.study_concurrency(gpu(autoscaling_config=str(tmp_path / "missing.yaml"))).limit == 1
+    assert concurrency.study_concurrency(joined, read_autoscaler_config(path)).limit == 16
+    assert concurrency.study_concurrency(gpu(address="local"), read_autoscaler_config(path)).limit == 1
+    assert read_autoscaler_config(tmp_path / "missing.yaml") is None
+    assert concurrency.study_concurrency(joined, None).limit == 1

@@ -11,9 +11,9 @@ from medguna.config import (
     apply_method_params,
     from_dict,
     validate_method,
-    validate_space,
 )
 from medguna.errors import ConfigError
+from medguna.study_config import validate_space
 
 # The reference variant's prompt insertion only takes lengths that square its patch grid.
 REFERENCE_PROMPTS = "search.space.prompt_length.choices=[0,113]"

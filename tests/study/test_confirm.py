@@ -14,13 +14,14 @@ from conftest import tiny_overrides
 from medguna.analysis.loading import load_results
 from medguna.analysis.report import build_report
 from medguna.compose import compose_study
+from medguna.results import COMPLETE_MARKER
 from medguna.study.confirm import (
     best_configurations,
     confirm_plan,
     confirmation_points,
     confirmation_space,
 )
-from medguna.study.runner import COMPLETE_MARKER, run_study
+from medguna.study.runner import run_study
 
 SEEDS = [7778, 7779, 7780]  # method.seed 7777 + 1..3
 

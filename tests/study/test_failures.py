@@ -8,7 +8,7 @@ import pytest
 
 from medguna.config import TrialConfig, to_dict
 from medguna.errors import DataError, TrialError
-from medguna.study import runner
+from medguna.study import trainable
 from medguna.study.failures import MARKER, InputErrorNotRetried
 
 
@@ -28,7 +28,7 @@ def trial(tmp_path, monkeypatch):
             raise error
 
         monkeypatch.setattr(loop, "run_trial", run_trial)
-        runner.medguna_trainable({"entropy_weight": 1.0}, base=to_dict(TrialConfig()), study="s",
+        trainable.medguna_trainable({"entropy_weight": 1.0}, base=to_dict(TrialConfig()), study="s",
                                  code_version="test")
 
     return attempt, calls

@@ -16,6 +16,7 @@ import pytest
 
 from medguna.compose import compose_study
 from medguna.errors import ConfigError
+from medguna.results import COMPLETE_MARKER
 from medguna.study import runner
 from medguna.study.fresh import clear_study_folder, study_folder
 from medguna.study.lock import LOCK_FILE, StudyLocked, study_lock
@@ -180,11 +181,13 @@ def test_ctrl_c_after_one_dataset_finished_stops_the_whole_study(tmp_path, monke
     monkeypatch.setattr(storage, "expected_cluster_nodes", lambda *args: 1)
     monkeypatch.setattr(storage, "count_alive_nodes", lambda *args: 1)
     monkeypatch.setattr(concurrency, "study_concurrency",
-                        lambda resources: SimpleNamespace(limit=1, reason="this test"))
-    monkeypatch.setattr(runner, "_trainable", lambda plan, p: None)
-    monkeypatch.setattr(runner, "_make_tuner", lambda plan, p, trainable, *args: _TuneLikeFit(p.dataset))
-    monkeypatch.setattr(runner, "export_optuna", lambda plan, p, results: {"counts": {"completed": 3}})
-    monkeypatch.setattr(runner, "_unfinished_trials", lambda exp_dir, results, n: 0)
+                        lambda resources, autoscaler_config: SimpleNamespace(limit=1, reason="this test"))
+    from medguna.study import experiment, optuna_storage, tune_state
+
+    monkeypatch.setattr(experiment, "build_trainable", lambda plan, p: None)
+    monkeypatch.setattr(experiment, "search_tuner", lambda plan, p, trainable, *args: _TuneLikeFit(p.dataset))
+    monkeypatch.setattr(optuna_storage, "export_optuna", lambda plan, p, results: {"counts": {"completed": 3}})
+    monkeypatch.setattr(tune_state, "unfinished_trials", lambda exp_dir, results, n: 0)
     cfg = compose_study([f"storage.path={tmp_path / 'runs'}", f"storage.cache_dir={tmp_path / 'cache'}",
                          "study.datasets=[montgomery,shenzhen]", "study.demo_confirm_top=0"])
     before = signal.getsignal(signal.SIGINT)
@@ -192,6 +195,6 @@ def test_ctrl_c_after_one_dataset_finished_stops_the_whole_study(tmp_path, monke
         runner.run_study(cfg, log=lambda line: None)
     assert _TuneLikeFit.fitted == ["montgomery"]  # shenzhen never started
     study_dir = tmp_path / "runs" / cfg.study.name
-    assert (study_dir / "montgomery" / runner.COMPLETE_MARKER).is_file()
+    assert (study_dir / "montgomery" / COMPLETE_MARKER).is_file()
     assert not (study_dir / "shenzhen").exists()
     assert signal.getsignal(signal.SIGINT) is before  # the driver's own handler is back

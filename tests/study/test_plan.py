@@ -6,7 +6,8 @@ import pytest
 
 from medguna.compose import compose_study
 from medguna.errors import CheckpointError
-from medguna.study.runner import plan_study, run_study
+from medguna.study.plan import plan_study
+from medguna.study.runner import run_study
 
 
 def test_a_missing_checkpoint_stops_the_study_before_ray(tmp_path, no_ray):
@@ -49,7 +50,7 @@ def test_a_stand_in_passed_as_a_data_root_is_planned_as_synthetic(tmp_path):
 
 
 def test_another_image_draw_reaches_the_trials_and_the_banner(tmp_path):
-    from medguna.study.runner import banner
+    from medguna.study.plan import banner
 
     plan = plan_study(compose_study([f"storage.path={tmp_path}", "study.datasets=[montgomery]",
                                      "data.synthetic_seed=4"]))
@@ -60,7 +61,7 @@ def test_another_image_draw_reaches_the_trials_and_the_banner(tmp_path):
 
 
 def test_the_banner_names_a_control_and_says_it_is_not_a_result(tmp_path):
-    from medguna.study.runner import banner
+    from medguna.study.plan import banner
 
     def text(control):
         return banner(plan_study(compose_study([f"storage.path={tmp_path}", "study.datasets=[montgomery]",

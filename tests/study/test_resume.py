@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import tiny_overrides
 
-from medguna.study.runner import saved_trials
+from medguna.study.tune_state import saved_trials
 
 pytestmark = pytest.mark.slow
 

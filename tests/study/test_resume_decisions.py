@@ -9,8 +9,9 @@ from ray import cloudpickle
 
 from medguna.compose import compose_study
 from medguna.errors import ConfigError
+from medguna.study.plan import plan_study
 from medguna.study.resume import decide, raise_sample_target
-from medguna.study.runner import _write_study_json, plan_study
+from medguna.study.runner import write_study_json
 
 
 def _plan(tmp_path, *extra: str):
@@ -20,7 +21,7 @@ def _plan(tmp_path, *extra: str):
 
 def _first_run(tmp_path, *extra: str) -> dict:
     plan = _plan(tmp_path, *extra)
-    _write_study_json(plan, None)
+    write_study_json(plan, None)
     return json.loads((tmp_path / "runs" / "chestxray" / "study.json").read_text())
 
 
@@ -54,7 +55,7 @@ def test_a_changed_setting_is_refused_naming_old_and_new_values(tmp_path):
 def test_study_json_keeps_the_first_configuration_and_lists_every_run(tmp_path):
     previous = _first_run(tmp_path, "search.sampler_seed=9")
     assert previous["dataset_records"]["shenzhen"]["num_samples"] == 3
-    _write_study_json(_plan(tmp_path, "study.demo_num_samples=5"), previous)
+    write_study_json(_plan(tmp_path, "study.demo_num_samples=5"), previous)
     info = json.loads((tmp_path / "runs" / "chestxray" / "study.json").read_text())
     assert info["config"]["study"]["demo_num_samples"] == 3  # what the kept results were made with
     assert info["dataset_records"]["shenzhen"]["num_samples"] == 5
@@ -82,7 +83,7 @@ def test_the_optuna_export_skips_values_outside_a_narrowed_space(tmp_path):
 
     import optuna
 
-    from medguna.study.runner import export_optuna
+    from medguna.study.optuna_storage import export_optuna
 
     plan = _plan(tmp_path, "search.space.entropy_weight.high=0.2")
     params = {"adapter_width": 0, "prompt_length": 0, "description_source": "curated+templates"}

@@ -14,7 +14,8 @@ from conftest import tiny_overrides
 from medguna.compose import compose_study
 from medguna.errors import ConfigError, DescriptionError
 from medguna.study.description_sets import install_sets, sets_for_trials
-from medguna.study.runner import plan_study, run_study
+from medguna.study.plan import plan_study
+from medguna.study.runner import run_study
 
 # The fake OpenAI-compatible server of the describe tests, not a copy of it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "text"))

@@ -14,7 +14,8 @@ from conftest import tiny_overrides
 
 from medguna.compose import compose_study
 from medguna.errors import ConfigError
-from medguna.study.runner import COMPLETE_MARKER, run_study
+from medguna.results import COMPLETE_MARKER
+from medguna.study.runner import run_study
 
 pytestmark = pytest.mark.slow
 

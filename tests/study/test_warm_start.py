@@ -9,7 +9,7 @@ import pytest
 
 from medguna.compose import compose_study
 from medguna.errors import ConfigError
-from medguna.study.runner import plan_study
+from medguna.study.plan import plan_study
 from medguna.study.warm_start import enqueue_order, warm_points
 
 SPACE = {"adapter_width": {"type": "categorical", "choices": [0, 64, 256]},

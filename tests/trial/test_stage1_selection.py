@@ -15,7 +15,8 @@ import pytest
 
 from medguna.compose import compose_study
 from medguna.config import apply_method_params
-from medguna.trial.loop import _best_so_far, run_trial
+from medguna.method.selection import best_so_far
+from medguna.trial.loop import run_trial
 from medguna.trial.predictions import read_predictions
 from medguna.trial.reporting import PrintReporter
 
@@ -55,6 +56,6 @@ def test_a_stage2_that_hurts_on_validation_reports_stage1_alone(cache_dir, tmp_p
 
 def test_the_objective_so_far_counts_stage1_when_it_competes():
     history = [{"val_balanced_accuracy": 0.6}, {"val_balanced_accuracy": math.nan}, {"val_balanced_accuracy": 0.7}]
-    assert _best_so_far(history, "val_balanced_accuracy") == 0.7
-    assert _best_so_far(history, "val_balanced_accuracy", 0.8) == 0.8
-    assert _best_so_far(history[:1], "val_balanced_accuracy", 0.5) == 0.6
+    assert best_so_far(history, "val_balanced_accuracy") == 0.7
+    assert best_so_far(history, "val_balanced_accuracy", 0.8) == 0.8
+    assert best_so_far(history[:1], "val_balanced_accuracy", 0.5) == 0.6

@@ -7,9 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from medguna.config import StorageConfig
 from medguna.data.datasets import DATASETS, DatasetSpec, get_dataset
 from medguna.errors import ConfigError, MedgunaError
+from medguna.study_config import StorageConfig
 from medguna.text.describe.backends import Backend, SamplingSettings
 from medguna.text.describe.cache import DEFAULT_CACHE_DIR, CompletionCache
 from medguna.text.describe.cleaning import CleaningRules

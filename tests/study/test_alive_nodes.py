@@ -11,8 +11,8 @@ import ray
 from ray.cluster_utils import Cluster
 
 from medguna.errors import ConfigError
+from medguna.study.autoscaler import read_autoscaler_config
 from medguna.study.storage import (
-    autoscaler_max_nodes,
     check_storage_for_cluster,
     count_alive_nodes,
     expected_cluster_nodes,
@@ -40,22 +40,6 @@ def test_count_needs_a_connected_ray() -> None:
         count_alive_nodes()
 
 
-def test_autoscaler_limit_is_read_from_the_bootstrap_config(tmp_path: Path) -> None:
-    bootstrap = tmp_path / "ray_bootstrap_config.yaml"
-    bootstrap.write_text((Path(__file__).resolve().parents[2] / "cluster.yaml").read_text())
-    # cluster.yaml: max_workers 10 = 8 single-GPU + 2 four-GPU workers, plus the head.
-    assert autoscaler_max_nodes(bootstrap) == 11
-    bootstrap.write_text(TWO_TYPES.replace("w: {", "w: {max_workers: 3, "))
-    assert autoscaler_max_nodes(bootstrap) == 4  # 1 head + min(4, 0 + 3)
-    bootstrap.write_text(TWO_TYPES)
-    assert autoscaler_max_nodes(bootstrap) == 5  # a type without a limit is capped globally
-    bootstrap.write_text("max_workers: 0\navailable_node_types: {}\n")
-    assert autoscaler_max_nodes(bootstrap) == 1
-    assert autoscaler_max_nodes(tmp_path / "absent.yaml") is None
-    bootstrap.write_text("[not a mapping")
-    assert autoscaler_max_nodes(bootstrap) is None
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     """A head with one CPU; tests add and remove worker nodes (about 1 s each)."""
@@ -79,13 +63,13 @@ def test_head_only_autoscaling_cluster_plans_for_its_limit(
     bootstrap = tmp_path / "ray_bootstrap_config.yaml"
     bootstrap.write_text(TWO_TYPES)
     assert _wait_for_count(1) == 1
-    assert expected_cluster_nodes(tmp_path / "absent.yaml") == 1
-    assert expected_cluster_nodes(bootstrap) == 5
+    assert expected_cluster_nodes(read_autoscaler_config(tmp_path / "absent.yaml")) == 1
+    assert expected_cluster_nodes(read_autoscaler_config(bootstrap)) == 5
     local_runs = str(tmp_path / "runs")
     check_storage_for_cluster(local_runs, count_alive_nodes(), mounts_file=tmp_path / "none")
     with pytest.raises(ConfigError, match="has 5 nodes"):
         check_storage_for_cluster(
-            local_runs, expected_cluster_nodes(bootstrap), mounts_file=tmp_path / "none"
+            local_runs, expected_cluster_nodes(read_autoscaler_config(bootstrap)), mounts_file=tmp_path / "none"
         )
 
 
@@ -96,7 +80,7 @@ def test_count_follows_nodes_joining_and_leaving(cluster: Cluster, tmp_path: Pat
     assert _wait_for_count(3) == 3
     small_limit = tmp_path / "ray_bootstrap_config.yaml"
     small_limit.write_text("max_workers: 0\navailable_node_types: {}\n")
-    assert expected_cluster_nodes(small_limit) == 3  # more alive than the file allows
+    assert expected_cluster_nodes(read_autoscaler_config(small_limit)) == 3  # more alive than the file allows
     with pytest.raises(ConfigError, match="has 3 nodes"):
         check_storage_for_cluster(
             str(tmp_path / "runs"), count_alive_nodes(), mounts_file=tmp_path / "none"
