@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from medguna.errors import MedgunaError
+from medguna.commandline import dispatch
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,20 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    # Overrides may follow options (`medguna trial --quiet method.batch_size=8`): argparse leaves
-    # positionals after an option unparsed, so they are appended to the command's overrides here.
-    args, extra = parser.parse_known_args(argv)
-    stray = [item for item in extra if item.startswith("-") or not hasattr(args, "overrides")]
-    if stray:
-        parser.error(f"unrecognized arguments: {' '.join(stray)}")
-    if extra:
-        args.overrides = [*args.overrides, *extra]
-    try:
-        return int(args.func(args) or 0)
-    except MedgunaError as err:
-        print(f"medguna {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    return dispatch(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 import sys
 
-from medguna.cli import main
+from medguna.trial.commands import main
 
 if __name__ == "__main__":
-    sys.exit(main(["trial", *sys.argv[1:]]))
+    sys.exit(main())

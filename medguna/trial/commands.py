@@ -11,6 +11,15 @@ from pathlib import Path
 from medguna.errors import MedgunaError
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`python -m medguna.trial [overrides]`: the same as `medguna trial [overrides]`."""
+    from medguna.commandline import dispatch
+
+    parser = argparse.ArgumentParser(prog="medguna")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    return dispatch(parser, ["trial", *(sys.argv[1:] if argv is None else argv)])
+
+
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser(
         "trial",
