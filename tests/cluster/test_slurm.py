@@ -142,3 +142,18 @@ def test_a_wrong_data_path_ends_the_job_in_seconds_before_any_step(tmp_path):
     assert done.returncode != 0
     assert f"error: dataset root {missing} does not exist" in done.stderr and "Ray was not started" in done.stderr
     assert not (tmp_path / "srun.log").exists()  # no Ray step was started
+
+
+def test_the_job_stops_with_a_message_when_the_head_never_answers(capsys):
+    import socket
+
+    from medguna.study.cluster_nodes import main, node_line
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["--address", f"127.0.0.1:{port}", "--nodes", "0", "--timeout", "1"]) == 2
+    assert f"Ray's head at 127.0.0.1:{port} did not answer within 1 s" in capsys.readouterr().err
+    node = {"NodeManagerAddress": "10.1.2.4", "NodeManagerHostname": "gpu002", "Alive": True,
+            "Resources": {"CPU": 32.0, "GPU": 4.0, "memory": 1e11}}
+    assert node_line(node) == "medguna: Ray node 10.1.2.4 (gpu002): 32 CPU(s), 4 GPU(s)"
