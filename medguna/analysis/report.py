@@ -32,6 +32,7 @@ from medguna.analysis.pareto import pareto_table, plot_pareto
 from medguna.analysis.plots import write_figures
 from medguna.analysis.reliability import plot_reliability, with_cohort
 from medguna.analysis.selection_check import selection_check
+from medguna.analysis.summary import answer_table, ci_columns
 from medguna.analysis.tables import format_cell, markdown_table, write_table
 from medguna.analysis.uncertainty import (
     leaderboard_uncertainty_columns,
@@ -55,6 +56,7 @@ class Report:
     html: Path | None = None
     figures: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    summary: pl.DataFrame | None = None  # the answer per dataset (medguna.analysis.summary)
 
 
 def _first_dir(study_dirs: StudyDirs) -> Path:
@@ -126,8 +128,10 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
     )
     uncertainty = trial_uncertainty(trials, results.predictions, metric, notes=report.notes)
     reliability: list[Path] = []
+    boards: dict[str, pl.DataFrame] = {}
     for dataset in sorted(trials["dataset"].unique().to_list()):
         board = with_uncertainty(dataset_leaderboard(trials, dataset, names, metric), uncertainty, metric)
+        boards[dataset] = board
         _write(
             report,
             board,
@@ -203,10 +207,17 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
             "mean validation objective.")
         ],
     )
+    report.summary = answer_table(
+        boards, all_trials,
+        {d: searched_params(trials.filter(pl.col("dataset") == d), names) for d in boards}, metric,
+        confirmed)
+    write_table(_with_schema(report.summary, "no trial"), out_dir, "summary",
+                "Summary: the selected configuration per dataset")
     all_trials.write_csv(out_dir / "trials.csv")
     all_trials.write_parquet(out_dir / "trials.parquet")
     results.epochs.write_parquet(out_dir / "epochs.parquet")
-    report.figures = write_figures(trials, epochs, names, out_dir / "figures", metric)
+    intervals = _headline_intervals(uncertainty, results.predictions, metric)
+    report.figures = write_figures(trials, epochs, names, out_dir / "figures", metric, intervals)
     report.figures += reliability
     report.figures += plot_pareto(pareto_table(trials, epochs), out_dir / "figures")
     report.index.write_text(_index_text(report, results, metric))
@@ -232,6 +243,27 @@ SELECTION_NOTE = (
     "(val_balanced_accuracy) minus the picked trial's. Near-zero tau and large costs mean the "
     "label-free criterion does not find good configurations on this data."
 )
+
+
+def _headline_intervals(uncertainty: pl.DataFrame, predictions: pl.DataFrame, metric: str) -> pl.DataFrame:
+    """Per trial: the 95% bootstrap interval of its test metric (`ci_low`, `ci_high`) and of
+    zero-shot's on the same images (`zeroshot_ci_*`), for the headline chart's error bars."""
+    from medguna.analysis.paired import PAIRED_METRICS, bootstrap_ci
+
+    low, high = ci_columns(metric)
+    key = ["study", "dataset", "trial"]
+    records = []
+    if metric in PAIRED_METRICS:
+        for (study, dataset, trial), (_, labels, probs) in predictions_on_test(predictions, "zeroshot").items():
+            ci = bootstrap_ci(metric, labels, probs)
+            records.append({"study": study, "dataset": dataset, "trial": trial,
+                            "zeroshot_ci_low": ci.low, "zeroshot_ci_high": ci.high})
+    frame = pl.DataFrame(records, schema={**{k: pl.String for k in key},
+                                          "zeroshot_ci_low": pl.Float64, "zeroshot_ci_high": pl.Float64})
+    if low in uncertainty.columns:
+        adapted = uncertainty.select(*key, pl.col(low).alias("ci_low"), pl.col(high).alias("ci_high"))
+        frame = adapted.join(frame, on=key, how="full", coalesce=True)
+    return frame
 
 
 def _reliability_figures(board: pl.DataFrame, predictions: pl.DataFrame, out_dir: Path) -> list[Path]:
