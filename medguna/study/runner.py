@@ -245,12 +245,19 @@ def _max_concurrent(cfg: StudyConfig) -> int:
     return max(1, by_cpu)
 
 
-def _callbacks(plan: StudyPlan, p: DatasetPlan, verbose: bool) -> list:
-    """Ray's TensorBoard scalars without its HParams entry, and (unless verbose) medguna's display."""
-    from medguna.study.progress import StudyProgress
-    from medguna.study.tensorboard import ScalarsOnlyTBXLogger
+# Without this Ray adds its TensorBoard logger, whose `ray/tune/<metric>` scalars repeat every
+# number the trial writes itself under medguna's tags; its JSON and CSV loggers are passed explicitly.
+NO_DEFAULT_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 
-    callbacks = [ScalarsOnlyTBXLogger()]
+
+def _callbacks(plan: StudyPlan, p: DatasetPlan, verbose: bool) -> list:
+    """Ray's result.json and progress.csv writers (not its TensorBoard logger: each trial writes its
+    own events) and, unless verbose, medguna's display."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from medguna.study.progress import StudyProgress
+
+    callbacks = [JsonLoggerCallback(), CSVLoggerCallback()]
     if not verbose:
         callbacks.append(StudyProgress(
             p.dataset, p.num_samples, list(plan.config.search.space), metric=TUNE_METRIC,
@@ -263,8 +270,22 @@ def fit(tuner, *, stop, verbose: bool):
     console unless verbose, and a Ctrl-C forwarded to Tune as a graceful stop."""
     from medguna.study.progress import ray_console
 
-    with ray_console(verbose), stop.fitting():
+    with ray_console(verbose), stop.fitting(), _without_default_loggers():
         return tuner.fit()
+
+
+@contextlib.contextmanager
+def _without_default_loggers():
+    """Tune reads NO_DEFAULT_LOGGERS when fit() builds its callbacks; the process's value comes back after."""
+    before = os.environ.get(NO_DEFAULT_LOGGERS)
+    os.environ[NO_DEFAULT_LOGGERS] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(NO_DEFAULT_LOGGERS, None)
+        else:
+            os.environ[NO_DEFAULT_LOGGERS] = before
 
 
 def _use_this_console(tuner, plan: StudyPlan, p: DatasetPlan, verbose: bool) -> None:

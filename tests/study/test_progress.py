@@ -146,17 +146,20 @@ def test_quiet_libraries_drops_only_the_token_auth_notice(caplog):
 def test_verbose_gives_ray_its_console_back(tmp_path, monkeypatch):
     import os
 
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
     from medguna.compose import compose_study
     from medguna.study.progress import ray_console
     from medguna.study.runner import _callbacks, plan_study
-    from medguna.study.tensorboard import ScalarsOnlyTBXLogger
 
     plan = plan_study(compose_study(["study=chestxray", "study.datasets=[montgomery]",
                                      f"storage.path={tmp_path}", f"storage.cache_dir={tmp_path}"]))
     quiet = _callbacks(plan, plan.datasets[0], verbose=False)
-    assert [type(c) for c in quiet] == [ScalarsOnlyTBXLogger, StudyProgress]
-    assert (quiet[1].dataset, quiet[1].total) == ("montgomery", plan.datasets[0].num_samples)
-    assert [type(c) for c in _callbacks(plan, plan.datasets[0], verbose=True)] == [ScalarsOnlyTBXLogger]
+    # result.json and progress.csv, and no TensorBoard logger of Ray's (trials write their own events).
+    assert [type(c) for c in quiet] == [JsonLoggerCallback, CSVLoggerCallback, StudyProgress]
+    assert (quiet[2].dataset, quiet[2].total) == ("montgomery", plan.datasets[0].num_samples)
+    assert [type(c) for c in _callbacks(plan, plan.datasets[0], verbose=True)] == [JsonLoggerCallback,
+                                                                                 CSVLoggerCallback]
     # Ray's default console prints its own boxes even at verbosity 0; the legacy one prints nothing.
     monkeypatch.delenv("RAY_AIR_NEW_OUTPUT", raising=False)
     with ray_console(verbose=False):

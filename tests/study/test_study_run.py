@@ -95,11 +95,15 @@ def test_tensorboard_events_hold_the_trial_tags(small_study):
     events = EventAccumulator(str(trial), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    for tag in ("loss", "loss_ce", "loss_entropy", "lr", "images_per_second", "pseudo_label_accuracy",
-                "val_balanced_accuracy", "val_information_maximization", "zeroshot_val_balanced_accuracy",
-                "test_balanced_accuracy", "ray/tune/val_balanced_accuracy"):
+    for tag in ("train/loss", "train/loss_ce", "train/loss_entropy", "train/lr", "train/images_per_second",
+                "train/pseudo_label_accuracy", "val/balanced_accuracy", "val/information_maximization",
+                "val/objective_value", "zeroshot/val_balanced_accuracy", "test/balanced_accuracy",
+                "zeroshot/test_balanced_accuracy", "stage1/final_loss"):
         assert tag in scalars, tag
-    assert [e.step for e in events.Scalars("val_balanced_accuracy")] == [1, 2]
+    # Every tag in one of the five groups: no Ray duplicates (ray/tune/...), no lone hparam/ points.
+    assert {tag.split("/")[0] for tag in scalars} == {"train", "val", "test", "stage1", "zeroshot"}, scalars
+    assert [e.step for e in events.Scalars("val/balanced_accuracy")] == [1, 2]
+    assert all(e.step > 0 for tag in scalars for e in events.Scalars(tag))  # epochs count from 1
     assert "test_confusion_matrix" in events.Tags()["images"]
     hparams = glob.glob(str(trial / "**" / "events.out.tfevents.*"), recursive=True)
     assert len(hparams) >= 2  # scalars and the HPARAMS summary
