@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -255,9 +254,16 @@ def _callbacks(plan: StudyPlan, p: DatasetPlan, verbose: bool) -> list:
     own events) and, unless verbose, medguna's display."""
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+    from medguna.study.confirm import CONFIRM_SUFFIX
+    from medguna.study.optuna_storage import OptunaRecorder, study_name
     from medguna.study.progress import StudyProgress
 
-    callbacks = [JsonLoggerCallback(), CSVLoggerCallback()]
+    # p.dataset is `<dataset>_confirm` for the confirmation stage: its own study, the same database.
+    dataset = p.dataset.removesuffix(CONFIRM_SUFFIX)
+    recorder = OptunaRecorder(join(plan.study_dir, dataset), p.dataset,
+                              study_name(plan.config.study.name, dataset, confirm=dataset != p.dataset),
+                              plan.config.search.space, TUNE_METRIC)
+    callbacks = [JsonLoggerCallback(), CSVLoggerCallback(), recorder]
     if not verbose:
         callbacks.append(StudyProgress(
             p.dataset, p.num_samples, list(plan.config.search.space), metric=TUNE_METRIC,
@@ -323,7 +329,7 @@ def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable, max_concurrent: int,
     searcher = StudySearch(
         define_by_run(space, constants), metric=TUNE_METRIC, mode="max",
         points_to_evaluate=enqueue_order(point, p.warm_points), seed=cfg.search.sampler_seed,
-        study_name=f"{cfg.study.name}-{p.dataset}", export_dir=join(plan.study_dir, p.dataset),
+        study_name=f"{cfg.study.name}-{p.dataset}",
     )
     scheduler = None
     if cfg.search.scheduler == "asha" and not cfg.resources.distributed:
@@ -607,51 +613,17 @@ def trial_budget(metrics: dict[str, Any], error: Any, epochs: int) -> str:
 
 
 def export_optuna(plan: StudyPlan, p: DatasetPlan, results) -> dict[str, Any]:
-    """Write <experiment>/optuna.db from Tune's results (one Optuna trial per Tune trial).
+    """Complete <experiment>/optuna.db from Tune's results: the live database the study wrote as its
+    trials ran (medguna.study.optuna_storage) gains only what it lacks, never replaced."""
+    from medguna.study.optuna_storage import study_name, sync_results
 
-    Built from the results rather than copied from the searcher, so a resumed experiment exports
-    the same study; ASHA-stopped trials carry user attr budget="stopped_early" and are not COMPLETE.
-    """
-    import optuna
-
-    from medguna.study.space import distributions
-
-    space = plan.config.search.space
-    dists = distributions(space)
-    name = f"{plan.config.study.name}-{p.dataset}"
+    name = study_name(plan.config.study.name, p.dataset)
     counts = {"full": 0, "stopped_early": 0, "failed": 0, "incomplete": 0}
-    outside_space = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "optuna.db"
-        study = optuna.create_study(storage=f"sqlite:///{db}", study_name=name, direction="maximize")
-        for result in results:
-            metrics = result.metrics or {}
-            config = result.config or {}
-            budget = trial_budget(metrics, result.error, p.trial.method.stage2_epochs)
-            counts[budget] += 1
-            value = metrics.get(TUNE_METRIC)
-            complete = budget == "full" and value is not None and math.isfinite(value)
-            params = {k: config[k] for k in space if k in config}
-            if set(params) != set(dists):
-                continue  # a trial that never received its parameters
-            try:
-                trial = optuna.trial.create_trial(
-                    params=params, distributions=dists,
-                    value=float(value) if complete else None,
-                    state=optuna.trial.TrialState.COMPLETE if complete else (
-                        optuna.trial.TrialState.FAIL if budget == "failed" else optuna.trial.TrialState.PRUNED),
-                    user_attrs={"trial_id": metrics.get("trial_id", ""), "budget": budget,
-                                "error": str(result.error)[:500] if result.error else ""},
-                )
-            except ValueError:
-                # A value outside today's space (a study from before resume compared settings, run
-                # again with a narrowed space): its results stay in its folder; only Optuna's copy skips it.
-                outside_space += 1
-                continue
-            study.add_trial(trial)
-        del study
-        _copy_to(db, join(plan.study_dir, p.dataset, "optuna.db"))
-    return {"optuna_study": name, "counts": counts, "not_in_optuna_outside_space": outside_space,
+    for result in results:
+        counts[trial_budget(result.metrics or {}, result.error, p.trial.method.stage2_epochs)] += 1
+    added = sync_results(join(plan.study_dir, p.dataset), p.dataset, name, plan.config.search.space,
+                         results, TUNE_METRIC)
+    return {"optuna_study": name, "counts": counts, "optuna_trials_added_at_end": added,
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 

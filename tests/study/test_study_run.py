@@ -118,6 +118,17 @@ def test_optuna_study_exported_to_sqlite(small_study):
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     assert set(study.trials[0].params) == {"adapter_width", "entropy_weight", "prompt_length",
                                            "description_source"}
+    # The database the study wrote while it ran, kept whole: each epoch's value, real times, and
+    # what ties a trial to medguna's results.
+    folders = [t.name for t in _trial_dirs(study_dir / "montgomery")]
+    for t in study.trials:
+        assert sorted(t.intermediate_values) == [1, 2]
+        assert t.datetime_start < t.datetime_complete
+        assert t.user_attrs["tensorboard_run"] == f"montgomery/{Path(t.user_attrs['trial_folder']).name}"
+        assert "test_balanced_accuracy" in t.user_attrs
+    assert sorted(Path(t.user_attrs["trial_folder"]).name for t in study.trials) == folders
+    assert sorted(t.user_attrs["medguna_trial"] for t in study.trials) == ["t0001", "t0002", "t0003"]
+    assert [t.user_attrs["paper_point"] for t in study.trials] == [True, False, False]
 
 
 def test_rerun_of_a_finished_study_reruns_nothing(small_study, shared_cache):
