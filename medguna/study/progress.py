@@ -24,7 +24,7 @@ from ray.tune import Callback
 
 # A trial's outcome as the display names it; "pending" and "running" are not finished.
 COMPLETED, STOPPED, FAILED, RUNNING, PENDING = "completed", "stopped", "failed", "running", "pending"
-BAR_WIDTH = 16
+BAR_WIDTH = 12
 LINE_WIDTH = 80  # lines are wrapped to the terminal's width, this wide where there is no terminal
 PLAIN_STATUS_EVERY_S = 60.0  # without a terminal, a status line at most this often between trials
 TTY_REDRAW_EVERY_S = 1.0
@@ -190,7 +190,7 @@ class StudyProgress(Callback):
         elapsed = time.monotonic() - self.started
         left = remaining_seconds(elapsed, counts.finished, self.total)
         when = ("done" if counts.finished >= self.total else
-                "~" + clock(left) + " left" if left is not None else "time left after the first trial")
+                "~" + clock(left) + " left" if left is not None else "time left after a trial")
         tag = f"[{self.dataset}]"
         indent = len(tag) + 3
         lines = fit(f"{tag} {progress_bar(counts, self.total)} {counts.finished}/{self.total} finished | "

@@ -67,7 +67,7 @@ def test_plain_lines_count_outcomes_and_name_the_best_trial(tmp_path, monkeypatc
     assert lines[6].startswith("[montgomery] t0002_id2 stopped   val_balanced_accuracy 0.900 after epoch 1/2")
     assert lines[12].startswith("[montgomery] t0003_id3 failed    TrialError: loss became NaN at epoch 1")
     assert lines[14:] == [
-        "[montgomery] [####====!!!!~~~~] 3/4 finished | 0:00 elapsed, ~0:00 left",
+        "[montgomery] [###===!!!~~~] 3/4 finished | 0:00 elapsed, ~0:00 left",
         "[montgomery]   1 completed, 1 stopped early, 1 failed, 1 running",
         "[montgomery]   best val_balanced_accuracy 0.700 (t0001_id1; zero-shot 0.500):",
         "               adapter_width=64, entropy_weight=0.25",
@@ -149,17 +149,19 @@ def test_verbose_gives_ray_its_console_back(tmp_path, monkeypatch):
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from medguna.compose import compose_study
+    from medguna.study.optuna_storage import OptunaRecorder
     from medguna.study.progress import ray_console
     from medguna.study.runner import _callbacks, plan_study
 
     plan = plan_study(compose_study(["study=chestxray", "study.datasets=[montgomery]",
                                      f"storage.path={tmp_path}", f"storage.cache_dir={tmp_path}"]))
     quiet = _callbacks(plan, plan.datasets[0], verbose=False)
-    # result.json and progress.csv, and no TensorBoard logger of Ray's (trials write their own events).
-    assert [type(c) for c in quiet] == [JsonLoggerCallback, CSVLoggerCallback, StudyProgress]
-    assert (quiet[2].dataset, quiet[2].total) == ("montgomery", plan.datasets[0].num_samples)
-    assert [type(c) for c in _callbacks(plan, plan.datasets[0], verbose=True)] == [JsonLoggerCallback,
-                                                                                 CSVLoggerCallback]
+    # result.json and progress.csv, the live Optuna record, and no TensorBoard logger of Ray's
+    # (trials write their own events).
+    assert [type(c) for c in quiet] == [JsonLoggerCallback, CSVLoggerCallback, OptunaRecorder, StudyProgress]
+    assert (quiet[3].dataset, quiet[3].total) == ("montgomery", plan.datasets[0].num_samples)
+    assert [type(c) for c in _callbacks(plan, plan.datasets[0], verbose=True)] == [
+        JsonLoggerCallback, CSVLoggerCallback, OptunaRecorder]
     # Ray's default console prints its own boxes even at verbosity 0; the legacy one prints nothing.
     monkeypatch.delenv("RAY_AIR_NEW_OUTPUT", raising=False)
     with ray_console(verbose=False):

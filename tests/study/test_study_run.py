@@ -231,25 +231,41 @@ def test_a_trial_under_tune_equals_the_same_trial_run_directly(tmp_path, shared_
 # ---- the report and TensorBoard in a real browser (tests/study/browser_tools.py) ----
 
 def test_report_html_in_a_browser(small_study, study_report, tmp_path):
+    import re
+
     from browser_tools import browser_page, screenshot_dir
 
     _, study_dir, _ = small_study
     page_path = study_report / "report.html"
     trials = [t.name for t in _trial_dirs(study_dir / "montgomery")]
+    datasets = json.loads((study_dir / "study.json").read_text())["datasets"]
     requests: list[str] = []
-    with browser_page() as page:
+    with browser_page(width=1400, height=1000) as page:
         page.on("request", lambda request: requests.append(request.url))
         page.goto(page_path.as_uri())
         assert "SYNTHETIC DATA" in page.locator("#synthetic-banner").inner_text()
-        board = page.locator("#leaderboard_montgomery table")
-        assert "SYNTHETIC DATA" in page.locator("#leaderboard_montgomery h4").inner_text()
+        # The answer in the first screenful: every dataset, its score and 95% interval, visible
+        # without scrolling in a 1400 x 1000 window.
+        for dataset in datasets:
+            answer = page.locator(f'.answer[data-dataset="{dataset}"]')
+            assert dataset in answer.locator("h3").inner_text()
+            score = answer.locator(".score")
+            assert re.fullmatch(r"0\.\d{3} test balanced_accuracy 95% CI \[[01]\.\d{3}, [01]\.\d{3}\]",
+                                score.inner_text().strip()), score.inner_text()
+            box = score.bounding_box()
+            assert box is not None and box["y"] + box["height"] <= 1000, box
+            assert "vs zero-shot" in answer.inner_text() and "search trials ran" in answer.inner_text()
+        space = page.locator("#table-search-space").inner_text()
+        assert "adapter_width" in space and "a diversity term" in space
+        # The leaderboard leads with the answer's columns and fits the window.
+        board = page.locator("#leaderboard_montgomery table.lead")
+        assert "SYNTHETIC DATA" in page.locator("#leaderboard_montgomery h4").first.inner_text()
         headers = board.locator("th").all_inner_texts()
+        assert headers[:3] == ["rank", "trial", "★"] and "95% CI" in headers and "vs zero-shot" in headers
+        assert board.evaluate("t => t.scrollWidth <= t.clientWidth + 1")  # no horizontal scrolling
         column = {name: i for i, name in enumerate(headers)}
         rows = board.locator("tbody tr")
         assert rows.count() == 3
-        runs = sorted(rows.nth(i).locator("td").nth(column["tensorboard_run"]).inner_text()
-                      for i in range(3))
-        assert runs == [f"montgomery/{name}" for name in trials]
         # A click sorts by that column, a second click reverses it.
         board.locator("th", has_text="entropy_weight").click()
         ascending = [float(rows.nth(i).locator("td").nth(column["entropy_weight"]).inner_text())
@@ -258,6 +274,14 @@ def test_report_html_in_a_browser(small_study, study_report, tmp_path):
         descending = [float(rows.nth(i).locator("td").nth(column["entropy_weight"]).inner_text())
                       for i in range(3)]
         assert ascending == sorted(ascending) and descending == sorted(ascending, reverse=True)
+        # Every column, the TensorBoard run among them, one click away.
+        page.locator("#leaderboard_montgomery details summary").click()
+        full = page.locator("#leaderboard_montgomery details table")
+        full_headers = full.locator("th").all_inner_texts()
+        full_rows = full.locator("tbody tr")
+        runs = sorted(full_rows.nth(i).locator("td").nth(full_headers.index("tensorboard_run")).inner_text()
+                      for i in range(3))
+        assert runs == [f"montgomery/{name}" for name in trials]
         assert page.locator("svg.parallel polyline.pc-line").count() == 3
         figures = page.locator("figure img")
         assert figures.count() >= 3
