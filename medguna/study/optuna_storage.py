@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -130,20 +131,24 @@ class StudyRecord:
             if key:
                 self._ids[str(key)] = trial._trial_id
 
-    def describe(self, text: str) -> None:
-        """The study's note for its readers: a user attribute `about`, and optuna-dashboard's note
-        (shown above the study's charts) where optuna-dashboard is installed. Written once."""
+    def describe(self, text: str, objective: str) -> None:
+        """The study's note for its readers (a user attribute `about`, and optuna-dashboard's note
+        where optuna-dashboard is installed) and the name of its value. Written once."""
+        import optuna
+
         storage = self.db.storage
         if storage.get_study_user_attrs(self.study_id).get(ATTR_ABOUT) == text:
             return
         storage.set_study_user_attr(self.study_id, ATTR_ABOUT, text)
+        study = optuna.load_study(study_name=self.name, storage=storage)
+        with warnings.catch_warnings():  # experimental in Optuna 5.0, stable in what it stores
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([objective])  # the dashboard's axis says what the value is
         try:
             from optuna_dashboard import save_note
         except ImportError:  # the `dashboard` extra is optional
             return
-        import optuna
-
-        save_note(optuna.load_study(study_name=self.name, storage=storage), text)
+        save_note(study, text)
 
     def has(self, tune_id: str) -> bool:
         return tune_id in self._ids
@@ -236,9 +241,9 @@ def study_note(name: str, experiment: str) -> str:
         if name.endswith(CONFIRM_STUDY_SUFFIX) else "search"
     return (
         f"medguna experiment `{experiment}`, {stage}.\n\n"
-        f"- Optuna numbers trials from 0; medguna's trial number is the user attribute `{ATTR_TRIAL}` "
-        f"(Optuna #0 is t0001), its folder `{ATTR_FOLDER}`, its TensorBoard run `{ATTR_RUN}`, and "
-        f"`{ATTR_PAPER}` marks the paper's hyperparameters.\n"
+        "- Optuna numbers trials from 0 in the order they started; medguna's trial number (t0001, ...) "
+        f"is the user attribute `{ATTR_TRIAL}`, its folder `{ATTR_FOLDER}`, its TensorBoard run "
+        f"`{ATTR_RUN}`, and `{ATTR_PAPER}` marks the paper's hyperparameters.\n"
         "- Value: the validation objective at the epoch selection keeps; intermediate values: the "
         "objective so far after each epoch. PRUNED trials were stopped early (ASHA).\n"
         "- Trials tied on the value: report.html ranks them by launch order; the dashboard's best "
@@ -291,13 +296,13 @@ class OptunaRecorder(Callback):
 
     directory: the dataset's experiment folder (holds optuna.db); experiment: the Tune experiment's
     folder name (`<dataset>` or `<dataset>_confirm`); name: the Optuna study; metric: Tune's
-    metric, the objective so far, reported each epoch.
+    metric, the objective so far, reported each epoch; objective: its name for readers.
     """
 
     def __init__(self, directory: str, experiment: str, name: str, space: dict[str, dict],
-                 metric: str) -> None:
+                 metric: str, objective: str = "objective") -> None:
         self.directory, self.experiment, self.name = directory, experiment, name
-        self.space, self.metric = dict(space), metric
+        self.space, self.metric, self.objective = dict(space), metric, objective
         self._record: StudyRecord | None = None
 
     # Tune pickles its callbacks into tuner.pkl: no open database in it.
@@ -312,7 +317,8 @@ class OptunaRecorder(Callback):
     def record(self) -> StudyRecord:
         if self._record is None:
             self._record = StudyRecord(LiveDatabase(self.directory), self.name, self.space)
-            self._record.describe(study_note(self.name, self.experiment))
+            self._record.describe(study_note(self.name, self.experiment),
+                                  f"{self.objective} (validation, selected epoch)")
         return self._record
 
     def _safely(self, what: str, action) -> None:

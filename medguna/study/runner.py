@@ -262,7 +262,7 @@ def _callbacks(plan: StudyPlan, p: DatasetPlan, verbose: bool) -> list:
     dataset = p.dataset.removesuffix(CONFIRM_SUFFIX)
     recorder = OptunaRecorder(join(plan.study_dir, dataset), p.dataset,
                               study_name(plan.config.study.name, dataset, confirm=dataset != p.dataset),
-                              plan.config.search.space, TUNE_METRIC)
+                              plan.config.search.space, TUNE_METRIC, plan.config.runtime.objective)
     callbacks = [JsonLoggerCallback(), CSVLoggerCallback(), recorder]
     if not verbose:
         callbacks.append(StudyProgress(

@@ -37,7 +37,8 @@ def epoch(recorder, t, n: int, value: float, final: bool = False) -> None:
 
 def recorder(tmp_path, confirm: bool = False) -> OptunaRecorder:
     return OptunaRecorder(str(tmp_path / "montgomery"), "montgomery" + ("_confirm" if confirm else ""),
-                          study_name("chestxray", "montgomery", confirm), SPACE, "objective_value")
+                          study_name("chestxray", "montgomery", confirm), SPACE, "objective_value",
+                          "val_balanced_accuracy")
 
 
 def stored(tmp_path, name="chestxray-montgomery") -> list[optuna.trial.FrozenTrial]:
@@ -84,7 +85,8 @@ def test_trials_are_recorded_as_they_run_and_kept_across_a_resume(tmp_path):
     assert trials[2].user_attrs["budget"] == "failed"
     study = optuna.load_study(study_name="chestxray-montgomery",
                               storage=f"sqlite:///{tmp_path / 'montgomery' / 'optuna.db'}")
-    assert "Optuna #0 is t0001" in study.user_attrs["about"]
+    assert "user attribute `medguna_trial`" in study.user_attrs["about"]
+    assert study.metric_names == ["val_balanced_accuracy (validation, selected epoch)"]
 
 
 def test_the_confirmation_is_a_study_of_its_own_in_the_same_database(tmp_path):
