@@ -98,6 +98,7 @@ def _with_run_column(frame: pl.DataFrame, columns: list[str] | None) -> list[str
 # ---- parallel coordinates ----
 
 PC_WIDTH, PC_HEIGHT, PC_MARGIN = 860, 300, 48
+PC_CROWDED = 150  # axes closer than this (pixels) have room for about 20 characters of name
 LOW_COLOUR, HIGH_COLOUR = (215, 48, 39), (33, 102, 172)  # low objective red, high blue
 
 
@@ -128,7 +129,9 @@ def parallel_coordinates_svg(rows: pl.DataFrame, params: Sequence[str], objectiv
         x = PC_MARGIN + i * step
         anchor = "start" if i == 0 else "end" if i == len(axes) - 1 else "middle"
         parts.append(f'<line class="pc-axis" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}"/>')
-        parts.append(f'<text class="pc-name" x="{x:.1f}" y="{top - 18}" text-anchor="{anchor}">'
+        # Close axes alternate their names between two heights, so long names never overlap.
+        lift = 14 if step < PC_CROWDED and i % 2 else 0
+        parts.append(f'<text class="pc-name" x="{x:.1f}" y="{top - 18 - lift}" text-anchor="{anchor}">'
                      f"{esc(a)}</text>")
         # The last axis writes its ticks to its left, inside the drawing, never past its edge.
         tick_x, tick_anchor = (x - 4, "end") if i == len(axes) - 1 else (x + 4, "start")
@@ -221,6 +224,7 @@ def page_html(report, results, metric: str) -> str:
     body.append('<section id="figures"><h2>Figures</h2>'
                 + "".join(figure_html(p, report.out_dir) for p in report.figures) + "</section>")
     body.append('<section id="files"><h2>Files</h2><ul>'
+                + f"<li>summary: {file_links('summary')}</li>"
                 + "".join(f"<li>{esc(stem)}: {file_links(stem)}</li>" for stem in report.tables)
                 + '<li>every trial: <a href="trials.csv">trials.csv</a> · <a href="trials.parquet">'
                 'trials.parquet</a>; every epoch: <a href="epochs.parquet">epochs.parquet</a>; '

@@ -96,15 +96,20 @@ def search_space_section(results) -> str:
     parts = ['<section id="search-space"><h2>Budget and search space</h2>']
     paper = _paper_point(results.trials)
     for study in results.studies:
-        budget = {"demo": "the demonstration's small budget", "full": "the full budget"}.get(
-            study.budget or "", study.budget or "?")
-        samples = ", ".join(f"{d} {n}" for d, n in study.num_samples.items()) or "?"
-        confirm = ("no confirmation stage" if not study.confirm or not study.confirm[0] else
-                   f"then the {study.confirm[0]} best configuration(s) per dataset rerun with "
-                   f"{study.confirm[1]} fresh seeds")
-        parts.append(f"<p><b>{_esc(study.name)}</b>: {_esc(budget)}; search trials per dataset: "
-                     f"{_esc(samples)}; objective <code>{_esc(study.objective)}</code> ({_esc(study.mode)}); "
-                     f"{_esc(confirm)}.</p>")
+        facts = []  # what study.json records (older studies record less)
+        if study.budget:
+            facts.append({"demo": "the demonstration's small budget", "full": "the full budget"}.get(
+                study.budget, f"budget {study.budget}"))
+        if study.num_samples:
+            facts.append("search trials per dataset: "
+                         + ", ".join(f"{d} {n}" for d, n in study.num_samples.items()))
+        facts.append(f"objective <code>{_esc(study.objective)}</code> ({_esc(study.mode)})")
+        if study.confirm is not None:
+            facts.append("no confirmation stage" if not study.confirm[0] else
+                         f"then the {study.confirm[0]} best configuration(s) per dataset rerun with "
+                         f"{study.confirm[1]} fresh seeds")
+        parts.append(f"<p><b>{_esc(study.name)}</b>: "
+                     + "; ".join(f if f.startswith("objective <code>") else _esc(f) for f in facts) + ".</p>")
         if not study.search_space:
             continue
         rows = "".join(

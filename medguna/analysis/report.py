@@ -355,6 +355,8 @@ def _index_text(report: Report, results: ResultSet, metric: str) -> str:
             ),
             "",
         ]
+    lines += [("The answer per dataset (selected configuration, test score with interval, gains and "
+              "verdicts): [summary.md](summary.md) · [CSV](summary.csv)."), ""]
     lines += [
         "## Studies",
         "",
