@@ -12,14 +12,13 @@ rewrites history. The search is the study `<study>-<dataset>`, the confirmation 
 `<study>-<dataset>-confirm` in the same file. `sync_results` adds, at the end of an experiment,
 any trial the database lacks (a study that ran before the recorder existed) from Tune's results.
 
-On a bucket (`s3://...`) SQLite cannot be written in place: the recorder writes a local copy in the
-temporary folder and uploads it after each finished trial.
+On a bucket (`s3://...`) SQLite cannot be written in place: the recorder writes a local copy of the
+bucket's file in the temporary folder and uploads it after each finished trial.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import math
 import os
@@ -64,12 +63,10 @@ class LiveDatabase:
         self.target = _join(directory, OPTUNA_FILE)
         self.remote = "://" in directory
         if self.remote:
-            digest = hashlib.sha256(self.target.encode()).hexdigest()[:16]
-            local = Path(tempfile.gettempdir(), "medguna-optuna", digest)
-            local.mkdir(parents=True, exist_ok=True)
-            self.path = local / OPTUNA_FILE
-            if not self.path.exists():
-                self._download()
+            # A copy of its own, taken from the bucket (the last one published): a copy kept between
+            # runs would outlive a `--fresh` that emptied the bucket.
+            self.path = Path(tempfile.mkdtemp(prefix="medguna-optuna-"), OPTUNA_FILE)
+            self._download()
         else:
             Path(directory).mkdir(parents=True, exist_ok=True)
             self.path = Path(self.target)
