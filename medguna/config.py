@@ -41,6 +41,8 @@ PROTOCOLS = ("validation", "reference")
 # above anything useful; cap it so a typo (1130) fails fast instead of exhausting memory.
 MAX_PROMPT_LENGTH = 1024
 SWIN_PATCH_SIZE = 4  # MedCLIP-ViT's Swin-T: a 224 px image is a 56 x 56 patch grid
+# A hidden layer wider than this is no longer a bottleneck of a 512-d embedding; such a value is
+# almost certainly a typo (an extra zero), so it is rejected instead of allocating gigabytes.
 MAX_ADAPTER_WIDTH = 8192
 CONTROLS = ("none", "shuffled_pseudo_labels", "shuffled_description_labels", "oracle_pseudo_labels")
 # Controls that give stage 2 what a label-free method never has: an upper bound, not a baseline.

@@ -20,9 +20,9 @@ import polars as pl
 from medguna.analysis.cohorts import cohort_heading, cohort_label, sorted_cohorts
 from medguna.analysis.configurations import searched_params
 from medguna.analysis.html_summary import search_space_section, summary_section
-from medguna.analysis.layout import COMPLETED, SEARCH_STAGE, TRIAL_STATES
 from medguna.analysis.summary import PAPER_MARK, VS_PAPER, VS_ZEROSHOT, ci_columns
 from medguna.analysis.tables import format_cell
+from medguna.results import COMPLETED, SEARCH_STAGE, TRIAL_OUTCOMES
 
 HTML_FILE = "report.html"
 TENSORBOARD_RUN = "tensorboard_run"  # <dataset>/<trial folder>: the run name under `--logdir <study>`
@@ -251,7 +251,7 @@ def _studies_section(results, metric: str) -> str:
     # Which stage each count is: the search's trials, or the confirmation's reruns with fresh seeds.
     key = ["cohort", "study", "dataset", "stage"]
     counts = trials.with_columns(pl.col("stage").fill_null(SEARCH_STAGE)).group_by(key).agg(
-        *((pl.col("trial_status") == s).sum().alias(s) for s in TRIAL_STATES), pl.len().alias("trials"),
+        *((pl.col("trial_status") == s).sum().alias(s) for s in TRIAL_OUTCOMES), pl.len().alias("trials"),
     ).with_columns(pl.col("stage").replace({SEARCH_STAGE: "search", "confirm": "confirmation"})
     ).sort(["cohort", "study", "dataset", pl.col("stage") != "search"])
     return ('<section id="studies"><h2>Studies</h2>' + table_html(rows, table_id="table-studies")
@@ -327,7 +327,7 @@ def _parallel_section(results) -> str:
             label = cohort_label(cohort)
             title = f"{dataset}" + (f" [{label}]" if label else "")
             parts.append(f'<h3 class="{"synthetic" if label else ""}">{esc(title)}</h3>')
-            parts.append(parallel_coordinates_svg(part, params, "objective_value", title))
+            parts.append(parallel_coordinates_svg(part, params, "objective_selected", title))
     return "".join(parts) + "</section>"
 
 

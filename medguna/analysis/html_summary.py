@@ -17,6 +17,7 @@ from medguna.analysis.summary import (
     domain_text,
 )
 from medguna.analysis.tables import format_cell
+from medguna.results import OBJECTIVE_SELECTED, SELECTED_EPOCH
 
 
 def _esc(value: object) -> str:
@@ -52,14 +53,14 @@ def _answer(row: dict, metric: str) -> str:
     interval = (f' <span class="ci">95% CI [{_num(row.get(low))}, {_num(row.get(high))}]</span>'
                 if row.get(low) is not None else ' <span class="ci">(no interval: no test predictions)</span>')
     epoch = ("stage 1 alone (no stage-2 epoch beat its teacher)"
-             if row["selected_epoch"] == 0 else f"stage-2 epoch {row['selected_epoch']}")
+             if row[SELECTED_EPOCH] == 0 else f"stage-2 epoch {row[SELECTED_EPOCH]}")
     paper = " (the paper's hyperparameters)" if row.get("is_paper_point") else ""
     ties = (f"  Tied first on validation with {row['tied_first'] - 1} other trial(s); the first launched "
             "is shown." if (row.get("tied_first") or 0) > 1 else "")
     lines = [
         f'<p class="score"><b>{_num(row[f"test_{metric}"])}</b> test {_esc(metric)}{interval}</p>',
         (f'<p><span class="config">{_esc(row["configuration"])}</span><br>'
-        f"<b>{_esc(row['trial'])}</b>{paper}, {epoch}, validation {_num(row['objective_value'])}."
+        f"<b>{_esc(row['trial'])}</b>{paper}, {epoch}, validation {_num(row[OBJECTIVE_SELECTED])}."
         f'{_esc(ties)}</p><ul>'),
         (f"<li>vs zero-shot ({_num(row[f'zeroshot_test_{metric}'])}): <b>{_num(row['gain_vs_zeroshot'], 'gain')}</b>"
         f"{_verdict(row.get(VS_ZEROSHOT))}</li>"),

@@ -23,8 +23,8 @@ from matplotlib.ticker import MaxNLocator
 
 from medguna.analysis.cohorts import cohort_title
 from medguna.analysis.configurations import searched_params
-from medguna.analysis.layout import COMPLETED, FAILED, INCOMPLETE, STOPPED_EARLY
 from medguna.analysis.leaderboards import with_gains
+from medguna.results import COMPLETED, FAILED, INCOMPLETE, STOPPED_EARLY
 
 STATE_STYLE = {
     COMPLETED: {"color": "tab:blue", "marker": "o", "label": "completed"},
@@ -85,7 +85,7 @@ def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str, 
         if part.height == 0:
             continue
         # Completed trials show their ranked value; the others their best value before stopping.
-        column = "objective_final" if state == COMPLETED else "best_val_objective"
+        column = "objective_selected" if state == COMPLETED else "objective_best_epoch"
         values = part[column].to_numpy().astype(float)
         ax.scatter(
             part["trial_number"].to_numpy(),
@@ -97,7 +97,7 @@ def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str, 
         )
     done = rows.filter(pl.col("trial_status") == COMPLETED)
     if done.height:
-        values = done["objective_final"].to_numpy().astype(float)
+        values = done["objective_selected"].to_numpy().astype(float)
         running = np.fmax.accumulate(values) if maximize else np.fmin.accumulate(values)
         ax.step(
             done["trial_number"].to_numpy(),
@@ -111,7 +111,7 @@ def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str, 
     if reference.height:
         ax.scatter(
             reference["trial_number"].to_numpy(),
-            reference["objective_final"].to_numpy().astype(float),
+            reference["objective_selected"].to_numpy().astype(float),
             marker="*",
             s=260,
             facecolor="none",
@@ -147,7 +147,7 @@ def trial_curves(epochs: pl.DataFrame, objective: str) -> list[tuple[str, str, n
     ):
         part = part.sort("epoch")
         x = part["epoch"].to_numpy().astype(float)
-        y = part["val_objective"].to_numpy().astype(float)
+        y = part["objective_this_epoch"].to_numpy().astype(float)
         if stage1 in part.columns and part[stage1].drop_nulls().len():
             x = np.concatenate([[0.0], x])
             y = np.concatenate([[float(part[stage1].drop_nulls()[0])], y])
@@ -208,7 +208,7 @@ def plot_params(
     rng = np.random.default_rng(0)  # jitter only; fixed so figures are reproducible
     for ax, param in zip(axes.flat, params):
         values = done[param]
-        objective_values = done["objective_final"].to_numpy().astype(float)
+        objective_values = done["objective_selected"].to_numpy().astype(float)
         reference = done["is_reference_config"].to_numpy()
         if _is_categorical(values):
             levels = sorted(values.drop_nulls().unique().to_list(), key=lambda v: (str(type(v)), v))
@@ -278,7 +278,7 @@ def plot_zeroshot_vs_adapted(trials: pl.DataFrame, cohort: str, metric: str, pat
     for dataset in datasets:
         part = done.filter(pl.col("dataset") == dataset)
         maximize = part["study_mode"][0] != "min"
-        best = part.sort(["objective_final", "trial_number"], descending=[maximize, False],
+        best = part.sort(["objective_selected", "trial_number"], descending=[maximize, False],
                          nulls_last=True).row(0, named=True)
         reference = part.filter(pl.col("is_reference_config"))
         ref = reference.row(0, named=True) if reference.height else {}

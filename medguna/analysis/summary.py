@@ -12,7 +12,15 @@ from collections.abc import Sequence
 import polars as pl
 
 from medguna.analysis.cohorts import sorted_cohorts
-from medguna.analysis.layout import COMPLETED, CONFIRM_STAGE, FAILED, INCOMPLETE, STOPPED_EARLY
+from medguna.results import (
+    COMPLETED,
+    CONFIRM_STAGE,
+    FAILED,
+    INCOMPLETE,
+    OBJECTIVE_SELECTED,
+    SELECTED_EPOCH,
+    STOPPED_EARLY,
+)
 
 # The result columns this summary and the report's leaderboards read, named once here: a rename of
 # the results vocabulary is a change of these lines only.
@@ -80,7 +88,7 @@ def answer_table(boards: dict[str, pl.DataFrame], all_trials: pl.DataFrame,
                 "dataset": dataset, "cohort": cohort, "trials": part.height,
                 "completed": states[COMPLETED], "stopped_early": states[STOPPED_EARLY],
                 "failed": states[FAILED], "incomplete": states[INCOMPLETE],
-                "stage1_alone": int((done["selected_epoch"] == 0).sum()) if done.height else 0,
+                "stage1_alone": int((done[SELECTED_EPOCH] == 0).sum()) if done.height else 0,
                 "confirm_trials": _confirm_count(all_trials, dataset, cohort),
             }
             if done.height:
@@ -91,8 +99,8 @@ def answer_table(boards: dict[str, pl.DataFrame], all_trials: pl.DataFrame,
                     "trial": best["trial"],
                     "configuration": configuration_text(best, params_by_dataset.get(dataset, [])),
                     "tied_first": int((done["rank"] == 1).sum()),
-                    "selected_epoch": best["selected_epoch"],
-                    "objective_value": best["objective_value"],
+                    SELECTED_EPOCH: best[SELECTED_EPOCH],
+                    OBJECTIVE_SELECTED: best[OBJECTIVE_SELECTED],
                     "is_paper_point": bool(best.get(PAPER_MARK)),
                     f"test_{metric}": test, low: best.get(low), high: best.get(high),
                     f"zeroshot_test_{metric}": best[f"zeroshot_test_{metric}"],

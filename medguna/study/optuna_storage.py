@@ -31,15 +31,14 @@ from ray.tune import Callback
 
 logger = logging.getLogger(__name__)
 
-OPTUNA_FILE = "optuna.db"
+from medguna.results import EPOCH, OPTUNA_FILE, OUTCOME_ATTR, TrialOutcome, outcome_of
+
 CONFIRM_STUDY_SUFFIX = "-confirm"
-FINAL_STATUS = "completed"  # the trial loop's last row (medguna/trial/loop.py)
 # User attributes of each stored trial: how a dashboard row is found among medguna's results.
 ATTR_TRIAL = "medguna_trial"  # t0003: medguna's trial number (Optuna numbers from 0)
 ATTR_FOLDER = "trial_folder"  # the trial's folder in the study's storage
 ATTR_RUN = "tensorboard_run"  # <experiment>/<trial folder>: the run under `tensorboard --logdir <study>`
 ATTR_PAPER = "paper_point"  # the trial ran the paper's hyperparameters
-ATTR_BUDGET = "budget"  # full | stopped_early | failed | incomplete (analysis.importance reads it)
 ATTR_ERROR = "error"
 ATTR_TUNE_ID = "tune_trial_id"
 ATTR_ABOUT = "about"  # the study's note
@@ -265,13 +264,16 @@ def _clean(attrs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def outcome(result: dict[str, Any] | None, failed: bool) -> tuple[str, str]:
-    """(Optuna state, budget) of a finished trial from its last result."""
-    if failed:
-        return "FAIL", "failed"
-    if (result or {}).get("status") == FINAL_STATUS:
-        return "COMPLETE", "full"
-    return "PRUNED", "stopped_early"
+# Optuna's state for each outcome: a trial that ended short of its budget is PRUNED, as Optuna's own
+# pruners leave it (its intermediate values stay; TPE ranks it below finished trials).
+OPTUNA_STATE = {TrialOutcome.COMPLETED: "COMPLETE", TrialOutcome.STOPPED_EARLY: "PRUNED",
+                TrialOutcome.INCOMPLETE: "PRUNED", TrialOutcome.FAILED: "FAIL"}
+
+
+def outcome(result: dict[str, Any] | None, failed: bool, epochs: int | None) -> tuple[str, TrialOutcome]:
+    """(Optuna state, medguna's outcome) of a finished trial from its last result."""
+    found = outcome_of(result, failed=failed, epochs=epochs)
+    return OPTUNA_STATE[found], found
 
 
 def trial_attrs(experiment: str, folder: str, trial_dir: str, config: dict[str, Any],
@@ -293,13 +295,14 @@ class OptunaRecorder(Callback):
 
     directory: the dataset's experiment folder (holds optuna.db); experiment: the Tune experiment's
     folder name (`<dataset>` or `<dataset>_confirm`); name: the Optuna study; metric: Tune's
-    metric, the objective so far, reported each epoch; objective: its name for readers.
+    metric, the objective so far, reported each epoch; objective: its name for readers; epochs:
+    stage-2 epochs of a full-budget trial (a trial ending before them was stopped early).
     """
 
     def __init__(self, directory: str, experiment: str, name: str, space: dict[str, dict],
-                 metric: str, objective: str = "objective") -> None:
+                 metric: str, objective: str = "objective", epochs: int | None = None) -> None:
         self.directory, self.experiment, self.name = directory, experiment, name
-        self.space, self.metric, self.objective = dict(space), metric, objective
+        self.space, self.metric, self.objective, self.epochs = dict(space), metric, objective, epochs
         self._record: StudyRecord | None = None
 
     # Tune pickles its callbacks into tuner.pkl: no open database in it.
@@ -330,9 +333,9 @@ class OptunaRecorder(Callback):
             trial.trial_id, trial.config, self._attrs(trial, None)))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if "epoch" in result and self.metric in result:
-            self._safely(f"epoch {result['epoch']} of {trial.trial_id}", lambda: self.record.report(
-                trial.trial_id, result["epoch"], result[self.metric]))
+        if EPOCH in result and self.metric in result:
+            self._safely(f"epoch {result[EPOCH]} of {trial.trial_id}", lambda: self.record.report(
+                trial.trial_id, result[EPOCH], result[self.metric]))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._finish(trial, failed=False)
@@ -342,8 +345,8 @@ class OptunaRecorder(Callback):
 
     def _finish(self, trial, failed: bool) -> None:
         result = trial.last_result or {}
-        state, budget = outcome(result, failed)
-        attrs = {**self._attrs(trial, result), ATTR_BUDGET: budget}
+        state, ended = outcome(result, failed, self.epochs)
+        attrs = {**self._attrs(trial, result), OUTCOME_ATTR: ended.value}
         if failed:
             attrs[ATTR_ERROR] = _error_text(trial)
 
@@ -367,7 +370,7 @@ def _error_text(trial) -> str:
 
 
 def sync_results(directory: str, experiment: str, name: str, space: dict[str, dict], results,
-                 metric: str) -> int:
+                 metric: str, epochs: int | None = None) -> int:
     """Add to the live database every finished trial of Tune's `results` that it lacks (from
     their per-epoch rows), and finish those it holds as RUNNING; returns how many were added."""
     db = LiveDatabase(directory)
@@ -378,9 +381,9 @@ def sync_results(directory: str, experiment: str, name: str, space: dict[str, di
         tune_id = str(metrics.get("trial_id") or "")
         if not tune_id:
             continue
-        state, budget = outcome(metrics, result.error is not None)
+        state, ended = outcome(metrics, result.error is not None, epochs)
         folder = os.path.basename(str(result.path).rstrip("/"))
-        attrs = {**trial_attrs(experiment, folder, str(result.path), config, metrics), ATTR_BUDGET: budget}
+        attrs = {**trial_attrs(experiment, folder, str(result.path), config, metrics), OUTCOME_ATTR: ended.value}
         if result.error is not None:
             attrs[ATTR_ERROR] = str(result.error)[:500]
         if record.has(tune_id):
@@ -389,8 +392,8 @@ def sync_results(directory: str, experiment: str, name: str, space: dict[str, di
         rows = result.metrics_dataframe
         steps, started, completed = {}, None, None
         if rows is not None and len(rows):
-            if "epoch" in rows and metric in rows:
-                steps = {int(e): float(v) for e, v in zip(rows["epoch"], rows[metric], strict=True)
+            if EPOCH in rows and metric in rows:
+                steps = {int(e): float(v) for e, v in zip(rows[EPOCH], rows[metric], strict=True)
                          if _finite(v) and _finite(e)}
             first, last = rows.iloc[0], rows.iloc[-1]
             completed = dt.datetime.fromtimestamp(float(last["timestamp"]))

@@ -1,8 +1,6 @@
 """A MedUnA study: per dataset, one Ray Tune experiment whose trials Optuna proposes.
 
-Layout of results (the contract with analysis/): <storage>/<study>/study.json and, per dataset,
-<storage>/<study>/<dataset>/ holding Ray's experiment files, one `t<NNNN>_<trial id>/` folder per trial (t0001_3a09613b)
-(params.json, result.json, TensorBoard events, checkpoints, error.txt) and `optuna.db`.
+Where results land is medguna.results' layout.
 """
 
 from __future__ import annotations
@@ -30,12 +28,20 @@ from medguna.config import (
 from medguna.data.shifts import acquisition_text, check_shift
 from medguna.errors import ConfigError
 from medguna.models.demo_encoder import encoder_description
+from medguna.results import (
+    COMPLETE_MARKER,
+    OBJECTIVE_BEST_SO_FAR,
+    STUDY_FILE,
+    TrialOutcome,
+    method_params,
+    outcome_of,
+    trial_dirname,
+)
 from medguna.study.confirm import run_confirmation
 from medguna.study.space import define_by_run, fixed_params, is_reference_config, reference_point
 from medguna.study.warm_start import enqueue_order, warm_points
 
-COMPLETE_MARKER = "medguna_complete.json"
-TUNE_METRIC = "objective_value"  # best-so-far of runtime.objective, reported every epoch
+TUNE_METRIC = OBJECTIVE_BEST_SO_FAR  # reported every epoch
 
 
 @dataclass
@@ -200,7 +206,7 @@ def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: st
 
     cfg = from_dict(TrialConfig, base)
     install_sets(sets, cfg.data.cache_dir, cfg.data.dataset)
-    params = {k: v for k, v in config.items() if k in to_dict(cfg.method)}
+    params = method_params(config)
     cfg.method = apply_method_params(cfg.method, params)
     reporter = _TaggedReporter(TuneReporter(), {
         "study": study, "is_reference_config": is_reference_config(params)})
@@ -227,7 +233,7 @@ def _trial_dirname(trial) -> str:
     ordered by the searcher's trial number, which Tune puts first in the experiment tag."""
     head = str(getattr(trial, "experiment_tag", "")).split("_", 1)[0]
     number = int(head) if head.isdigit() else 0
-    return f"t{number:04d}_{trial.trial_id}"
+    return trial_dirname(number, trial.trial_id)
 
 
 def _max_concurrent(cfg: StudyConfig) -> int:
@@ -262,7 +268,8 @@ def _callbacks(plan: StudyPlan, p: DatasetPlan, verbose: bool) -> list:
     dataset = p.dataset.removesuffix(CONFIRM_SUFFIX)
     recorder = OptunaRecorder(join(plan.study_dir, dataset), p.dataset,
                               study_name(plan.config.study.name, dataset, confirm=dataset != p.dataset),
-                              plan.config.search.space, TUNE_METRIC, plan.config.runtime.objective)
+                              plan.config.search.space, TUNE_METRIC, plan.config.runtime.objective,
+                              p.trial.method.stage2_epochs)
     callbacks = [JsonLoggerCallback(), CSVLoggerCallback(), recorder]
     if not verbose:
         callbacks.append(StudyProgress(
@@ -405,7 +412,7 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, restart: tuple[str, ...]
     plan = plan_study(cfg)
     log(banner(plan))
     _check_local_folders(plan)
-    previous = None if fresh else read_previous(_read_text(join(plan.study_dir, "study.json")))
+    previous = None if fresh else read_previous(_read_text(join(plan.study_dir, STUDY_FILE)))
     decisions = decide(plan, previous, restart)  # a changed configuration stops here, before Ray
     lock = study_lock(plan.study_dir, log=log) if not is_uri(plan.storage) else contextlib.nullcontext()
     with lock, stop_on_interrupt() as stop:
@@ -604,26 +611,20 @@ def _experiment_states(exp_dir: str) -> list[str]:
                   if Path(e.path).name.startswith("experiment_state-") and e.path.endswith(".json"))
 
 
-def trial_budget(metrics: dict[str, Any], error: Any, epochs: int) -> str:
-    if error is not None:
-        return "failed"
-    if metrics.get("status") == "completed":
-        return "full"
-    return "stopped_early" if metrics.get("epoch", 0) < epochs else "incomplete"
-
-
 def export_optuna(plan: StudyPlan, p: DatasetPlan, results) -> dict[str, Any]:
     """Complete <experiment>/optuna.db from Tune's results: the live database the study wrote as its
     trials ran (medguna.study.optuna_storage) gains only what it lacks, never replaced."""
     from medguna.study.optuna_storage import study_name, sync_results
 
     name = study_name(plan.config.study.name, p.dataset)
-    counts = {"full": 0, "stopped_early": 0, "failed": 0, "incomplete": 0}
+    counts = dict.fromkeys(TrialOutcome, 0)
     for result in results:
-        counts[trial_budget(result.metrics or {}, result.error, p.trial.method.stage2_epochs)] += 1
+        counts[outcome_of(result.metrics, failed=result.error is not None,
+                          epochs=p.trial.method.stage2_epochs)] += 1
     added = sync_results(join(plan.study_dir, p.dataset), p.dataset, name, plan.config.search.space,
-                         results, TUNE_METRIC)
-    return {"optuna_study": name, "counts": counts, "optuna_trials_added_at_end": added,
+                         results, TUNE_METRIC, p.trial.method.stage2_epochs)
+    return {"optuna_study": name, "counts": {str(k): n for k, n in counts.items()},
+            "optuna_trials_added_at_end": added,
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
@@ -659,7 +660,7 @@ def _write_study_json(plan: StudyPlan, previous: dict[str, Any] | None, restart=
         info["data_source"][p.dataset] = p.data_source
     info.setdefault("runs", []).append({"started": now, **versions,
                                         "num_samples": {p.dataset: p.num_samples for p in plan.datasets}})
-    _write_text(join(plan.study_dir, "study.json"), json.dumps(info, indent=2))
+    _write_text(join(plan.study_dir, STUDY_FILE), json.dumps(info, indent=2))
 
 
 def _filesystem(path: str):

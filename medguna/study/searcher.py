@@ -18,9 +18,10 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
+from medguna.results import OUTCOME_ATTR, TrialOutcome, is_final_row
+
 logger = logging.getLogger(__name__)
 
-FINAL_STATUS = "completed"  # the trial loop's last row (medguna/trial/loop.py, _select_and_test)
 
 
 class StudySearch(OptunaSearch):
@@ -34,17 +35,17 @@ class StudySearch(OptunaSearch):
             logger.warning("trial %s completed but was never suggested by this searcher; ignored", trial_id)
             return
         if error:  # Ray tells a failed trial that had reported a value COMPLETE with that value
-            self._tell(trial_id, "FAIL", "failed", result)
-        elif not result or result.get("status") == FINAL_STATUS:
+            self._tell(trial_id, "FAIL", TrialOutcome.FAILED, result)
+        elif not result or is_final_row(result):
             super().on_trial_complete(trial_id, result, error)
         else:
-            self._tell(trial_id, "PRUNED", "stopped_early", result)
+            self._tell(trial_id, "PRUNED", TrialOutcome.STOPPED_EARLY, result)
 
-    def _tell(self, trial_id: str, state: str, budget: str, result: dict[str, Any] | None) -> None:
+    def _tell(self, trial_id: str, state: str, outcome: TrialOutcome, result: dict[str, Any] | None) -> None:
         import optuna
 
         ot_trial = self._ot_trials[trial_id]
-        ot_trial.set_user_attr("budget", budget)
+        ot_trial.set_user_attr(OUTCOME_ATTR, outcome.value)
         ot_trial.set_user_attr("epoch", int((result or {}).get("epoch", 0)))
         self._ot_study.tell(ot_trial, state=optuna.trial.TrialState[state])
         self._completed_trials.add(trial_id)

@@ -16,6 +16,8 @@ import textwrap
 from pathlib import Path
 from typing import Any, Protocol
 
+from medguna.results import EPOCH, OBJECTIVE_BEST_SO_FAR, OBJECTIVE_SELECTED
+
 
 class Reporter(Protocol):
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None: ...
@@ -83,8 +85,9 @@ def is_scalar(value: Any) -> bool:
 TAG_GROUPS = (("zeroshot_", "zeroshot/"), ("stage1_", "stage1/"), ("val_", "val/"), ("test_", "test/"))
 TRAIN_GROUP = "train/"
 # Columns with no prefix that are validation figures, not training ones.
-VALIDATION_COLUMNS = {"objective_value": "val/objective_value"}  # the best objective so far
-NOT_LOGGED = ("epoch",)  # the step itself
+VALIDATION_COLUMNS = {OBJECTIVE_BEST_SO_FAR: f"val/{OBJECTIVE_BEST_SO_FAR}",
+                      OBJECTIVE_SELECTED: f"val/{OBJECTIVE_SELECTED}"}
+NOT_LOGGED = (EPOCH,)  # the step itself
 
 
 def tensorboard_tag(column: str) -> str:

@@ -27,7 +27,7 @@ def trial(n: int, tmp_path, **config):
 
 
 def epoch(recorder, t, n: int, value: float, final: bool = False) -> None:
-    row = {"epoch": n, "objective_value": value, "trial_id": t.trial_id}
+    row = {"epoch": n, "objective_best_so_far": value, "trial_id": t.trial_id}
     if final:
         row.update(status="completed", selected_epoch=0, test_balanced_accuracy=0.75,
                    zeroshot_test_balanced_accuracy=0.6875)
@@ -37,8 +37,8 @@ def epoch(recorder, t, n: int, value: float, final: bool = False) -> None:
 
 def recorder(tmp_path, confirm: bool = False) -> OptunaRecorder:
     return OptunaRecorder(str(tmp_path / "montgomery"), "montgomery" + ("_confirm" if confirm else ""),
-                          study_name("chestxray", "montgomery", confirm), SPACE, "objective_value",
-                          "val_balanced_accuracy")
+                          study_name("chestxray", "montgomery", confirm), SPACE, "objective_best_so_far",
+                          "val_balanced_accuracy", epochs=2)
 
 
 def stored(tmp_path, name="chestxray-montgomery") -> list[optuna.trial.FrozenTrial]:
@@ -78,11 +78,11 @@ def test_trials_are_recorded_as_they_run_and_kept_across_a_resume(tmp_path):
     assert trials[0].params == {"adapter_width": 64, "entropy_weight": 0.5}
     assert trials[0].user_attrs == {
         "medguna_trial": "t0001", "trial_folder": str(tmp_path / "montgomery" / "t0001_id1"),
-        "tensorboard_run": "montgomery/t0001_id1", "paper_point": True, "budget": "full",
+        "tensorboard_run": "montgomery/t0001_id1", "paper_point": True, "outcome": "completed",
         "selected_epoch": 0, "test_balanced_accuracy": 0.75, "zeroshot_test_balanced_accuracy": 0.6875,
         "seed": 7, "tune_trial_id": "id1"}
-    assert trials[1].user_attrs["budget"] == "stopped_early" and not trials[1].user_attrs["paper_point"]
-    assert trials[2].user_attrs["budget"] == "failed"
+    assert trials[1].user_attrs["outcome"] == "stopped_early" and not trials[1].user_attrs["paper_point"]
+    assert trials[2].user_attrs["outcome"] == "failed"
     study = optuna.load_study(study_name="chestxray-montgomery",
                               storage=f"sqlite:///{tmp_path / 'montgomery' / 'optuna.db'}")
     assert "user attribute `medguna_trial`" in study.user_attrs["about"]
@@ -116,13 +116,13 @@ def test_sync_adds_only_what_the_database_lacks(tmp_path):
                                path=t.path, metrics_dataframe=pd.DataFrame(rows))
 
     base = dt.datetime(2026, 12, 6, 12, 0).timestamp()
-    rows1 = [{"epoch": 1, "objective_value": 0.6, "timestamp": base + 10, "time_this_iter_s": 10.0},
-             {"epoch": 2, "objective_value": 0.7, "timestamp": base + 20, "time_this_iter_s": 10.0,
+    rows1 = [{"epoch": 1, "objective_best_so_far": 0.6, "timestamp": base + 10, "time_this_iter_s": 10.0},
+             {"epoch": 2, "objective_best_so_far": 0.7, "timestamp": base + 20, "time_this_iter_s": 10.0,
               "status": "completed"}]
     t2 = trial(2, tmp_path)
-    rows2 = [{"epoch": 1, "objective_value": 0.5, "timestamp": base + 30, "time_this_iter_s": 12.0}]
+    rows2 = [{"epoch": 1, "objective_best_so_far": 0.5, "timestamp": base + 30, "time_this_iter_s": 12.0}]
     added = sync_results(str(tmp_path / "montgomery"), "montgomery", "chestxray-montgomery", SPACE,
-                         [result(t1, rows1), result(t2, rows2)], "objective_value")
+                         [result(t1, rows1), result(t2, rows2)], "objective_best_so_far", epochs=2)
     assert added == 1  # t2 only: t1 was recorded live and is finished, not replaced
     first, second = stored(tmp_path)
     assert first.datetime_start == before.datetime_start and first.state == State.COMPLETE

@@ -21,7 +21,7 @@ SEARCHED = ["adapter_width", "entropy_weight"]
 
 
 def trial(n: int, status: str, *, objective=None, done=False, epoch=2, error_file=None):
-    row = {"epoch": epoch, "objective_value": objective, "zeroshot_val_balanced_accuracy": 0.5,
+    row = {"epoch": epoch, "objective_best_so_far": objective, "zeroshot_val_balanced_accuracy": 0.5,
            "test_balanced_accuracy": 0.61}
     if done:
         row["status"] = "completed"
@@ -31,12 +31,12 @@ def trial(n: int, status: str, *, objective=None, done=False, epoch=2, error_fil
 
 
 def display(stream, tty=False, total=4):
-    return StudyProgress("montgomery", total, SEARCHED, metric="objective_value",
+    return StudyProgress("montgomery", total, SEARCHED, metric="objective_best_so_far",
                          objective="val_balanced_accuracy", epochs=2, stream=stream, tty=tty)
 
 
 def test_bar_clock_and_time_left():
-    assert progress_bar(Counts(completed=2, stopped=1, failed=1, running=2), 8, width=8) == "[##=!~~..]"
+    assert progress_bar(Counts(completed=2, stopped_early=1, failed=1, running=2), 8, width=8) == "[##=!~~..]"
     assert progress_bar(Counts(), 3, width=6) == "[......]"
     assert clock(75) == "1:15" and clock(3725) == "1:02:05"
     assert remaining_seconds(60.0, 2, 8) == pytest.approx(180.0)  # 30 s a trial, 6 to go
@@ -62,10 +62,10 @@ def test_plain_lines_count_outcomes_and_name_the_best_trial(tmp_path, monkeypatc
     lines = out.getvalue().splitlines()
     assert max(len(line) for line in lines) <= 79
     # A finished trial: its outcome, then its hyperparameters on an indented continuation line.
-    assert lines[:2] == ["[montgomery] t0001_id1 completed val_balanced_accuracy 0.700 after epoch 2/2,",
-                         "               test 0.610 | adapter_width=64, entropy_weight=0.25"]
-    assert lines[6].startswith("[montgomery] t0002_id2 stopped   val_balanced_accuracy 0.900 after epoch 1/2")
-    assert lines[12].startswith("[montgomery] t0003_id3 failed    TrialError: loss became NaN at epoch 1")
+    assert lines[:2] == ["[montgomery] t0001_id1 completed     val_balanced_accuracy 0.700 after epoch",
+                         "               2/2, test 0.610 | adapter_width=64, entropy_weight=0.25"]
+    assert lines[6].startswith("[montgomery] t0002_id2 stopped early val_balanced_accuracy 0.900 after epoch")
+    assert lines[12].startswith("[montgomery] t0003_id3 failed        TrialError: loss became NaN at epoch 1")
     assert lines[14:] == [
         "[montgomery] [###===!!!~~~] 3/4 finished | 0:00 elapsed, ~0:00 left",
         "[montgomery]   1 completed, 1 stopped early, 1 failed, 1 running",
@@ -83,7 +83,7 @@ def test_every_line_fits_80_columns_with_long_names(monkeypatch):
     out = io.StringIO()
     progress = StudyProgress("montgomery_confirm", 32, ["adapter_width", "entropy_weight", "prompt_length",
                                                          "description_source"],
-                             metric="objective_value", objective="val_information_maximization", epochs=2,
+                             metric="objective_best_so_far", objective="val_information_maximization", epochs=2,
                              stream=out, tty=False)
     t1 = trial(1, "TERMINATED", objective=0.7, done=True)
     t1.config.update(prompt_length=113, description_source="set:gpt-4o-mini-2024-07-18-generic")

@@ -43,7 +43,7 @@ def test_declaration_lists_searched_dimensions_first_with_their_domains(tmp_path
     assert infos[2].type == api_pb2.DATA_TYPE_STRING and infos[5].type == api_pb2.DATA_TYPE_STRING
     metrics = [(m.name.tag, m.display_name) for m in experiment.metric_infos]
     # The metrics are the trial's own scalar tags, grouped as TensorBoard shows them.
-    assert metrics[0] == ("val/objective_value", "objective (val_balanced_accuracy, best epoch)")
+    assert metrics[0] == ("val/objective_selected", "objective (val_balanced_accuracy, selected epoch)")
     assert [tag for tag, _ in metrics[1:]] == ["test/balanced_accuracy",
                                                "zeroshot/test_balanced_accuracy",
                                                "test/accuracy"]
@@ -52,7 +52,7 @@ def test_declaration_lists_searched_dimensions_first_with_their_domains(tmp_path
 def test_a_trial_writes_its_session_but_no_declaration(tmp_path):
     log = TensorBoardLog(tmp_path)
     log.hparams({"adapter_width": 64, "description_source": "curated", "schedule": [1]},
-                {"objective_value": 0.625, "test_accuracy": float("nan")})
+                {"objective_selected": 0.625, "test_accuracy": float("nan")})
     log.close()
     contents = _plugin_contents(tmp_path)
     assert metadata.EXPERIMENT_TAG not in contents
@@ -71,9 +71,9 @@ def test_tags_are_grouped_by_what_they_measure(tmp_path):
 
     assert [tensorboard_tag(c) for c in ("loss", "lr", "val_balanced_accuracy", "zeroshot_val_ece",
                                          "zeroshot_test_auroc", "stage1_val_auroc", "test_accuracy",
-                                         "objective_value")] == [
+                                         "objective_best_so_far", "objective_selected")] == [
         "train/loss", "train/lr", "val/balanced_accuracy", "zeroshot/val_ece", "zeroshot/test_auroc",
-        "stage1/val_auroc", "test/accuracy", "val/objective_value"]
+        "stage1/val_auroc", "test/accuracy", "val/objective_best_so_far", "val/objective_selected"]
     log = TensorBoardLog(tmp_path)
     log.scalars({"epoch": 1, "loss": 0.5, "val_balanced_accuracy": 0.7, "dataset": "x",
                  "val_collapsed": False, "val_ece": float("nan")}, 1)
