@@ -358,7 +358,8 @@ max-width:100%;height:auto}.pc-line{fill:none;stroke-width:2;opacity:.75}
 .tag{font-size:.7rem;font-weight:600;color:#9a6700;background:#fff3cd;border:1px solid #e0a800;
 border-radius:4px;padding:0 .3rem;vertical-align:middle}
 table.space td{white-space:normal}table.space td:last-child{max-width:780px}
-table.lead th,table.lead td{white-space:normal}table.lead th{max-width:7.5rem;vertical-align:bottom}
+table.lead th,table.lead td{white-space:normal}table.lead th{max-width:8rem;vertical-align:bottom;
+overflow-wrap:anywhere}
 table.lead td{max-width:12rem}details{margin:.2rem 0 .4rem}summary{cursor:pointer;color:#0969da;font-size:.9rem}
 """
 

@@ -211,7 +211,7 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
     report.summary = answer_table(
         boards, all_trials,
         {d: searched_params(trials.filter(pl.col("dataset") == d), names) for d in boards}, metric,
-        confirmed)
+        confirmed, [d for s in results.studies for d in s.datasets])
     write_table(_with_schema(report.summary, "no trial"), out_dir, "summary",
                 "Summary: the selected configuration per dataset")
     all_trials.write_csv(out_dir / "trials.csv")

@@ -71,13 +71,15 @@ def configuration_text(row: dict, params: Sequence[str]) -> str:
 
 def answer_table(boards: dict[str, pl.DataFrame], all_trials: pl.DataFrame,
                  params_by_dataset: dict[str, list[str]], metric: str,
-                 confirmed: pl.DataFrame | None = None) -> pl.DataFrame:
+                 confirmed: pl.DataFrame | None = None, order: Sequence[str] = ()) -> pl.DataFrame:
     """One row per dataset and cohort: the rank-1 trial of its leaderboard (best validation
     objective), its test metric and interval, gains and verdicts, the trial counts, and the
-    confirmation stage's mean over fresh seeds of the same configuration where it ran."""
+    confirmation stage's mean over fresh seeds of the same configuration where it ran. Datasets
+    come in `order` (the studies' own order), any others after them alphabetically."""
     low, high = ci_columns(metric)
     records = []
-    for dataset, board in sorted(boards.items()):
+    rank = {d: i for i, d in enumerate(dict.fromkeys(order))}
+    for dataset, board in sorted(boards.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0])):
         for cohort in sorted_cohorts(board["cohort"].unique().to_list()):
             part = board.filter(pl.col("cohort") == cohort)
             states = {s: int((part["trial_status"] == s).sum())
