@@ -29,9 +29,17 @@ from typing import Any
 
 from ray.tune import Callback
 
-logger = logging.getLogger(__name__)
+from medguna.results import (
+    EPOCH,
+    OPTUNA_FILE,
+    OUTCOME_ATTR,
+    TrialOutcome,
+    method_params,
+    outcome_of,
+)
+from medguna.study.space import is_reference_config
 
-from medguna.results import EPOCH, OPTUNA_FILE, OUTCOME_ATTR, TrialOutcome, outcome_of
+logger = logging.getLogger(__name__)
 
 CONFIRM_STUDY_SUFFIX = "-confirm"
 # User attributes of each stored trial: how a dashboard row is found among medguna's results.
@@ -44,7 +52,6 @@ ATTR_TUNE_ID = "tune_trial_id"
 ATTR_ABOUT = "about"  # the study's note
 RESULT_ATTRS = ("selected_epoch", "test_balanced_accuracy", "test_accuracy", "test_auroc",
                 "zeroshot_test_balanced_accuracy", "seed")
-PAPER_POINT_KEY = "is_reference_config"  # the config key the study sets on the paper's point
 
 
 def study_name(study: str, dataset: str, confirm: bool = False) -> str:
@@ -282,7 +289,7 @@ def trial_attrs(experiment: str, folder: str, trial_dir: str, config: dict[str, 
     whether it is the paper's point, and its test metrics once it has them."""
     attrs: dict[str, Any] = {ATTR_TRIAL: folder.split("_", 1)[0], ATTR_FOLDER: trial_dir,
                              ATTR_RUN: f"{experiment}/{folder}",
-                             ATTR_PAPER: bool(config.get(PAPER_POINT_KEY, False))}
+                             ATTR_PAPER: is_reference_config(method_params(config))}
     for key in RESULT_ATTRS:
         value = (result or {}).get(key, config.get(key) if key == "seed" else None)
         if value is not None:

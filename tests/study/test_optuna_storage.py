@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from medguna.study.optuna_storage import OptunaRecorder, study_name, sync_results
+from medguna.study.space import REFERENCE_POINT
 
 SPACE = {"adapter_width": {"type": "categorical", "choices": [0, 64]},
          "entropy_weight": {"type": "float", "low": -1.5, "high": 3.0}}
@@ -20,8 +21,9 @@ State = optuna.trial.TrialState
 
 
 def trial(n: int, tmp_path, **config):
-    return SimpleNamespace(trial_id=f"id{n}", config={"adapter_width": 64, "entropy_weight": 0.5 * n,
-                                                      "is_reference_config": n == 1, "seed": 7, **config},
+    # Trial 1 runs the paper's hyperparameters, as a study's first trial does.
+    point = dict(REFERENCE_POINT) if n == 1 else {"adapter_width": 64, "entropy_weight": 0.5 * n}
+    return SimpleNamespace(trial_id=f"id{n}", config={**point, "seed": 7, **config},
                            last_result={}, path=str(tmp_path / "montgomery" / f"t{n:04d}_id{n}"),
                            error_file=None, status="RUNNING")
 
@@ -75,7 +77,7 @@ def test_trials_are_recorded_as_they_run_and_kept_across_a_resume(tmp_path):
     assert trials[1].intermediate_values == {1: 0.55} and trials[2].intermediate_values == {1: 0.65}
     for t in trials:  # real times: started when Tune started it, completed when it ended
         assert t.datetime_start < t.datetime_complete
-    assert trials[0].params == {"adapter_width": 64, "entropy_weight": 0.5}
+    assert trials[0].params == {"adapter_width": 0, "entropy_weight": 1.5}
     assert trials[0].user_attrs == {
         "medguna_trial": "t0001", "trial_folder": str(tmp_path / "montgomery" / "t0001_id1"),
         "tensorboard_run": "montgomery/t0001_id1", "paper_point": True, "outcome": "completed",
