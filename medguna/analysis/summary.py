@@ -35,6 +35,11 @@ def ci_columns(metric: str) -> tuple[str, str]:
     return f"test_{metric}_ci_low", f"test_{metric}_ci_high"
 
 
+def confirmed_columns(metric: str) -> tuple[str, str, str, str]:
+    """The confirmed leaderboard's seeds count, mean test metric and its interval (low, high)."""
+    return "n", f"test_{metric}_mean", f"test_{metric}_ci_low", f"test_{metric}_ci_high"
+
+
 # One line on what each dimension a study may search does, for readers of the report.
 DIMENSION_HELP = {
     "adapter_width": "hidden width of the classification adapter; 0 = one linear map (the paper's), "
@@ -130,9 +135,9 @@ def _confirmed(confirmed: pl.DataFrame | None, dataset: str, cohort: str, best: 
     if rows.height == 0:
         return {}
     row = rows.row(0, named=True)
-    return {"confirm_seeds": row.get("n"), f"confirm_test_{metric}_mean": row.get(f"test_{metric}_mean"),
-            "confirm_ci_low": row.get(f"test_{metric}_ci_low"),
-            "confirm_ci_high": row.get(f"test_{metric}_ci_high")}
+    seeds, mean, low, high = confirmed_columns(metric)
+    return {"confirm_seeds": row.get(seeds), f"confirm_test_{metric}_mean": row.get(mean),
+            "confirm_ci_low": row.get(low), "confirm_ci_high": row.get(high)}
 
 
 def _confirm_count(trials: pl.DataFrame, dataset: str, cohort: str) -> int:

@@ -333,3 +333,24 @@ def test_tensorboard_hparams_in_a_browser(small_study, tmp_path):
             page.wait_for_timeout(200)
         assert len(widths) == len(cards) and min(widths) > 100, widths
         page.screenshot(path=str(screenshot_dir(tmp_path) / "tensorboard_images.png"))
+
+
+def test_optuna_dashboard_serves_the_study(small_study, tmp_path):
+    import urllib.request
+
+    from browser_tools import browser_page, optuna_dashboard_server, screenshot_dir
+
+    _, study_dir, _ = small_study
+    with optuna_dashboard_server(study_dir / "montgomery" / "optuna.db") as url:
+        with urllib.request.urlopen(f"{url}/api/studies") as response:
+            (summary,) = json.loads(response.read())["study_summaries"]
+        assert summary["study_name"] == "chestxray-montgomery"
+        with urllib.request.urlopen(f"{url}/api/studies/{summary['study_id']}?after=0") as response:
+            trials = json.loads(response.read())["trials"]
+        assert len(trials) == 3 and {t["state"] for t in trials} == {"Complete"}
+        assert all(len(t["intermediate_values"]) == 2 for t in trials)  # one value per epoch
+        with browser_page() as page:
+            page.goto(f"{url}/dashboard/studies/{summary['study_id']}")
+            page.get_by_text("Intermediate values").first.wait_for(timeout=60_000)
+            assert "chestxray-montgomery" in page.inner_text("body")
+            page.screenshot(path=str(screenshot_dir(tmp_path) / "optuna_dashboard.png"), full_page=True)
