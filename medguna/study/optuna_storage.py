@@ -247,8 +247,9 @@ def study_note(name: str, experiment: str) -> str:
         "- Optuna numbers trials from 0 in the order they started; medguna's trial number (t0001, ...) "
         f"is the user attribute `{ATTR_TRIAL}`, its folder `{ATTR_FOLDER}`, its TensorBoard run "
         f"`{ATTR_RUN}`, and `{ATTR_PAPER}` marks the paper's hyperparameters.\n"
-        "- Value: the validation objective at the epoch selection keeps; intermediate values: the "
-        "objective so far after each epoch. PRUNED trials were stopped early (ASHA).\n"
+        "- Value: the validation objective at the epoch selection keeps (0: stage 1 alone); "
+        "intermediate values: the objective so far after each epoch. PRUNED trials were stopped "
+        "early (ASHA).\n"
         "- Trials tied on the value: report.html ranks them by launch order; the dashboard's best "
         "trial may be another of them.\n"
         "- Parameter importance here is computed by optuna-dashboard from every COMPLETE trial "
@@ -324,8 +325,8 @@ class OptunaRecorder(Callback):
     def record(self) -> StudyRecord:
         if self._record is None:
             self._record = StudyRecord(LiveDatabase(self.directory), self.name, self.space)
-            self._record.describe(study_note(self.name, self.experiment),
-                                  f"{self.objective} (validation, selected epoch)")
+            # The value's name: short, as the dashboard writes it beside its axes.
+            self._record.describe(study_note(self.name, self.experiment), self.objective)
         return self._record
 
     def _safely(self, what: str, action) -> None:
