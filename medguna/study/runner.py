@@ -688,10 +688,3 @@ def _write_bytes(path: str, data: bytes) -> None:
     fs.create_dir(inner.rsplit("/", 1)[0] if is_uri(path) else str(Path(inner).parent), recursive=True)
     with fs.open_output_stream(inner) as f:
         f.write(data)
-
-
-def _copy_to(local: Path, dest: str) -> None:
-    fs, inner = _filesystem(dest)
-    fs.create_dir(inner.rsplit("/", 1)[0] if is_uri(dest) else str(Path(inner).parent), recursive=True)
-    with fs.open_output_stream(inner) as f:
-        f.write(local.read_bytes())
