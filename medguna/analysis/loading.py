@@ -210,6 +210,10 @@ def _experiment_trials(
 
 def _read_params(path: Path) -> dict:
     file = path / PARAMS_FILE
+    if not file.is_file() and (path / ERROR_FILE).is_file():
+        # Ray failed the trial before it started (its actor could not be set up or reused): no
+        # parameters, but a failure with its reason, listed as the study's other failed trials are.
+        return {}
     if not file.is_file():
         raise DataError(
             f"{file} is missing: every trial folder needs the params.json Ray writes at trial "
