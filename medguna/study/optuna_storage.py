@@ -378,16 +378,19 @@ def _error_text(trial) -> str:
 
 
 def sync_results(directory: str, experiment: str, name: str, space: dict[str, dict], results,
-                 metric: str, epochs: int | None = None) -> int:
+                 metric: str, epochs: int | None = None, finished: set[str] | None = None) -> int:
     """Add to the live database every finished trial of Tune's `results` that it lacks (from
-    their per-epoch rows), and finish those it holds as RUNNING; returns how many were added."""
+    their per-epoch rows), and finish those it holds as RUNNING; returns how many were added.
+
+    finished: the Tune ids of the trials Tune's saved state calls finished. After a Ctrl-C the
+    others will run again on resume: their records stay RUNNING (None: every result is finished)."""
     db = LiveDatabase(directory)
     record = StudyRecord(db, name, space)
     added = 0
     for result in results:
         metrics, config = result.metrics or {}, result.config or {}
         tune_id = str(metrics.get("trial_id") or "")
-        if not tune_id:
+        if not tune_id or (finished is not None and tune_id not in finished):
             continue
         state, ended = outcome(metrics, result.error is not None, epochs)
         folder = os.path.basename(str(result.path).rstrip("/"))

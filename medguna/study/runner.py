@@ -621,8 +621,11 @@ def export_optuna(plan: StudyPlan, p: DatasetPlan, results) -> dict[str, Any]:
     for result in results:
         counts[outcome_of(result.metrics, failed=result.error is not None,
                           epochs=p.trial.method.stage2_epochs)] += 1
+    # Only what Tune saved as finished: a trial stopped by Ctrl-C runs again on resume.
+    saved = saved_trials(join(plan.study_dir, p.dataset))
+    finished = None if saved is None else {t["trial_id"] for t in saved if t.get("status") in FINISHED_STATUSES}
     added = sync_results(join(plan.study_dir, p.dataset), p.dataset, name, plan.config.search.space,
-                         results, TUNE_METRIC, p.trial.method.stage2_epochs)
+                         results, TUNE_METRIC, p.trial.method.stage2_epochs, finished)
     return {"optuna_study": name, "counts": {str(k): n for k, n in counts.items()},
             "optuna_trials_added_at_end": added,
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}

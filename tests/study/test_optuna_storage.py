@@ -134,6 +134,27 @@ def test_sync_adds_only_what_the_database_lacks(tmp_path):
     assert second.datetime_complete == dt.datetime.fromtimestamp(base + 30)
 
 
+def test_a_trial_stopped_by_ctrl_c_stays_running_for_its_resume(tmp_path):
+    rec = recorder(tmp_path)
+    t1 = trial(1, tmp_path)
+    rec.on_trial_start(0, [], t1)
+    epoch(rec, t1, 1, 0.6)
+    # Ctrl-C: Tune returns with t1 saved as RUNNING; its last result is not a final row.
+    interrupted = SimpleNamespace(metrics={"epoch": 1, "objective_best_so_far": 0.6, "trial_id": "id1"},
+                                  config=t1.config, error=None, path=t1.path, metrics_dataframe=None)
+    sync_results(str(tmp_path / "montgomery"), "montgomery", "chestxray-montgomery", SPACE,
+                 [interrupted], "objective_best_so_far", epochs=2, finished=set())
+    (kept,) = stored(tmp_path)
+    assert kept.state == State.RUNNING and kept.intermediate_values == {1: 0.6}
+    # Resumed, it finishes in the same record.
+    rec = pickle.loads(pickle.dumps(rec))
+    rec.on_trial_start(0, [], t1)
+    epoch(rec, t1, 2, 0.7, final=True)
+    rec.on_trial_complete(0, [], t1)
+    (done,) = stored(tmp_path)
+    assert done.state == State.COMPLETE and done.intermediate_values == {1: 0.6, 2: 0.7}
+
+
 def test_optuna_dashboard_loads_the_study(tmp_path):
     pytest.importorskip("optuna_dashboard", reason="the `dashboard` extra is not installed")
     from optuna_dashboard import wsgi
