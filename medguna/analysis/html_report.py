@@ -48,7 +48,9 @@ def table_html(frame: pl.DataFrame, columns: Sequence[str] | None = None,
     shown = [c for c in (columns or frame.columns) if c in frame.columns]
     if frame.height == 0 or not shown:
         return '<p class="empty">(no rows)</p>'
-    head = "".join(f'<th scope="col" title="sort by {esc(c)}">{esc(c)}</th>' for c in shown)
+    # A heading may break after an underscore (<wbr>), never inside a word.
+    head = "".join(f'<th scope="col" title="sort by {esc(c)}">{esc(c).replace("_", "_<wbr>")}</th>'
+                   for c in shown)
     rows = []
     for row in frame.select(shown).iter_rows(named=True):
         cells = []
@@ -358,8 +360,7 @@ max-width:100%;height:auto}.pc-line{fill:none;stroke-width:2;opacity:.75}
 .tag{font-size:.7rem;font-weight:600;color:#9a6700;background:#fff3cd;border:1px solid #e0a800;
 border-radius:4px;padding:0 .3rem;vertical-align:middle}
 table.space td{white-space:normal}table.space td:last-child{max-width:780px}
-table.lead th,table.lead td{white-space:normal}table.lead th{max-width:8rem;vertical-align:bottom;
-overflow-wrap:anywhere}
+table.lead th,table.lead td{white-space:normal}table.lead th{max-width:8rem;vertical-align:bottom}
 table.lead td{max-width:12rem}details{margin:.2rem 0 .4rem}summary{cursor:pointer;color:#0969da;font-size:.9rem}
 """
 
