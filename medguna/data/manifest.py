@@ -79,6 +79,16 @@ def read_synthetic_marker(root: str | Path) -> dict | None:
     return value
 
 
+def missing_classes(manifest: Manifest) -> dict[str, list[str]]:
+    """split -> the dataset's classes it has no image of (only the splits that lack one)."""
+    missing = {}
+    for row in manifest.counts().iter_rows(named=True):
+        absent = [name for name in manifest.spec.classes if row[name] == 0]
+        if absent:
+            missing[row["split"]] = absent
+    return missing
+
+
 def is_synthetic_root(root: str | Path) -> bool:
     """A folder medguna's synthesiser wrote (its marker file is there), wherever it was passed from."""
     return (Path(root).expanduser() / SYNTHETIC_MARKER).is_file()

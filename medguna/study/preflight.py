@@ -26,30 +26,43 @@ def _listing(names: list[str], limit: int = 5) -> str:
 
 
 def check_study_folder(storage: str, name: str, *, deleting: bool) -> None:
-    """storage/<name> must be a medguna study (it has study.json) or empty, where this run deletes
-    in it (--fresh, --restart); a file of that name, or a symlink that leads elsewhere, is refused.
+    """storage/<name> must be a medguna study (it has study.json) or empty; a file of that name is
+    refused. Where this run deletes in it (--fresh, --restart) anything else is refused, and so is a
+    symlink; otherwise a symlink is followed and where it leads is checked the same way.
 
     Runs before the lock, whose file would otherwise be written into whatever the name points at.
     """
     folder = Path(storage) / name
     if folder.is_symlink():
-        target = os.path.realpath(folder)
-        raise ConfigError(
-            f"the study folder {folder} is a symlink (to {target}); a study keeps its results, lock "
-            f"and study.json in its own folder: remove the link (or set storage.path to the folder "
-            f"holding {Path(target).name}), or choose another study.name")
+        target = Path(os.path.realpath(folder))
+        if deleting:
+            raise ConfigError(
+                f"the study folder {folder} is a symlink (to {target}); --fresh and --restart delete only "
+                "a study's own folder, never through a link: remove the link yourself (or set "
+                f"storage.path={target.parent}), or choose another study.name")
+        if not target.is_dir():
+            raise ConfigError(f"the study folder {folder} is a symlink to {target}, which is not a folder: "
+                              "remove the link or choose another study.name")
+        _refuse_non_study(folder, target, "a symlink to ")
+        return
     if folder.exists() and not folder.is_dir():
         raise ConfigError(
             f"study.name={name!r} names the file {folder}, not a study folder: choose another "
             f"study.name (or move the file away)")
-    if not deleting or not folder.is_dir() or (folder / STUDY_FILE).is_file():
+    if deleting and folder.is_dir():
+        _refuse_non_study(folder, folder, "")
+
+
+def _refuse_non_study(folder: Path, target: Path, how: str) -> None:
+    if (target / STUDY_FILE).is_file():
         return
-    entries = sorted(e.name + ("/" if e.is_dir() else "") for e in folder.iterdir() if e.name != LOCK_FILE)
+    entries = sorted(e.name + ("/" if e.is_dir() else "") for e in target.iterdir() if e.name != LOCK_FILE)
     if entries:
+        where = f"{folder} ({how}{target})" if how else str(folder)
         raise ConfigError(
-            f"{folder} is not a medguna study (it has no {STUDY_FILE}) and holds {len(entries)} "
-            f"entr{'y' if len(entries) == 1 else 'ies'}: {_listing(entries)}. --fresh and --restart "
-            "delete only a study's own results: choose another study.name or storage.path")
+            f"{where} is not a medguna study (it has no {STUDY_FILE}) and holds {len(entries)} "
+            f"entr{'y' if len(entries) == 1 else 'ies'}: {_listing(entries)}. A study writes (and "
+            "--fresh and --restart delete) only in its own folder: choose another study.name or storage.path")
 
 
 def check_fixed_not_searched(overrides: Sequence[str], space: dict[str, Any]) -> None:
@@ -102,17 +115,6 @@ def check_description_sources(cfg, method, datasets: Sequence[str]) -> dict[str,
     return hashes
 
 
-def missing_classes(manifest) -> dict[str, list[str]]:
-    """split -> the dataset's classes it has no image of (only splits that lack one)."""
-    counts = manifest.counts()
-    missing = {}
-    for row in counts.iter_rows(named=True):
-        absent = [name for name in manifest.spec.classes if row[name] == 0]
-        if absent:
-            missing[row["split"]] = absent
-    return missing
-
-
 def missing_class_text(manifest, missing: dict[str, list[str]]) -> str:
     parts = "; ".join(f"{split} has no {', '.join(names)}" for split, names in missing.items())
     return (f"{manifest.spec.name} at {manifest.root}: {parts} (split file {manifest.split_file}): "
@@ -129,6 +131,8 @@ def check_classes(manifest, *, allow_missing: bool, log: Callable[[str], None]) 
                         f"({', '.join(names) or 'none'}); a study needs every class "
                         f"({', '.join(manifest.spec.classes)}): point data.roots.{manifest.spec.name} "
                         "at the whole dataset")
+    from medguna.data.manifest import missing_classes
+
     missing = missing_classes(manifest)
     if not missing:
         return

@@ -78,6 +78,8 @@ def completed_samples(read_text: Callable[[str], str | None], path: str,
         # Markers written before the count was recorded: every trial they counted.
         return int(marker.get("num_samples", sum(marker.get("counts", {}).values())))
     except (UnicodeDecodeError, UnreadableRecord, TypeError, ValueError, AttributeError) as error:
-        log(f"the completion marker {path} is unreadable ({str(error).rstrip('; ')}): rebuilding it from "
-            "the experiment's saved state (finished trials are not rerun)")
+        what = (str(error).rstrip("; ") if isinstance(error, UnreadableRecord)
+                else f"{path} is unreadable ({type(error).__name__}: {error})")
+        log(f"the completion marker {what}: rebuilding it from the experiment's saved state "
+            "(finished trials are not rerun)")
         return 0
