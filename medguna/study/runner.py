@@ -61,6 +61,7 @@ class StudyPlan:
     datasets: list[DatasetPlan]
     description_sets: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # name -> provenance
     inputs: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # medguna.study.inputs
+    resource_wait_s: float | None = None  # medguna.study.resource_wait: None, the cluster can run a trial now
 
     @property
     def study_dir(self) -> str:
@@ -254,6 +255,11 @@ def _callbacks(plan: StudyPlan, p: DatasetPlan, verbose: bool) -> list:
     from medguna.study.tensorboard import ScalarsOnlyTBXLogger
 
     callbacks = [ScalarsOnlyTBXLogger()]
+    if plan.resource_wait_s is not None:
+        from medguna.study.resource_wait import WaitForResources
+
+        r = plan.config.resources
+        callbacks.append(WaitForResources(plan.resource_wait_s, f"{r.gpus_per_trial:g} GPU(s) for one trial"))
     if not verbose:
         callbacks.append(StudyProgress(
             p.dataset, p.num_samples, list(plan.config.search.space), metric=TUNE_METRIC,
@@ -435,6 +441,7 @@ def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop, verbose: bool, prev
     check_storage_for_cluster(plan.storage, expected_cluster_nodes(autoscaling_config) if autoscaling_config
                               else count_alive_nodes())
     concurrency = study_concurrency(cfg.resources)
+    plan.resource_wait_s = _cluster_can_run(cfg, log)
     if fresh and not is_uri(plan.storage) and Path(plan.study_dir).exists():
         from medguna.study.fresh import clear_study_folder
 
@@ -459,6 +466,19 @@ def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop, verbose: bool, prev
             raise StudyInterrupted(p.dataset)
     if failed:
         raise StudyFailed(failed)
+
+
+def _cluster_can_run(cfg: StudyConfig, log) -> float | None:
+    import ray
+
+    from medguna.study.resource_wait import check_cluster_gpus
+    from medguna.study.storage import autoscaler_max_nodes
+
+    r = cfg.resources
+    autoscaling = r.address != "local" and (r.max_cluster_gpus is not None or bool(
+        r.autoscaling_config and autoscaler_max_nodes(r.autoscaling_config) is not None))
+    return check_cluster_gpus(r, cluster_gpus=float(ray.cluster_resources().get("GPU", 0)),
+                              autoscaling=autoscaling, log=log)
 
 
 def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, verbose: bool = False) -> bool:

@@ -256,3 +256,34 @@ def test_the_tensorboard_command_quotes_a_path_with_spaces(tmp_path):
     cfg = compose_study(["study=chestxray", f"storage.path={tmp_path / 'my runs'}", "study.name=s"])
     banner = runner.banner(runner.plan_study(cfg))
     assert f"tensorboard --logdir '{tmp_path / 'my runs' / 's'}'" in banner
+
+
+def test_gpus_a_fixed_cluster_lacks_are_refused_and_an_autoscaler_is_waited_for_with_a_limit():
+    from types import SimpleNamespace
+
+    from medguna.study.resource_wait import ResourcesNeverCame, WaitForResources, check_cluster_gpus
+
+    resources = compose_study(["resources.gpus_per_trial=1", "resources.address=auto",
+                               "resources.resource_wait_s=600"]).resources
+    with pytest.raises(ConfigError, match=r"has 0 GPU\(s\) and no autoscaler that could add more"):
+        check_cluster_gpus(resources, cluster_gpus=0, autoscaling=False)
+    assert check_cluster_gpus(resources, cluster_gpus=2, autoscaling=False) is None
+    said = []
+    assert check_cluster_gpus(resources, cluster_gpus=0, autoscaling=True, log=said.append) == 600
+    assert said == [("the cluster has 0 GPU(s) now and each trial needs 1: the study waits for the autoscaler "
+                    "to add GPU nodes, at most 600 s (resources.resource_wait_s)")]
+
+    now = [0.0]
+    wait = WaitForResources(600, "1 GPU(s) for one trial", clock=lambda: now[0])
+    wait.setup()
+    pending = [SimpleNamespace(status="PENDING")] * 2
+    now[0] = 600
+    wait.on_step_begin(0, pending)  # not past the limit yet
+    now[0] = 601
+    with pytest.raises(ResourcesNeverCame, match="no trial could start in 600 s: the cluster never provided 1 GPU"):
+        wait.on_step_begin(1, pending)
+    started = WaitForResources(600, "1 GPU", clock=lambda: now[0])
+    started.setup()
+    started.on_step_begin(0, [SimpleNamespace(status="RUNNING"), *pending])
+    now[0] = 10_000
+    started.on_step_begin(1, pending)  # a trial ran once: the cluster can run the study
