@@ -41,6 +41,20 @@ def check_cluster_gpus(resources, *, cluster_gpus: float, autoscaling: bool,
     return wait
 
 
+def cluster_can_run(resources, log: Callable[[str], None] = print) -> float | None:
+    """check_cluster_gpus on the Ray cluster this driver joined: it can grow where it is not Ray
+    started here and an autoscaler config is found, or the user states what it can grow to."""
+    import ray
+
+    from medguna.study.storage import autoscaler_max_nodes
+
+    r = resources
+    autoscaling = r.address != "local" and (r.max_cluster_gpus is not None or bool(
+        r.autoscaling_config and autoscaler_max_nodes(r.autoscaling_config) is not None))
+    return check_cluster_gpus(r, cluster_gpus=float(ray.cluster_resources().get("GPU", 0)),
+                              autoscaling=autoscaling, log=log)
+
+
 class WaitForResources(Callback):
     """Stops the experiment with ResourcesNeverCame when no trial has started `timeout_s` after it began."""
 

@@ -441,7 +441,9 @@ def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop, verbose: bool, prev
     check_storage_for_cluster(plan.storage, expected_cluster_nodes(autoscaling_config) if autoscaling_config
                               else count_alive_nodes())
     concurrency = study_concurrency(cfg.resources)
-    plan.resource_wait_s = _cluster_can_run(cfg, log)
+    from medguna.study.resource_wait import cluster_can_run
+
+    plan.resource_wait_s = cluster_can_run(cfg.resources, log)
     if fresh and not is_uri(plan.storage) and Path(plan.study_dir).exists():
         from medguna.study.fresh import clear_study_folder
 
@@ -466,19 +468,6 @@ def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop, verbose: bool, prev
             raise StudyInterrupted(p.dataset)
     if failed:
         raise StudyFailed(failed)
-
-
-def _cluster_can_run(cfg: StudyConfig, log) -> float | None:
-    import ray
-
-    from medguna.study.resource_wait import check_cluster_gpus
-    from medguna.study.storage import autoscaler_max_nodes
-
-    r = cfg.resources
-    autoscaling = r.address != "local" and (r.max_cluster_gpus is not None or bool(
-        r.autoscaling_config and autoscaler_max_nodes(r.autoscaling_config) is not None))
-    return check_cluster_gpus(r, cluster_gpus=float(ray.cluster_resources().get("GPU", 0)),
-                              autoscaling=autoscaling, log=log)
 
 
 def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, verbose: bool = False) -> bool:
