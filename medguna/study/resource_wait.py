@@ -49,6 +49,8 @@ def cluster_can_run(resources, log: Callable[[str], None] = print) -> float | No
     from medguna.study.storage import autoscaler_max_nodes
 
     r = resources
+    if needed_gpus(r) == 0:
+        return None  # CPUs: every node has them
     autoscaling = r.address != "local" and (r.max_cluster_gpus is not None or bool(
         r.autoscaling_config and autoscaler_max_nodes(r.autoscaling_config) is not None))
     return check_cluster_gpus(r, cluster_gpus=float(ray.cluster_resources().get("GPU", 0)),
