@@ -280,15 +280,22 @@ TOKEN_AUTH_NOTICE = ("ray._private.authentication.authentication_token_setup",
                      "Token authentication is enabled for this Ray cluster")
 
 
+# Ray's traceback of each failed trial (remote frames, ANSI colours): the display's line for the
+# trial gives its reason, and the trial's error.txt keeps the traceback; --verbose shows it again.
+TRIAL_FAILED_TRACEBACK = ("ray.tune.execution.tune_controller", "Trial task failed for trial")
+
+
 def quiet_libraries() -> None:
     """Silence what does not concern a study's user: Optuna's INFO line per study ("A new study
-    created in memory ...") and Ray's token-authentication notice. Idempotent."""
+    created in memory ..."), Ray's token-authentication notice and its traceback per failed trial.
+    Idempotent."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logger = logging.getLogger(TOKEN_AUTH_NOTICE[0])
-    if not any(isinstance(f, _DropMessages) for f in logger.filters):
-        logger.addFilter(_DropMessages(TOKEN_AUTH_NOTICE[1]))
+    for name, start in (TOKEN_AUTH_NOTICE, TRIAL_FAILED_TRACEBACK):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):
+            logger.addFilter(_DropMessages(start))
 
 
 @contextlib.contextmanager

@@ -6,7 +6,10 @@ from __future__ import annotations
 import io
 import os
 import signal
+import sys
 from pathlib import Path
+
+import pytest
 
 from medguna.data.manifest import SYNTHETIC_MARKER, load_manifest
 from medguna.data.rebuilds import RebuildNotes
@@ -123,3 +126,49 @@ def test_the_first_error_is_its_message_without_traceback_or_colour():
         "DataError: image /data/CXR_png/CHNCXR_0001_0.png is truncated: re-download it")
     assert error_message("ValueError: x\n\nDuring handling...\nKeyError: 'y'") == "KeyError: 'y'"
     assert error_message("\x1b[31msomething odd\x1b[0m") == "something odd"
+
+
+class _FitThatGetsSigterm:
+    """A tuner whose fit() gets SIGTERM after Ray installed its own handler (ray.init does, and it
+    exits the driver mid-fit), then finishes as Tune does after a graceful stop."""
+
+    fitted: list = []  # noqa: RUF012 (a test's record)
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+
+    def fit(self):
+        type(self).fitted.append(self.dataset)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return []
+
+
+def test_sigterm_during_a_study_stops_it_resumably_with_exit_code_143(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import ray
+
+    from medguna.compose import compose_study
+    from medguna.study import concurrency, runner, storage
+
+    _FitThatGetsSigterm.fitted = []
+    def ray_init(**kwargs):  # as ray.init does: a SIGTERM handler that exits the driver
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", ray_init)
+    monkeypatch.setattr(storage, "expected_cluster_nodes", lambda *args: 1)
+    monkeypatch.setattr(storage, "count_alive_nodes", lambda *args: 1)
+    monkeypatch.setattr(concurrency, "study_concurrency", lambda resources: SimpleNamespace(limit=1, reason="test"))
+    monkeypatch.setattr(runner, "_trainable", lambda plan, p: None)
+    monkeypatch.setattr(runner, "_make_tuner", lambda plan, p, trainable, *args: _FitThatGetsSigterm(p.dataset))
+    monkeypatch.setattr(runner, "export_optuna", lambda plan, p, results: {"counts": {"full": 3}})
+    monkeypatch.setattr(runner, "_unfinished_trials", lambda exp_dir, results, n: 0)
+    cfg = compose_study([f"storage.path={tmp_path / 'runs'}", f"storage.cache_dir={tmp_path / 'cache'}",
+                         "study.datasets=[montgomery,shenzhen]", "study.demo_confirm_top=0"])
+    with pytest.raises(runner.StudyInterrupted) as stopped:
+        runner.run_study(cfg, log=lambda line: None)
+    assert stopped.value.exit_code == 143
+    assert _FitThatGetsSigterm.fitted == ["montgomery"]  # shenzhen waits for the next run
+    assert (tmp_path / "runs" / cfg.study.name / "montgomery" / runner.COMPLETE_MARKER).is_file()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
