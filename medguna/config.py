@@ -41,6 +41,8 @@ PROTOCOLS = ("validation", "reference")
 # above anything useful; cap it so a typo (1130) fails fast instead of exhausting memory.
 MAX_PROMPT_LENGTH = 1024
 SWIN_PATCH_SIZE = 4  # MedCLIP-ViT's Swin-T: a 224 px image is a 56 x 56 patch grid
+# A hidden layer wider than this is no longer a bottleneck of a 512-d embedding; such a value is
+# almost certainly a typo (an extra zero), so it is rejected instead of allocating gigabytes.
 MAX_ADAPTER_WIDTH = 8192
 CONTROLS = ("none", "shuffled_pseudo_labels", "shuffled_description_labels", "oracle_pseudo_labels")
 # Controls that give stage 2 what a label-free method never has: an upper bound, not a baseline.
@@ -448,10 +450,17 @@ class ResourcesConfig:
         return int(self.gpus_per_trial) if self.gpus_per_trial > 1 else self.workers_per_trial
 
 
+# How the study folder is locked against a second driver (medguna.study.lock): flock, a lock file
+# with a heartbeat for filesystems without flock (Lustre mounted without it), or flock with that
+# file as the fallback.
+STUDY_LOCK_KINDS = ("auto", "flock", "file")
+
+
 @dataclass
 class StorageConfig:
     path: str = "medguna_runs"
     cache_dir: str = "medguna_cache"
+    lock: str = "auto"  # one of STUDY_LOCK_KINDS
 
 
 @dataclass
@@ -470,6 +479,8 @@ class StudyConfig:
         """search=False skips the search space: a single trial (`medguna trial`) searches nothing."""
         s, r, q = self.study, self.resources, self.search
         validate_study_name(s.name)
+        _check(self.storage.lock in STUDY_LOCK_KINDS, "storage.lock", self.storage.lock,
+               f"one of {STUDY_LOCK_KINDS}")
         if not s.datasets:
             raise ConfigError("study.datasets is empty: name at least one of " + ", ".join(DATASET_NAMES))
         for name in s.datasets:

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = compose_study([f"study={args.study}", *confirm, *args.overrides])
-        from medguna.study.preflight import check_fixed_not_searched
+        from medguna.study.guards import check_fixed_not_searched
 
         check_fixed_not_searched(args.overrides, cfg.search.space)
         from medguna.study.runner import StudyFailed, StudyInterrupted, run_study

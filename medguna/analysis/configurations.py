@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from medguna.analysis.layout import DESIGN_PARAMS, NOT_CONFIGURATION
+from medguna.results import DESIGN_DIMENSIONS, NOT_CONFIGURATION
 
 
 def searched_params(trials: pl.DataFrame, param_names: Sequence[str]) -> list[str]:
@@ -15,12 +15,12 @@ def searched_params(trials: pl.DataFrame, param_names: Sequence[str]) -> list[st
     params.json holds sampled and fixed values alike; a parameter with one value in the whole
     results set says nothing about a configuration, so only varying ones join the tuple.
     """
-    design = [p for p in DESIGN_PARAMS if p in trials.columns]
+    design = [p for p in DESIGN_DIMENSIONS if p in trials.columns]
     others = [
         p
         for p in param_names
         if p in trials.columns
-        and p not in DESIGN_PARAMS
+        and p not in DESIGN_DIMENSIONS
         and p not in NOT_CONFIGURATION
         and trials[p].n_unique() > 1
     ]

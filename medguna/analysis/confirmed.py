@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from medguna.analysis.layout import CONFIRM_STAGE, SEARCH_STAGE
 from medguna.analysis.leaderboards import RANK_GROUP, seeds_table
+from medguna.results import CONFIRM_STAGE, SEARCH_STAGE
 
 
 def search_trials(frame: pl.DataFrame) -> pl.DataFrame:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from medguna.analysis.layout import COMPLETED
 from medguna.analysis.leaderboards import RANK_GROUP, with_gains
-
-EFFECT_PARAMS = ("description_source", "prompt_length", "adapter_width", "entropy_weight")
+from medguna.results import COMPLETED
 
 # (upper bound inclusive, label); "0 (off)" is exactly 0, negative weights (a diversity term) below it.
 PROMPT_LENGTH_BUCKETS = (
@@ -77,7 +75,7 @@ def effect_table(
     table = rows.group_by([*RANK_GROUP, "dataset", "level"]).agg(
         pl.col("_order").first(),
         pl.len().alias("n"),
-        *_iqr_stats("objective_final", "objective"),
+        *_iqr_stats("objective_selected", "objective"),
         *_iqr_stats(f"gain_{metric}", f"gain_{metric}"),
     )
     table = table.sort(["cohort", "dataset", "_order", "level"]).drop("_order")

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from medguna.analysis.layout import COMPLETED
 from medguna.analysis.paired import DEFAULT_RESAMPLES, PAIRED_METRICS, bootstrap_ci, compare
+from medguna.results import COMPLETED
 
 KEY = ("study", "dataset", "trial")
 CI_METRICS = PAIRED_METRICS  # metrics with a vectorised bootstrap

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from medguna.errors import ConfigError
+from medguna.results import STUDY_FILE
 
 
 class UnreadableRecord(ConfigError):
@@ -46,7 +47,7 @@ def read_study_record(plan, restart: Sequence[str], read_text: Callable[[str], s
     An unreadable one cannot tell what the kept results were made with. Restarting every dataset
     needs nothing from it: it is kept beside as study.json.unreadable and written anew. Otherwise
     the study is refused, saying which datasets to restart."""
-    path = f"{plan.study_dir.rstrip('/')}/study.json"
+    path = f"{plan.study_dir.rstrip('/')}/{STUDY_FILE}"
     datasets = [p.dataset for p in plan.datasets]
     restarts = " ".join(f"--restart {d}" for d in datasets)
     repair = (f"it records what the kept results were made with, so this run cannot be checked against "

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from ray.tune import Callback
 
 from medguna.errors import ConfigError, MedgunaError
-from medguna.study.preflight import needed_gpus
+from medguna.study.guards import needed_gpus
 
 
 class ResourcesNeverCame(MedgunaError):

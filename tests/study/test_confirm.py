@@ -27,13 +27,13 @@ SEEDS = [7778, 7779, 7780]  # method.seed 7777 + 1..3
 
 def test_best_configurations_skip_unfinished_and_repeated_configurations():
     results = [
-        ({"status": "completed", "objective_value": 0.6}, {"adapter_width": 0, "seed": 1, "dataset": "x"}),
-        ({"epoch": 1, "objective_value": 0.99}, {"adapter_width": 8, "seed": 1}),  # stopped early
-        ({"status": "completed", "objective_value": 0.7}, {"adapter_width": 64, "seed": 1}),
-        ({"status": "completed", "objective_value": 0.65}, {"adapter_width": 64, "seed": 2}),  # same config
-        ({"status": "completed", "objective_value": float("nan")}, {"adapter_width": 128, "seed": 1}),
+        ({"status": "completed", "objective_selected": 0.6}, {"adapter_width": 0, "seed": 1, "dataset": "x"}),
+        ({"epoch": 1, "objective_selected": 0.99}, {"adapter_width": 8, "seed": 1}),  # stopped early
+        ({"status": "completed", "objective_selected": 0.7}, {"adapter_width": 64, "seed": 1}),
+        ({"status": "completed", "objective_selected": 0.65}, {"adapter_width": 64, "seed": 2}),  # same config
+        ({"status": "completed", "objective_selected": float("nan")}, {"adapter_width": 128, "seed": 1}),
     ]
-    assert best_configurations(results, 2, "objective_value") == [{"adapter_width": 64}, {"adapter_width": 0}]
+    assert best_configurations(results, 2) == [{"adapter_width": 64}, {"adapter_width": 0}]
     plan = confirm_plan(2, 3, 7777)
     assert plan.seeds == SEEDS and confirm_plan(0, 3, 7777) is None
     points = confirmation_points([{"adapter_width": 64}, {"adapter_width": 0}], plan.seeds)

@@ -16,8 +16,8 @@ from medguna.compose import compose_study
 from medguna.data.synthetic import synthesize
 from medguna.errors import ConfigError, DataError
 from medguna.study import runner
+from medguna.study.guards import check_before_ray, check_fixed_not_searched, check_local_gpus
 from medguna.study.lock import LOCK_FILE
-from medguna.study.preflight import check_before_ray, check_fixed_not_searched, check_local_gpus
 from medguna.study.readback import completed_samples, read_study_record
 from medguna.study.resume import decide
 
