@@ -128,7 +128,7 @@ def decide(plan, previous: dict[str, Any] | None, restart: list[str] | tuple[str
 
 
 def _refusal(plan, refused: list[tuple[str, list[Change]]]) -> str:
-    lines = [(f"study '{plan.config.study.name}' in {plan.study_dir} was run with other settings; "
+    lines = [(f"study '{plan.config.study.name}' in {plan.study_dir} was run with other settings or input files; "
               "its kept results would mix two configurations:")]
     for dataset, changes in refused:
         lines.append(f"  {dataset}: " + "; ".join(str(c) for c in changes))
