@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medguna.config import TrialConfig, to_dict
+from medguna.config import STAGE1_BY_CONSTRUCTION, TrialConfig, to_dict
 from medguna.errors import TrialError
 from medguna.trial.compile import StudentForward, compile_backend, use_inductor_cache
 from medguna.trial.memory import release_memory
@@ -620,7 +620,8 @@ def _select_and_test(ctx: TrialContext, stage1: Stage1Result, state: Stage2State
     """Select an epoch on validation (or a label-free score), then touch the test split once.
 
     Epoch 0 is stage 1 alone (runtime.selection_includes_stage1): kept only when it is strictly
-    better on the objective than every stage-2 epoch, so a stage 2 that hurts is not reported."""
+    better on the objective than every stage-2 epoch, so a stage 2 that hurts is not reported;
+    never on an objective stage 1 meets by construction (STAGE1_BY_CONSTRUCTION)."""
     from medguna.method.selection import select_epoch
 
     r = ctx.cfg.runtime
@@ -634,7 +635,8 @@ def _select_and_test(ctx: TrialContext, stage1: Stage1Result, state: Stage2State
     selected = select_epoch(state.history, r.objective) + 1  # 1-based epoch number
     objective_value = state.history[selected - 1].get(r.objective, math.nan)
     stage1_value = stage1.val_metrics.get(r.objective, math.nan)
-    if stage1_value > objective_value:  # select_epoch never picks a NaN epoch; a NaN stage 1 loses
+    # On an objective stage 1 meets by construction it would always win: stage 2's epochs only.
+    if r.objective not in STAGE1_BY_CONSTRUCTION and stage1_value > objective_value:  # select_epoch never picks a NaN epoch; a NaN stage 1 loses
         selected, objective_value = 0, stage1_value
         test_probs = stage1.probs(ctx.shared.clean_features["test"])
     else:
