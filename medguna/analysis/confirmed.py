@@ -1,5 +1,6 @@
 """The confirmed leaderboard: the confirmation stage's reruns (medguna.study.confirm), per dataset
-one row per configuration with the mean and t interval over its fresh seeds, ranked by mean
+one row per configuration with the mean and spread over its fresh seeds (range, or a percentile
+bootstrap over seeds from 5 seeds: medguna.analysis.stats.seed_summary), ranked by mean
 validation objective (never by test)."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def confirmed_leaderboard(
     metric: str = "balanced_accuracy",
     confidence: float = 0.95,
 ) -> pl.DataFrame:
-    """Confirmation runs grouped by configuration: n seeds, mean, sd and interval of test metric,
+    """Confirmation runs grouped by configuration: n seeds, mean, sd and spread over seeds of test metric,
     gain over zero-shot and validation objective; rank 1 = best mean objective per dataset."""
     if "stage" not in trials.columns:
         return pl.DataFrame()

@@ -51,8 +51,13 @@ OTHER_PARAMS = (
     "preprocessing",
     "text_wrapper",
 )
+# params.json key marking the paper's hyperparameters run inside medguna's pipeline (the ★ trial);
+# results written before it had this name called it is_reference_config, renamed on load.
+PAPER_POINT = "is_paper_point"
+LEGACY_PARAM_NAMES = {"is_reference_config": PAPER_POINT}
+PAPER_POINT_LABEL = "★ paper's hyperparameters"
 # params.json keys that identify a run rather than a configuration.
-NOT_CONFIGURATION = ("dataset", "seed", "is_reference_config")
+NOT_CONFIGURATION = ("dataset", "seed", PAPER_POINT, *LEGACY_PARAM_NAMES)
 
 PROVENANCE = (
     "study",
@@ -61,6 +66,7 @@ PROVENANCE = (
     "synthetic_shift",
     "synthetic_seed",
     "control",
+    "protocol",
     "encoder",
     "checkpoint",
     "checkpoint_sha256",

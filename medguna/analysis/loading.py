@@ -27,6 +27,8 @@ from medguna.analysis.layout import (
     FAILED,
     FINAL_ROW_COLUMNS,
     INCOMPLETE,
+    LEGACY_PARAM_NAMES,
+    PAPER_POINT,
     PARAMS_FILE,
     PROVENANCE,
     RESULT_FILE,
@@ -206,6 +208,9 @@ def _read_params(path: Path) -> dict:
         ) from None
     if not isinstance(params, dict):
         raise DataError(f"{file} must hold a JSON object of hyperparameters")
+    for old, new in LEGACY_PARAM_NAMES.items():  # results written under an earlier name
+        if old in params:
+            params.setdefault(new, params.pop(old))
     # Nested values (lists, dicts) cannot be table cells that group and compare: keep them as text.
     return {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in params.items()}
 
@@ -317,17 +322,17 @@ def _finish_epochs(epochs: pl.DataFrame, studies: list[StudyInfo]) -> pl.DataFra
         "status",
         "seed",
         "stage2_epochs",
-        "is_reference_config",
+        PAPER_POINT,
     ):
         if name not in epochs.columns:  # e.g. no trial reported an epoch: every one failed at start
-            # is_reference_config must not be a Float64: pl.col(pl.Float64) below would select it a
+            # PAPER_POINT must not be a Float64: pl.col(pl.Float64) below would select it a
             # second time in the same with_columns (every trial failed before its first report).
             dtype = (pl.String if name in _STRING_COLUMNS else pl.Int64 if name == "epoch"
-                     else pl.Boolean if name == "is_reference_config" else pl.Float64)
+                     else pl.Boolean if name == PAPER_POINT else pl.Float64)
             epochs = epochs.with_columns(pl.lit(None, dtype=dtype).alias(name))
     epochs = epochs.with_columns(
         pl.col("epoch").cast(pl.Int64),
-        pl.col("is_reference_config").cast(pl.Boolean).fill_null(False),
+        pl.col(PAPER_POINT).cast(pl.Boolean).fill_null(False),
         # NaN and null both mean "no value" here; keep one of them so means and ranks skip it.
         pl.col(pl.Float64).fill_nan(None),
     )

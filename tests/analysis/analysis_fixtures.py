@@ -4,7 +4,7 @@
 
 study "handmade", objective val_balanced_accuracy (max), stage2_epochs 3, seeds 1..3
 configurations (adapter_width, prompt_length, entropy_weight, description_source):
-  A = (0, 113, 1.5, "lafter")   the paper's configuration (is_reference_config on shenzhen t0000)
+  A = (0, 113, 1.5, "lafter")   the paper's hyperparameters (is_paper_point on shenzhen t0000)
   B = (64, 16, 0.5, "llm")
   C = (128, 0, 1.0, "class_name")
 shenzhen (real, zero-shot test balanced accuracy 0.55):
@@ -117,7 +117,7 @@ def write_trial(
     trial_id = f"abcd{number:04d}_{number:05d}"
     folder = study_dir / dataset / f"t{number:04d}_{trial_id}"
     folder.mkdir(parents=True)
-    params = {**FIXED, **config, "seed": seed, "dataset": dataset, "is_reference_config": reference}
+    params = {**FIXED, **config, "seed": seed, "dataset": dataset, "is_paper_point": reference}
     (folder / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True))
     lines = []
     for epoch, value in enumerate(val, start=1):
