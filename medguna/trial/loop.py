@@ -214,6 +214,14 @@ def _split_metrics(probs, labels, spec, prefix: str, teacher=None, threshold: fl
     return merged, metrics.get("confusion_matrix")
 
 
+def stage1_candidate(objective: str, stage1_metrics: dict[str, float]) -> float | None:
+    """Stage 1 alone's objective when it competes in selection: None when it did not run on
+    validation, or on an objective it meets by construction (it would always win)."""
+    if objective in STAGE1_BY_CONSTRUCTION:
+        return None
+    return stage1_metrics.get(objective)
+
+
 def _best_so_far(history: list[dict[str, Any]], objective: str, stage1: float | None = None) -> float:
     """The objective of what selection would keep so far (stage 1 alone counts when it competes)."""
     values = [h.get(objective, math.nan) for h in history] + ([stage1] if stage1 is not None else [])
@@ -562,7 +570,7 @@ def _stage2_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, e
     state.history.append(row)
     # Tune's metric: the best objective so far, so ASHA and Optuna judge a trial by the epoch
     # that selection would keep, not by whichever epoch happened to come last.
-    row["objective_value"] = _best_so_far(state.history, r.objective, stage1.val_metrics.get(r.objective))
+    row["objective_value"] = _best_so_far(state.history, r.objective, stage1_candidate(r.objective, stage1.val_metrics))
     state.epoch_states.append({k: v.detach().cpu().clone()
                                for k, v in state.plain_student.state_dict().items()})
     if ctx.tb is not None:
@@ -621,7 +629,7 @@ def _select_and_test(ctx: TrialContext, stage1: Stage1Result, state: Stage2State
 
     Epoch 0 is stage 1 alone (runtime.selection_includes_stage1): kept only when it is strictly
     better on the objective than every stage-2 epoch, so a stage 2 that hurts is not reported;
-    never on an objective stage 1 meets by construction (STAGE1_BY_CONSTRUCTION)."""
+    never on an objective stage 1 meets by construction (stage1_candidate)."""
     from medguna.method.selection import select_epoch
 
     r = ctx.cfg.runtime
@@ -634,9 +642,9 @@ def _select_and_test(ctx: TrialContext, stage1: Stage1Result, state: Stage2State
         trained_digests = gather_object(trained_digests)
     selected = select_epoch(state.history, r.objective) + 1  # 1-based epoch number
     objective_value = state.history[selected - 1].get(r.objective, math.nan)
-    stage1_value = stage1.val_metrics.get(r.objective, math.nan)
-    # On an objective stage 1 meets by construction it would always win: stage 2's epochs only.
-    if r.objective not in STAGE1_BY_CONSTRUCTION and stage1_value > objective_value:  # select_epoch never picks a NaN epoch; a NaN stage 1 loses
+    stage1_value = stage1_candidate(r.objective, stage1.val_metrics)
+    # select_epoch never picks a NaN epoch; a NaN stage 1 loses.
+    if stage1_value is not None and stage1_value > objective_value:
         selected, objective_value = 0, stage1_value
         test_probs = stage1.probs(ctx.shared.clean_features["test"])
     else:

@@ -111,6 +111,9 @@ def write_trial(
     reference: bool = False,
     error: str | None = None,
     objective: str = "val_balanced_accuracy",
+    control: str = "none",
+    protocol: str = "validation",
+    selected_epoch: int | None = None,
 ) -> Path:
     """One trial folder. `test` given: the trial completed all its epochs (final row written)."""
     study = json.loads((study_dir / "study.json").read_text())["study"]
@@ -129,6 +132,8 @@ def write_trial(
             "checkpoint": checkpoint,
             "checkpoint_sha256": "0123abcd",
             "method_variant": params["variant"],
+            "control": control,
+            "protocol": protocol,
             "code_version": "test",
             "epoch": epoch,
             "loss": 1.0 / epoch,
@@ -165,7 +170,7 @@ def write_trial(
             best = max(range(len(val)), key=lambda i: values[i])
             row.update(
                 {
-                    "selected_epoch": best + 1,
+                    "selected_epoch": best + 1 if selected_epoch is None else selected_epoch,
                     "objective": objective,
                     "objective_value": values[best],
                     "test_accuracy": test,
