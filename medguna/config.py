@@ -22,6 +22,9 @@ TEXT_WRAPPERS = ("auto", "modality", "reference", "none")
 OPTIMIZERS = ("sgd", "adamw")
 OBJECTIVES = ("val_balanced_accuracy", "val_accuracy", "val_macro_f1", "val_auroc",
               "val_information_maximization", "val_teacher_agreement")
+# The result key marking a trial run at the paper's hyperparameters inside medguna's pipeline (the
+# leaderboards' ★ "paper's hyperparameters"); not the reference implementation (method=reference).
+PAPER_POINT = "is_paper_point"
 # Objectives stage 1 satisfies by construction (the teacher agrees with its own labels: 1.0), so
 # stage 1 alone never competes in selection on them and they are measured over stage-2 epochs only.
 STAGE1_BY_CONSTRUCTION = ("val_teacher_agreement",)

@@ -10,7 +10,7 @@ import re
 
 # The checkpoint names result rows record for medguna's own stand-in models (defined with the
 # model settings that accept them).
-from medguna.config import DEMO_CHECKPOINT, TEST_SIZE_CHECKPOINT  # noqa: F401
+from medguna.config import DEMO_CHECKPOINT, PAPER_POINT, TEST_SIZE_CHECKPOINT  # noqa: F401
 
 STUDY_FILE = "study.json"
 PARAMS_FILE = "params.json"
@@ -51,9 +51,7 @@ OTHER_PARAMS = (
     "preprocessing",
     "text_wrapper",
 )
-# params.json key marking the paper's hyperparameters run inside medguna's pipeline (the ★ trial);
-# results written before it had this name called it is_reference_config, renamed on load.
-PAPER_POINT = "is_paper_point"
+# Results written before PAPER_POINT had its name called it is_reference_config: renamed on load.
 LEGACY_PARAM_NAMES = {"is_reference_config": PAPER_POINT}
 PAPER_POINT_LABEL = "★ paper's hyperparameters"
 # params.json keys that identify a run rather than a configuration.

@@ -312,6 +312,10 @@ def _finite_or_none(value: object) -> object:
 
 def _finish_epochs(epochs: pl.DataFrame, studies: list[StudyInfo]) -> pl.DataFrame:
     epochs = _merge_params(epochs)
+    for old, new in LEGACY_PARAM_NAMES.items():  # result rows tagged under an earlier name
+        if old in epochs.columns:
+            epochs = (epochs.with_columns(pl.coalesce(new, old).alias(new)).drop(old)
+                      if new in epochs.columns else epochs.rename({old: new}))
     objectives = tuple(s.objective for s in studies)
     for name in (
         *EPOCH_COLUMNS,

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from medguna.config import (
+    PAPER_POINT,
     StudyConfig,
     TrialConfig,
     apply_method_params,
@@ -32,7 +33,7 @@ from medguna.data.shifts import acquisition_text, check_shift
 from medguna.errors import ConfigError
 from medguna.models.demo_encoder import encoder_description
 from medguna.study.confirm import run_confirmation
-from medguna.study.space import define_by_run, fixed_params, is_reference_config, reference_point
+from medguna.study.space import define_by_run, fixed_params, is_paper_point, paper_point
 from medguna.study.warm_start import enqueue_order, warm_points
 
 COMPLETE_MARKER = "medguna_complete.json"
@@ -204,7 +205,7 @@ def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: st
     params = {k: v for k, v in config.items() if k in to_dict(cfg.method)}
     cfg.method = apply_method_params(cfg.method, params)
     reporter = _TaggedReporter(TuneReporter(), {
-        "study": study, "is_reference_config": is_reference_config(params)})
+        "study": study, PAPER_POINT: is_paper_point(params)})
     trial_dir = tune.get_context().get_trial_dir()
     with input_errors_not_retried(trial_dir):
         run_trial(cfg, reporter, log_dir=trial_dir, params=config)
@@ -298,7 +299,7 @@ def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable, max_concurrent: int,
     cfg = plan.config
     space = cfg.search.space
     constants = fixed_params(p.trial.method, space, dataset=p.dataset)
-    point = reference_point(space) if cfg.search.enqueue_reference else None
+    point = paper_point(space) if cfg.search.enqueue_reference else None
     searcher = StudySearch(
         define_by_run(space, constants), metric=TUNE_METRIC, mode="max",
         points_to_evaluate=enqueue_order(point, p.warm_points), seed=cfg.search.sampler_seed,

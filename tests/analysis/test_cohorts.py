@@ -70,8 +70,12 @@ def test_results_written_as_is_reference_config_load_as_the_paper_point(tmp_path
     study = write_hand_study(tmp_path, with_optuna=False)
     for params_file in study.glob("*/t*/params.json"):
         params = json.loads(params_file.read_text())
-        params["is_reference_config"] = params.pop("is_paper_point")
+        flag = params.pop("is_paper_point")
         params_file.write_text(json.dumps(params))
+        # The reporter tagged every result row, under the earlier name.
+        result = params_file.parent / "result.json"
+        rows = [{**json.loads(line), "is_reference_config": flag} for line in result.read_text().splitlines()]
+        result.write_text("".join(json.dumps(row) + "\n" for row in rows))
     trials = load_results(study, progress=False).trials
     assert "is_reference_config" not in trials.columns
     marked = trials.filter(pl.col("is_paper_point")).sort("dataset")

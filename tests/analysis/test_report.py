@@ -155,7 +155,7 @@ def test_command_line(hand_study, tmp_path, capsys):
 
 def test_a_study_whose_every_trial_failed_at_start_reports_the_reasons(tmp_path):
     # What Ray leaves when a trial fails before its first report: params.json without the
-    # is_reference_config tag, an empty result.json, and error.txt.
+    # is_paper_point tag, an empty result.json, and error.txt.
     import json
 
     study = write_study_json(tmp_path / "broken", "broken", ["montgomery"], {"montgomery": "real"})
