@@ -109,7 +109,7 @@ def verdict_text(verdict: str | None, p_value: float | None, discordant: int | N
     for the others, "" without a comparison."""
     if verdict is None:
         return ""
-    detail = f"p={p_value:.2g}" if p_value is not None else "no p"
+    detail = f"p={p_value:.3g}" if p_value is not None else "no p"
     if discordant is not None:
         detail += f", {discordant} discordant"
     return f"{verdict} ({detail})" if role == PRIMARY else f"{EXPLORATORY} ({detail})"

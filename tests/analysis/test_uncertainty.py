@@ -133,7 +133,7 @@ def test_auroc_headline_gets_an_interval_and_the_balanced_accuracy_verdict(study
     assert row["vs_zeroshot_verdict"] == BETTER
     board = with_uncertainty(table.select("study", "dataset", "trial"), table, "auroc")
     text = board.filter(pl.col("trial").str.starts_with("t0001"))["vs_zeroshot"][0]
-    assert text == (f"better (p={row['vs_zeroshot_verdict_p']:.2g}, "
+    assert text == (f"better (p={row['vs_zeroshot_verdict_p']:.3g}, "
                     f"{row['vs_zeroshot_discordant']} discordant)")
 
 
