@@ -422,6 +422,8 @@ class SearchConfig:
     space: dict = field(default_factory=dict)
     sampler_seed: int = 9  # as studies/conf/search/default.yaml
     enqueue_reference: bool = True
+    # medguna.study.baseline: also run the reference variant (method=reference) at the paper's point.
+    baseline_reference_variant: bool = False
     # medguna.study.warm_start: "<storage>/<study>" or "<storage>/<study>:<dataset>"; null: none.
     warm_start: str | None = None
     warm_start_top: int = 3

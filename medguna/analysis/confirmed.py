@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from medguna.analysis.layout import CONFIRM_STAGE, SEARCH_STAGE
+from medguna.analysis.layout import BASELINE_STAGE, CONFIRM_STAGE, SEARCH_STAGE
 from medguna.analysis.leaderboards import RANK_GROUP, seeds_table
 
 
@@ -18,6 +18,13 @@ def search_trials(frame: pl.DataFrame) -> pl.DataFrame:
     if "stage" not in frame.columns:
         return frame
     return frame.filter(pl.col("stage").fill_null(SEARCH_STAGE) == SEARCH_STAGE)
+
+
+def board_trials(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows a dataset leaderboard lists: the search's, and the baseline arm's (listed, not ranked)."""
+    if "stage" not in frame.columns:
+        return frame
+    return frame.filter(pl.col("stage").fill_null(SEARCH_STAGE).is_in([SEARCH_STAGE, BASELINE_STAGE]))
 
 
 def confirmed_leaderboard(

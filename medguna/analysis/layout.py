@@ -24,7 +24,9 @@ TRIAL_DIR_PATTERN = re.compile(r"^t(?P<number>\d+)_(?P<trial_id>.+)$")
 # A dataset's confirmation experiment (medguna.study.confirm) sits beside its search experiment:
 # <study>/<dataset>_confirm/, its trials named confirm/t<NNNN>_<id> in the tables (column stage).
 CONFIRM_SUFFIX = "_confirm"
-SEARCH_STAGE, CONFIRM_STAGE = "search", "confirm"
+BASELINE_SUFFIX = "_baseline"  # medguna.study.baseline: the reference variant at the paper's point
+SEARCH_STAGE, CONFIRM_STAGE, BASELINE_STAGE = "search", "confirm", "baseline"
+BASELINE_LABEL = "reference variant at the paper's point (baseline arm, not ranked)"
 
 # Trial states as the contract defines them (see results_layout in the project notes).
 COMPLETED = "completed"

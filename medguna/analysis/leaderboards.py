@@ -13,6 +13,8 @@ import polars as pl
 
 from medguna.analysis.configurations import configuration_expr, searched_params
 from medguna.analysis.layout import (
+    BASELINE_LABEL,
+    BASELINE_STAGE,
     CALIBRATION_METRICS,
     COMPLETED,
     FAILED,
@@ -70,7 +72,10 @@ def dataset_leaderboard(
     check_metric(metric)
     rows = with_gains(trials.filter(pl.col("dataset") == dataset))
     params = searched_params(rows, param_names)
-    completed = pl.col("trial_status") == COMPLETED
+    baseline = (pl.col("stage") == BASELINE_STAGE) if "stage" in rows.columns else pl.lit(False)
+    rows = rows.with_columns(baseline.fill_null(False).alias("_baseline"))
+    # The baseline arm (medguna.study.baseline) is listed for comparison, never ranked.
+    completed = (pl.col("trial_status") == COMPLETED) & ~pl.col("_baseline")
     rank = (
         pl.when(completed)
         .then(
@@ -82,7 +87,9 @@ def dataset_leaderboard(
     rows = rows.with_columns(
         rank.alias("rank"),
         pl.col("trial_status").replace_strict(_STATE_ORDER, default=9).alias("_state_order"),
-        pl.when(pl.col(PAPER_POINT))
+        pl.when(pl.col("_baseline"))
+        .then(pl.lit(BASELINE_LABEL))
+        .when(pl.col(PAPER_POINT))
         .then(pl.lit(PAPER_POINT_LABEL))
         .otherwise(pl.lit(""))
         .alias(PAPER_POINT_COLUMN),
@@ -103,7 +110,7 @@ def dataset_leaderboard(
         .alias("note"),
     )
     rows = rows.sort(
-        ["cohort", "study_objective", "_state_order", "rank", "trial_number"], nulls_last=True
+        ["cohort", "study_objective", "_baseline", "_state_order", "rank", "trial_number"], nulls_last=True
     )
     others = [
         f"{kind}_{m}"

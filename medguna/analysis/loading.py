@@ -18,6 +18,8 @@ from tqdm import tqdm
 
 from medguna.analysis.cohorts import cohort_expr
 from medguna.analysis.layout import (
+    BASELINE_STAGE,
+    BASELINE_SUFFIX,
     COMPLETED,
     CONFIRM_STAGE,
     CONFIRM_SUFFIX,
@@ -176,9 +178,10 @@ def _trial_folders(studies: list[StudyInfo], notes: list[str]) -> Iterable[_Tria
             if not found:
                 notes.append(f"study {study.name}: dataset {dataset} has no trial folders yet")
             yield from found
-            confirm_dir = study.path / f"{dataset}{CONFIRM_SUFFIX}"
-            if confirm_dir.is_dir():
-                yield from _experiment_trials(study, dataset, confirm_dir, CONFIRM_STAGE)
+            for suffix, stage in ((CONFIRM_SUFFIX, CONFIRM_STAGE), (BASELINE_SUFFIX, BASELINE_STAGE)):
+                stage_dir = study.path / f"{dataset}{suffix}"
+                if stage_dir.is_dir():
+                    yield from _experiment_trials(study, dataset, stage_dir, stage)
 
 
 def _experiment_trials(

@@ -15,7 +15,7 @@ import polars as pl
 
 from medguna.analysis.cohorts import cohort_heading, cohort_title, sorted_cohorts
 from medguna.analysis.configurations import searched_params
-from medguna.analysis.confirmed import confirmed_leaderboard, search_trials
+from medguna.analysis.confirmed import board_trials, confirmed_leaderboard, search_trials
 from medguna.analysis.effects import EFFECT_PARAMS, effect_table, kept_stage2
 from medguna.analysis.html_report import TableSection, write_html_report
 from medguna.analysis.importance import param_importance
@@ -131,10 +131,11 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
         "zero-shot test. Stopped-early, failed and incomplete trials are listed "
         "below the ranked ones, unranked."
     )
-    uncertainty = trial_uncertainty(trials, results.predictions, metric, notes=report.notes)
+    listed = board_trials(all_trials)  # the search's trials and the baseline arm's (not ranked)
+    uncertainty = trial_uncertainty(listed, results.predictions, metric, notes=report.notes)
     reliability: list[Path] = []
     for dataset in sorted(trials["dataset"].unique().to_list()):
-        board = with_uncertainty(dataset_leaderboard(trials, dataset, names, metric), uncertainty, metric)
+        board = with_uncertainty(dataset_leaderboard(listed, dataset, names, metric), uncertainty, metric)
         _write(
             report,
             board,
@@ -232,7 +233,9 @@ UNCERTAINTY_NOTE = (
     "images (2000 resamples within each class) of the trial's test metric: test-image sampling "
     "only, not training randomness nor another draw. vs_zeroshot / vs_paper_hparams: the trial "
     "against zero-shot and against the paper's hyperparameters run in medguna's pipeline (★, not "
-    "the reference implementation) on the same test images, decided by an exact paired test at "
+    "the reference implementation) on the same test images (vs_reference_variant: against the "
+    "reference variant at the paper's point, where the study ran that baseline arm; its row is "
+    "listed unranked), decided by an exact paired test at "
     "level 0.05: the sign-flip permutation test of the balanced-accuracy difference (exact over "
     "all sign patterns of the discordant images up to 20 of them, else 20000 seeded Monte-Carlo "
     "patterns with p = (1+k)/(1+N)), or exact McNemar when the headline metric is accuracy; "
@@ -454,7 +457,8 @@ def short_leaderboard(study_dir: str | Path, top: int = 3, metric: str = DEFAULT
 def leaderboard_text(results: ResultSet, top: int = 3, metric: str = DEFAULT_METRIC) -> str:
     """`short_leaderboard` of already-loaded results (any number of studies)."""
     trials = search_trials(results.trials)
-    uncertainty = trial_uncertainty(trials, results.predictions, metric)
+    listed = board_trials(results.trials)
+    uncertainty = trial_uncertainty(listed, results.predictions, metric)
     studies = ", ".join(f"{s.name} ({s.objective}, {s.mode})" for s in results.studies)
     lines = [
         (
@@ -464,7 +468,7 @@ def leaderboard_text(results: ResultSet, top: int = 3, metric: str = DEFAULT_MET
     ]
     for dataset in sorted(trials["dataset"].unique().to_list()):
         board = with_uncertainty(
-            dataset_leaderboard(trials, dataset, results.param_names, metric), uncertainty, metric
+            dataset_leaderboard(listed, dataset, results.param_names, metric), uncertainty, metric
         )
         params = searched_params(trials.filter(pl.col("dataset") == dataset), results.param_names)
         for cohort in sorted_cohorts(board["cohort"].unique().to_list()):
@@ -484,7 +488,7 @@ def leaderboard_text(results: ResultSet, top: int = 3, metric: str = DEFAULT_MET
                 lines += _failure_lines(part)
             paper = part.filter(pl.col(PAPER_POINT_COLUMN) != "")
             for row in paper.iter_rows(named=True):
-                if row["trial_status"] != COMPLETED or row["rank"] > top:
+                if row["trial_status"] != COMPLETED or row["rank"] is None or row["rank"] > top:
                     lines.append("  " + _short_row(row, params, metric))
     return "\n".join(lines)
 
@@ -531,6 +535,9 @@ def _short_row(row: dict, params: Sequence[str], metric: str) -> str:
         gain += f", {row['vs_zeroshot']} vs zero-shot"
     if row.get("vs_paper_hparams"):
         gain += f", {row['vs_paper_hparams']} vs paper's hyperparameters"
+    if row.get("vs_reference_variant"):
+        gain += f", {row['vs_reference_variant']} vs the reference variant"
     # Selection kept stage 1 alone: configurations whose stage 2 lost to their teacher can tie.
     kept = " (stage 1 alone)" if row.get("selected_epoch") == 0 else ""
-    return f"#{row['rank']} {row['trial']}: test {test} ({gain}), val {objective}{kept} [{config}]{mark}"
+    place = f"#{row['rank']}" if row["rank"] is not None else "unranked"
+    return f"{place} {row['trial']}: test {test} ({gain}), val {objective}{kept} [{config}]{mark}"

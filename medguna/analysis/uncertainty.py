@@ -1,7 +1,8 @@
 """Per trial: a bootstrap interval of its test metrics over test images, and paired comparisons
 against zero-shot and against the paper's hyperparameters (the ★ trial of the same study and
-dataset: the paper's point run inside medguna's pipeline), all on the trial's own per-image test
-predictions (medguna.analysis.paired holds the statistics).
+dataset: the paper's point run inside medguna's pipeline) and, where the study ran its baseline arm,
+against the reference variant at the paper's point (`vs_reference_variant`), all on the trial's
+own per-image test predictions (medguna.analysis.paired holds the statistics).
 
 Multiplicity: a leaderboard holds many trials, and scanning them for one "better" is a multiple
 comparison. Only the validation-selected trial of each dataset and cohort (rank 1: the one the
@@ -16,12 +17,12 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from medguna.analysis.layout import COMPLETED, PAPER_POINT
+from medguna.analysis.layout import BASELINE_STAGE, COMPLETED, PAPER_POINT, SEARCH_STAGE
 from medguna.analysis.paired import DEFAULT_RESAMPLES, PAIRED_METRICS, bootstrap_ci, compare
 
 KEY = ("study", "dataset", "trial")
 CI_METRICS = PAIRED_METRICS  # metrics with a vectorised bootstrap
-AGAINST = ("zeroshot", "paper_hparams")  # vs_<against>_* columns
+AGAINST = ("zeroshot", "paper_hparams", "reference_variant")  # vs_<against>_* columns
 PRIMARY, EXPLORATORY = "primary", "exploratory"
 CI_SUFFIX = "ci95_test_images"  # what the test-metric intervals resample
 
@@ -69,10 +70,14 @@ def trial_uncertainty(trials: pl.DataFrame, predictions: pl.DataFrame,
     adapted = predictions_on_test(predictions, "adapted")
     zeroshot = predictions_on_test(predictions, "zeroshot")
     completed = trials.filter(pl.col("trial_status") == COMPLETED)
-    references = {
-        (r["study"], r["dataset"]): (r["study"], r["dataset"], r["trial"])
-        for r in completed.filter(pl.col(PAPER_POINT)).iter_rows(named=True)
+    stage = pl.col("stage").fill_null(SEARCH_STAGE) if "stage" in completed.columns else pl.lit(SEARCH_STAGE)
+    # Per (study, dataset): the trial each comparison is against, when there is one.
+    against = {
+        "vs_paper_hparams": completed.filter(pl.col(PAPER_POINT) & (stage == SEARCH_STAGE)),
+        "vs_reference_variant": completed.filter(stage == BASELINE_STAGE),
     }
+    baselines = {name: {(r["study"], r["dataset"]): (r["study"], r["dataset"], r["trial"])
+                        for r in rows.iter_rows(named=True)} for name, rows in against.items()}
     verdict_metric = "accuracy" if metric == "accuracy" else "balanced_accuracy"
     records = []
     for row in completed.iter_rows(named=True):
@@ -88,15 +93,17 @@ def trial_uncertainty(trials: pl.DataFrame, predictions: pl.DataFrame,
         if key in zeroshot and zeroshot[key][0] == ids:
             record.update(_prefixed("vs_zeroshot", compare(
                 labels, probs, zeroshot[key][2], n_resamples=n_resamples, verdict_metric=verdict_metric)))
-        reference = references.get(key[:2])
-        if reference is not None and reference != key and reference in adapted:
-            ref_ids, _, ref_probs = adapted[reference]
-            if ref_ids == ids:
-                record.update(_prefixed("vs_paper_hparams", compare(
-                    labels, probs, ref_probs, n_resamples=n_resamples, verdict_metric=verdict_metric)))
+        for prefix, found in baselines.items():
+            other = found.get(key[:2])
+            if other is None or other == key or other not in adapted:
+                continue
+            other_ids, _, other_probs = adapted[other]
+            if other_ids == ids:
+                record.update(_prefixed(prefix, compare(
+                    labels, probs, other_probs, n_resamples=n_resamples, verdict_metric=verdict_metric)))
             elif notes is not None:
-                notes.append(f"{key[0]}/{key[1]}: {key[2]} and the paper's-hyperparameters trial "
-                             f"{reference[2]} were tested on different images; no paired comparison")
+                notes.append(f"{key[0]}/{key[1]}: {key[2]} and {other[2]} were tested on different "
+                             f"images; no paired comparison ({prefix})")
         records.append(record)
     if not records:
         return pl.DataFrame(schema={k: pl.String for k in KEY})
@@ -151,5 +158,5 @@ def with_uncertainty(board: pl.DataFrame, uncertainty: pl.DataFrame, metric: str
 def leaderboard_uncertainty_columns(board: pl.DataFrame, metric: str) -> Sequence[str]:
     """The interval and verdict columns shown in a Markdown leaderboard, where present."""
     wanted = [*ci_columns(metric), "verdict_role", "vs_zeroshot", "vs_zeroshot_mcnemar_p",
-              "vs_paper_hparams"]
+              "vs_paper_hparams", "vs_reference_variant"]
     return [c for c in wanted if c in board.columns]

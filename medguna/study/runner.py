@@ -32,6 +32,7 @@ from medguna.config import (
 from medguna.data.shifts import acquisition_text, check_shift
 from medguna.errors import ConfigError
 from medguna.models.demo_encoder import encoder_description
+from medguna.study.baseline import run_baseline
 from medguna.study.confirm import run_confirmation
 from medguna.study.space import define_by_run, fixed_params, is_paper_point, paper_point
 from medguna.study.warm_start import enqueue_order, warm_points
@@ -461,6 +462,7 @@ def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, ver
     if _completed_samples(exp_dir) >= p.num_samples:
         log(f"[{p.dataset}] already complete in {exp_dir}: nothing rerun (use --fresh to start over)")
         run_confirmation(plan, p, trainable, None, log, stop=stop, verbose=verbose)
+        run_baseline(plan, p, trainable, log, stop=stop, verbose=verbose)
         return True
     if _restorable(exp_dir):
         earlier = raise_sample_target(exp_dir, p.num_samples)
@@ -498,6 +500,7 @@ def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, ver
     _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps({**summary, "num_samples": p.num_samples}, indent=2))
     log(f"[{p.dataset}] done: {summary['counts']}")
     run_confirmation(plan, p, trainable, results, log, stop=stop, verbose=verbose)
+    run_baseline(plan, p, trainable, log, stop=stop, verbose=verbose)
     return True
 
 

@@ -157,3 +157,46 @@ def test_values_at_the_selected_epoch_read_stage1_alone_from_the_final_row():
     values = at_selected_epoch(pl.DataFrame(rows), ("val_balanced_accuracy",)).sort("trial")
     assert values["trial"].to_list() == ["a", "b"]
     assert values["val_balanced_accuracy"].to_list() == [0.8, 0.65]
+
+
+def test_the_baseline_arm_is_listed_unranked_and_compared_with_the_selected_trial(tmp_path):
+    import shutil
+
+    from analysis_fixtures import CONFIGS, write_trial
+
+    from medguna.analysis.layout import BASELINE_LABEL
+    from medguna.analysis.report import leaderboard_text
+
+    study = write_hand_study(tmp_path / "runs", with_optuna=False)
+    # The reference variant at the paper's point, as medguna.study.baseline lays it out; its
+    # validation score (0.99) would rank it first if it were ranked.
+    folder = write_trial(study, "shenzhen", 7, CONFIGS["A"], 1, [0.90, 0.99, 0.95], test=0.60,
+                         zeroshot=0.55, reference=True)
+    baseline_dir = study / "shenzhen_baseline"
+    baseline_dir.mkdir()
+    shutil.move(folder, baseline_dir / "t0000_abcd0007_00007")
+    rng = np.random.default_rng(4)
+    coin = _probs(rng.random(N) < 0.5, confidence=0.6)
+    selected = np.ones(N, dtype=bool)
+    weaker = selected.copy()
+    weaker[:12] = False  # 12 images the selected trial gets right and the baseline does not
+    _write(next((study / "shenzhen").glob("t0001_*")), _probs(selected), coin)
+    _write(baseline_dir / "t0000_abcd0007_00007", _probs(weaker), coin)
+    results = load_results(study, progress=False)
+    build_report(results, tmp_path / "analysis")
+    board = pl.read_csv(tmp_path / "analysis" / "leaderboard_shenzhen.csv")
+    assert board["rank"].drop_nulls().to_list() == [1, 2, 3, 4, 5]  # the hand study's, unchanged
+    base = board.filter(pl.col("trial").str.starts_with("baseline/"))
+    assert base.height == 1 and base["rank"][0] is None
+    assert base["paper_hparams"][0] == BASELINE_LABEL
+    top = board.filter(pl.col("rank") == 1).row(0, named=True)
+    assert top["trial"].startswith("t0001") and top["verdict_role"] == "primary"
+    # 12 discordant images all for the selected trial: exact p = 2 / 2^12.
+    assert top["vs_reference_variant_discordant"] == 12
+    assert top["vs_reference_variant"] == "better (p=0.000488, 12 discordant)"
+    # Its paper's-hyperparameters comparison is against the search's ★ trial (t0000, which has no
+    # predictions here), never against the baseline arm, though that one runs the paper's values too.
+    assert "vs_paper_hparams" not in board.columns
+    text = leaderboard_text(results)
+    assert any(line.startswith("  unranked baseline/t0000_abcd0007_00007") and BASELINE_LABEL in line
+               for line in text.splitlines())
