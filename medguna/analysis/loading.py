@@ -197,6 +197,10 @@ def _experiment_trials(
 
 def _read_params(path: Path) -> dict:
     file = path / PARAMS_FILE
+    if not file.is_file() and (path / ERROR_FILE).is_file():
+        # Ray failed the trial before it wrote params.json (e.g. an actor it could not reuse):
+        # a failed trial with its reason, not a partial copy.
+        return {}
     if not file.is_file():
         raise DataError(
             f"{file} is missing: every trial folder needs the params.json Ray writes at trial "

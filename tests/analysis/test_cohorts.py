@@ -135,3 +135,18 @@ def test_teacher_agreement_is_checked_over_stage2_epochs_only(tmp_path):
     labelled = selection_check(results.trials, results.epochs).filter(
         pl.col("criterion") == "val_balanced_accuracy").row(0, named=True)
     assert (labelled["measured_over"], labelled["n_trials"]) == ("selected epoch", 4)
+
+
+def test_a_trial_ray_failed_before_params_json_is_a_failed_row(tmp_path):
+    from medguna.analysis.report import short_leaderboard
+
+    study = write_hand_study(tmp_path, with_optuna=False)
+    folder = study / "montgomery" / "t0003_41a8d4f6"
+    folder.mkdir()
+    reason = "Trainable runner reuse requires reset_config() to be implemented and return True."
+    (folder / "error.txt").write_text(f"Failure # 1 (occurred at 2026-12-06_13-40-25)\n{reason}\n")
+    trials = load_results(study, progress=False).trials
+    row = trials.filter(pl.col("trial") == "t0003_41a8d4f6").row(0, named=True)
+    assert (row["trial_status"], row["dataset"]) == ("failed", "montgomery")
+    assert reason in row["error_reason"]
+    assert "montgomery" in short_leaderboard(study)  # the report is written, not refused
