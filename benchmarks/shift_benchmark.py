@@ -53,6 +53,7 @@ from medguna.analysis.stats import mean_ci
 from medguna.compose import compose_study
 from medguna.config import apply_method_params
 from medguna.data.datasets import DATASETS
+from medguna.results import OBJECTIVE_SELECTED
 from medguna.study.space import DefineByRun, inside_space, reference_point
 from medguna.trial.loop import run_trial
 from medguna.trial.reporting import PrintReporter
@@ -73,8 +74,8 @@ def validation_best(study_cfg, dataset: str, method, trials: int, seed: int,
     def objective(trial: optuna.Trial) -> float:
         DefineByRun(space, {})(trial)
         final = trial_row(study_cfg.trial_config(dataset, apply_method_params(method, trial.params)))
-        finals.append((final["objective_value"], final, dict(trial.params)))
-        return final["objective_value"]
+        finals.append((final[OBJECTIVE_SELECTED], final, dict(trial.params)))
+        return final[OBJECTIVE_SELECTED]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize",
@@ -137,7 +138,7 @@ def run_dataset_seed(dataset: str, seed: int, study_trials: int, cache_dir: str,
     def record(arm: str, final: dict, params: dict | None = None) -> None:
         rows.append({
             "dataset": dataset, "seed": seed, "arm": arm,
-            "val_objective": final["objective_value"],
+            OBJECTIVE_SELECTED: final[OBJECTIVE_SELECTED],
             "test_balanced_accuracy": final["test_balanced_accuracy"],
             "zeroshot_test_balanced_accuracy": final["zeroshot_test_balanced_accuracy"],
             "gain": final["test_balanced_accuracy"] - final["zeroshot_test_balanced_accuracy"],

@@ -22,9 +22,6 @@ TEXT_WRAPPERS = ("auto", "modality", "reference", "none")
 OPTIMIZERS = ("sgd", "adamw")
 OBJECTIVES = ("val_balanced_accuracy", "val_accuracy", "val_macro_f1", "val_auroc",
               "val_information_maximization", "val_teacher_agreement")
-# The result key marking a trial run at the paper's hyperparameters inside medguna's pipeline (the
-# leaderboards' ★ "paper's hyperparameters"); not the reference implementation (method=reference).
-PAPER_POINT = "is_paper_point"
 # Objectives stage 1 satisfies by construction (the teacher agrees with its own labels: 1.0), so
 # stage 1 alone never competes in selection on them and they are measured over stage-2 epochs only.
 STAGE1_BY_CONSTRUCTION = ("val_teacher_agreement",)
@@ -47,6 +44,8 @@ PROTOCOLS = ("validation", "reference")
 # above anything useful; cap it so a typo (1130) fails fast instead of exhausting memory.
 MAX_PROMPT_LENGTH = 1024
 SWIN_PATCH_SIZE = 4  # MedCLIP-ViT's Swin-T: a 224 px image is a 56 x 56 patch grid
+# A hidden layer wider than this is no longer a bottleneck of a 512-d embedding; such a value is
+# almost certainly a typo (an extra zero), so it is rejected instead of allocating gigabytes.
 MAX_ADAPTER_WIDTH = 8192
 CONTROLS = ("none", "shuffled_pseudo_labels", "shuffled_description_labels", "oracle_pseudo_labels")
 # Controls that give stage 2 what a label-free method never has: an upper bound, not a baseline.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from medguna.analysis.layout import DEMO_CHECKPOINT, TEST_SIZE_CHECKPOINT
+from medguna.config import DEMO_CHECKPOINT, TEST_SIZE_CHECKPOINT
 
 REAL = "real"
 

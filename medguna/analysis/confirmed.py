@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from medguna.analysis.layout import BASELINE_STAGE, CONFIRM_STAGE, SEARCH_STAGE
 from medguna.analysis.leaderboards import RANK_GROUP, seeds_table
+from medguna.results import BASELINE_STAGE, CONFIRM_STAGE, SEARCH_STAGE
 
 
 def search_trials(frame: pl.DataFrame) -> pl.DataFrame:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from medguna.analysis.layout import COMPLETED
 from medguna.analysis.leaderboards import RANK_GROUP, with_gains
-
-EFFECT_PARAMS = ("description_source", "prompt_length", "adapter_width", "entropy_weight")
+from medguna.results import COMPLETED, SELECTED_EPOCH
 
 # (upper bound inclusive, label); "0 (off)" is exactly 0, negative weights (a diversity term) below it.
 PROMPT_LENGTH_BUCKETS = (
@@ -66,7 +64,7 @@ def _iqr_stats(column: str, prefix: str) -> list[pl.Expr]:
 def kept_stage2(trials: pl.DataFrame) -> pl.DataFrame:
     """Trials whose selected epoch is a stage-2 epoch: stage 2 was kept, so its hyperparameters
     (prompt length, entropy weight, ...) shaped the result."""
-    return trials.filter(pl.col("selected_epoch").fill_null(0) > 0)
+    return trials.filter(pl.col(SELECTED_EPOCH).fill_null(0) > 0)
 
 
 def effect_table(
@@ -90,8 +88,8 @@ def effect_table(
     table = rows.group_by([*RANK_GROUP, "dataset", "level"]).agg(
         pl.col("_order").first(),
         pl.len().alias("n"),
-        (pl.col("selected_epoch").fill_null(0) == 0).sum().alias("n_stage1_alone"),
-        *_iqr_stats("objective_final", "objective"),
+        (pl.col(SELECTED_EPOCH).fill_null(0) == 0).sum().alias("n_stage1_alone"),
+        *_iqr_stats("objective_selected", "objective"),
         *_iqr_stats(f"gain_{metric}", f"gain_{metric}"),
     )
     table = table.sort(["cohort", "dataset", "_order", "level"]).drop("_order")

@@ -19,8 +19,8 @@ import polars as pl
 
 from medguna.analysis.cohorts import cohort_heading, cohort_label, sorted_cohorts
 from medguna.analysis.configurations import searched_params
-from medguna.analysis.layout import COMPLETED, TRIAL_STATES
 from medguna.analysis.tables import format_cell
+from medguna.results import COMPLETED, TRIAL_OUTCOMES
 
 HTML_FILE = "report.html"
 TENSORBOARD_RUN = "tensorboard_run"  # <dataset>/<trial folder>: the run name under `--logdir <study>`
@@ -231,7 +231,7 @@ def _studies_section(results, metric: str) -> str:
         "TensorBoard": f"tensorboard --logdir {s.path}",
     } for s in results.studies])
     counts = results.trials.group_by(["cohort", "study", "dataset"]).agg(
-        *((pl.col("trial_status") == s).sum().alias(s) for s in TRIAL_STATES), pl.len().alias("trials"),
+        *((pl.col("trial_status") == s).sum().alias(s) for s in TRIAL_OUTCOMES), pl.len().alias("trials"),
     ).sort(["cohort", "study", "dataset"])
     return ('<section id="studies"><h2>Studies</h2>' + table_html(rows, table_id="table-studies")
             + f"<p>Headline test metric: <code>{esc(metric)}</code>. Each trial's TensorBoard run is "
@@ -260,7 +260,7 @@ def _parallel_section(results) -> str:
             label = cohort_label(cohort)
             title = f"{dataset}" + (f" [{label}]" if label else "")
             parts.append(f'<h3 class="{"synthetic" if label else ""}">{esc(title)}</h3>')
-            parts.append(parallel_coordinates_svg(part, params, "objective_value", title))
+            parts.append(parallel_coordinates_svg(part, params, "objective_selected", title))
     return "".join(parts) + "</section>"
 
 

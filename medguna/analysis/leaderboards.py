@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import polars as pl
 
 from medguna.analysis.configurations import configuration_expr, searched_params
-from medguna.analysis.layout import (
-    BASELINE_LABEL,
+from medguna.analysis.stats import seed_summary
+from medguna.errors import DataError
+from medguna.results import (
     BASELINE_STAGE,
     CALIBRATION_METRICS,
     COMPLETED,
@@ -21,16 +22,16 @@ from medguna.analysis.layout import (
     HEADLINE_METRICS,
     INCOMPLETE,
     PAPER_POINT,
-    PAPER_POINT_LABEL,
     STOPPED_EARLY,
 )
-from medguna.analysis.stats import seed_summary
-from medguna.errors import DataError
 
 # Groups inside which objective values are comparable.
 RANK_GROUP = ("cohort", "study_objective", "study_mode")
-# The leaderboard column holding the ★ mark of the paper's hyperparameters.
+# The leaderboard column holding the ★ mark of the paper's hyperparameters (the paper's values run
+# in the study's variant) and the label of the baseline arm's row (medguna.study.baseline).
 PAPER_POINT_COLUMN = "paper_hparams"
+PAPER_POINT_LABEL = "★ paper's hyperparameters"
+BASELINE_LABEL = "reference variant at the paper's point (baseline arm, not ranked)"
 _STATE_ORDER = {COMPLETED: 0, STOPPED_EARLY: 1, INCOMPLETE: 2, FAILED: 3}
 
 
@@ -53,7 +54,7 @@ def check_metric(metric: str) -> str:
     return metric
 
 
-def _signed_objective(column: str = "objective_final") -> pl.Expr:
+def _signed_objective(column: str = "objective_selected") -> pl.Expr:
     # Ranks below always sort ascending: negate for "max" studies.
     return pl.when(pl.col("study_mode") == "min").then(pl.col(column)).otherwise(-pl.col(column))
 
@@ -101,7 +102,7 @@ def dataset_leaderboard(
                 "stopped after epoch {} of {} (best val so far {})",
                 pl.col("epochs_run"),
                 pl.col("stage2_epochs"),
-                pl.col("best_val_objective").round(3),
+                pl.col("objective_best_epoch").round(3),
             )
         )
         .when(pl.col("trial_status") == INCOMPLETE)
@@ -129,7 +130,7 @@ def dataset_leaderboard(
         *params,
         "seed",
         "study_objective",
-        "objective_final",
+        "objective_selected",
         "selected_epoch",
         "epochs_run",
         f"test_{metric}",
@@ -138,13 +139,11 @@ def dataset_leaderboard(
         "note",
         *others,
         *(f"{kind}_{m}" for m in CALIBRATION_METRICS for kind in ("test", "zeroshot_test")),
-        "best_val_objective",
+        "objective_best_epoch",
         "ever_collapsed",
         "trial_id",
         "trial_dir",
     ]
-    rows = rows.drop("objective_value", strict=False).rename({"objective_final": "objective_value"})
-    columns = ["objective_value" if c == "objective_final" else c for c in columns]
     return rows.select([c for c in columns if c in rows.columns])
 
 
@@ -178,7 +177,7 @@ def across_leaderboard(
         rows.group_by([*RANK_GROUP, "dataset", "configuration"])
         .agg(
             *(pl.col(p).first() for p in params),
-            pl.col("objective_final").mean(),
+            pl.col("objective_selected").mean(),
             pl.col("gain").mean(),
             pl.col("test").mean(),
             pl.col(PAPER_POINT).any(),
@@ -255,7 +254,7 @@ def seeds_table(
         for name, column in (
             (f"test_{metric}", "test"),
             (f"gain_{metric}", "gain"),
-            ("objective", "objective_final"),
+            ("objective", "objective_selected"),
         ):
             summary = seed_summary(part[column].to_list(), confidence)
             record.update(

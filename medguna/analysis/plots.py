@@ -22,8 +22,8 @@ from matplotlib.ticker import MaxNLocator
 
 from medguna.analysis.cohorts import cohort_title
 from medguna.analysis.configurations import searched_params
-from medguna.analysis.layout import COMPLETED, FAILED, INCOMPLETE, PAPER_POINT, STOPPED_EARLY
 from medguna.analysis.leaderboards import with_gains
+from medguna.results import COMPLETED, FAILED, INCOMPLETE, PAPER_POINT, STOPPED_EARLY
 
 STATE_STYLE = {
     COMPLETED: {"color": "tab:blue", "marker": "o", "label": "completed"},
@@ -76,7 +76,7 @@ def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str, 
         if part.height == 0:
             continue
         # Completed trials show their ranked value; the others their best value before stopping.
-        column = "objective_final" if state == COMPLETED else "best_val_objective"
+        column = "objective_selected" if state == COMPLETED else "objective_best_epoch"
         values = part[column].to_numpy().astype(float)
         ax.scatter(
             part["trial_number"].to_numpy(),
@@ -88,7 +88,7 @@ def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str, 
         )
     done = rows.filter(pl.col("trial_status") == COMPLETED)
     if done.height:
-        values = done["objective_final"].to_numpy().astype(float)
+        values = done["objective_selected"].to_numpy().astype(float)
         running = np.fmax.accumulate(values) if maximize else np.fmin.accumulate(values)
         ax.step(
             done["trial_number"].to_numpy(),
@@ -102,7 +102,7 @@ def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str, 
     if reference.height:
         ax.scatter(
             reference["trial_number"].to_numpy(),
-            reference["objective_final"].to_numpy().astype(float),
+            reference["objective_selected"].to_numpy().astype(float),
             marker="*",
             s=260,
             facecolor="none",
@@ -137,7 +137,7 @@ def plot_curves(
         seen.add(state)
         ax.plot(
             part["epoch"].to_numpy(),
-            part["val_objective"].to_numpy().astype(float),
+            part["objective_this_epoch"].to_numpy().astype(float),
             color=style["color"],
             marker=style["marker"],
             markersize=4,
@@ -175,7 +175,7 @@ def plot_params(
     rng = np.random.default_rng(0)  # jitter only; fixed so figures are reproducible
     for ax, param in zip(axes.flat, params):
         values = done[param]
-        objective_values = done["objective_final"].to_numpy().astype(float)
+        objective_values = done["objective_selected"].to_numpy().astype(float)
         reference = done[PAPER_POINT].to_numpy()
         if _is_categorical(values):
             levels = sorted(values.drop_nulls().unique().to_list(), key=lambda v: (str(type(v)), v))
@@ -231,7 +231,7 @@ def plot_zeroshot_vs_adapted(trials: pl.DataFrame, cohort: str, metric: str, pat
             reference[f"test_{metric}"].mean() if reference.height else np.nan
         )
         maximize = part["study_mode"][0] != "min"
-        best = part.sort("objective_final", descending=maximize, nulls_last=True).row(0, named=True)
+        best = part.sort("objective_selected", descending=maximize, nulls_last=True).row(0, named=True)
         bars["selected by validation"].append(best[f"test_{metric}"])
     x = np.arange(len(datasets))
     colours = ("tab:gray", "tab:green", "tab:blue")

@@ -16,16 +16,9 @@ import polars as pl
 from medguna.analysis.cohorts import cohort_heading, cohort_title, sorted_cohorts
 from medguna.analysis.configurations import searched_params
 from medguna.analysis.confirmed import board_trials, confirmed_leaderboard, search_trials
-from medguna.analysis.effects import EFFECT_PARAMS, effect_table, kept_stage2
+from medguna.analysis.effects import effect_table, kept_stage2
 from medguna.analysis.html_report import TableSection, write_html_report
 from medguna.analysis.importance import param_importance
-from medguna.analysis.layout import (
-    CALIBRATION_METRICS,
-    COMPLETED,
-    DEFAULT_METRIC,
-    FAILED,
-    TRIAL_STATES,
-)
 from medguna.analysis.leaderboards import (
     PAPER_POINT_COLUMN,
     across_leaderboard,
@@ -45,6 +38,14 @@ from medguna.analysis.uncertainty import (
     predictions_on_test,
     trial_uncertainty,
     with_uncertainty,
+)
+from medguna.results import (
+    CALIBRATION_METRICS,
+    COMPLETED,
+    DEFAULT_METRIC,
+    DESIGN_DIMENSIONS,
+    FAILED,
+    TRIAL_OUTCOMES,
 )
 
 StudyDirs = str | Path | Sequence[str | Path]
@@ -96,7 +97,7 @@ def _leaderboard_columns(board: pl.DataFrame, metric: str) -> list[str]:
         *shown,
         *params,
         "seed",
-        "objective_value",
+        "objective_selected",
         "selected_epoch",
         f"test_{metric}",
         f"zeroshot_test_{metric}",
@@ -174,7 +175,7 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
     )
     completed = trials.filter(pl.col("trial_status") == COMPLETED)
     stage1_alone = completed.height - kept_stage2(completed).height
-    for param in EFFECT_PARAMS:
+    for param in DESIGN_DIMENSIONS:
         table = _by_trials(effect_table(trials, param, metric),
                            effect_table(trials, param, metric, stage2_only=True))
         _write(
@@ -353,7 +354,7 @@ def _state_counts(trials: pl.DataFrame) -> pl.DataFrame:
     confirmed = "stage" in trials.columns and trials["stage"].n_unique() > 1
     key = ["cohort", "study", "dataset", *(["stage"] if confirmed else [])]
     counts = trials.group_by(key).agg(
-        *((pl.col("trial_status") == state).sum().alias(state) for state in TRIAL_STATES),
+        *((pl.col("trial_status") == state).sum().alias(state) for state in TRIAL_OUTCOMES),
         pl.len().alias("trials"),
     )
     return counts.sort(key)
@@ -475,7 +476,7 @@ def leaderboard_text(results: ResultSet, top: int = 3, metric: str = DEFAULT_MET
             part = board.filter(pl.col("cohort") == cohort)
             states = ", ".join(
                 f"{(part['trial_status'] == s).sum()} {s}"
-                for s in TRIAL_STATES
+                for s in TRIAL_OUTCOMES
                 if (part["trial_status"] == s).sum()
             )
             zeroshot = part[f"zeroshot_test_{metric}"].drop_nulls()
@@ -527,7 +528,7 @@ def _short_row(row: dict, params: Sequence[str], metric: str) -> str:
         return f"{row['trial']} {row['trial_status']}: {row['note']} [{config}]{mark}"
     test = format_cell(row[f"test_{metric}"], "")
     gain = format_cell(row[f"gain_{metric}"], "gain")
-    objective = format_cell(row["objective_value"], "")
+    objective = format_cell(row["objective_selected"], "")
     low, high = (row.get(c) for c in ci_columns(metric))
     if low is not None and high is not None:
         test += f" [95% CI over test images {format_cell(low, '')}, {format_cell(high, '')}]"

@@ -17,8 +17,8 @@ import math
 
 import polars as pl
 
-from medguna.analysis.layout import COMPLETED
 from medguna.config import STAGE1_BY_CONSTRUCTION
+from medguna.results import COMPLETED, FINAL_STATUS, STATUS
 
 LABEL_FREE_CRITERIA = ("val_information_maximization", "val_teacher_agreement")
 LABELLED_CRITERION = "val_balanced_accuracy"
@@ -31,7 +31,7 @@ def at_selected_epoch(epochs: pl.DataFrame, columns: tuple[str, ...]) -> pl.Data
     key = ["study", "dataset", "trial"]
     # Only the final row holds selected_epoch: carry it to every epoch row of the trial.
     selected = (
-        epochs.filter(pl.col("status") == COMPLETED)
+        epochs.filter(pl.col(STATUS) == FINAL_STATUS)
         .select(*key, pl.col("selected_epoch").cast(pl.Int64).alias("_selected"))
         .unique(key)
     )
@@ -43,7 +43,7 @@ def at_selected_epoch(epochs: pl.DataFrame, columns: tuple[str, ...]) -> pl.Data
     )
     # Epoch 0 is stage 1 alone, which has no epoch row: its values are the final row's stage1_*.
     stage1 = (
-        epochs.filter((pl.col("status") == COMPLETED) & (pl.col("selected_epoch").cast(pl.Int64) == 0))
+        epochs.filter((pl.col(STATUS) == FINAL_STATUS) & (pl.col("selected_epoch").cast(pl.Int64) == 0))
         .select(*key, *[(pl.col(f"stage1_{c}") if f"stage1_{c}" in epochs.columns
                          else pl.lit(None, dtype=epochs.schema[c])).alias(c) for c in present])
         .unique(key, keep="last")

@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medguna.analysis.layout import STUDY_FILE
 from medguna.errors import DataError
+from medguna.results import STUDY_FILE
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from medguna.analysis.layout import BASELINE_STAGE, COMPLETED, PAPER_POINT, SEARCH_STAGE
 from medguna.analysis.paired import DEFAULT_RESAMPLES, PAIRED_METRICS, bootstrap_ci, compare
+from medguna.results import BASELINE_STAGE, COMPLETED, PAPER_POINT, SEARCH_STAGE
 
 KEY = ("study", "dataset", "trial")
 CI_METRICS = PAIRED_METRICS  # metrics with a vectorised bootstrap

@@ -15,10 +15,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from medguna.config import method_field_names
-
-CONFIRM_SUFFIX = "_confirm"
-COMPLETED = "completed"
+from medguna.results import (
+    CONFIRM_SUFFIX,
+    METHOD_PARAMS,
+    OBJECTIVE_SELECTED,
+    is_final_row,
+    outcome_of,
+    upgrade_row,
+)
 
 
 @dataclass(frozen=True)
@@ -36,17 +40,17 @@ def confirm_plan(top: int, num_seeds: int, base_seed: int) -> ConfirmPlan | None
 
 def _configuration(config: dict[str, Any]) -> dict[str, Any]:
     """The method hyperparameters of a trial's config, without its seed."""
-    names = set(method_field_names()) - {"seed"}
-    return {k: v for k, v in config.items() if k in names}
+    return {k: v for k, v in config.items() if k in METHOD_PARAMS and k != "seed"}
 
 
-def best_configurations(results: list[tuple[dict, dict]], top: int, metric: str) -> list[dict[str, Any]]:
-    """The `top` best distinct configurations among (metrics, config) of completed trials."""
+def best_configurations(results: list[tuple[dict, dict]], top: int) -> list[dict[str, Any]]:
+    """The `top` best distinct configurations among (last row, config) of completed trials, ranked
+    by the objective of their selected epoch."""
     ranked = []
     for metrics, config in results:
-        value = (metrics or {}).get(metric)
-        if (metrics or {}).get("status") != COMPLETED or not isinstance(value, (int, float)) \
-                or not math.isfinite(value):
+        row = upgrade_row(metrics or {})
+        value = row.get(OBJECTIVE_SELECTED)
+        if not is_final_row(row) or not isinstance(value, (int, float)) or not math.isfinite(value):
             continue
         ranked.append((float(value), _configuration(config or {})))
     ranked.sort(key=lambda item: -item[0])  # stable: ties keep Tune's trial order
@@ -93,7 +97,6 @@ def run_confirmation(plan, p, trainable, search_results, log=print, *, stop, ver
 
     from medguna.study.runner import (
         COMPLETE_MARKER,
-        TUNE_METRIC,
         StudyInterrupted,
         _callbacks,
         _read_text,
@@ -122,7 +125,7 @@ def run_confirmation(plan, p, trainable, search_results, log=print, *, stop, ver
         if search_results is None:
             search_results = tune.Tuner.restore(join(plan.study_dir, p.dataset), trainable=trainable).get_results()
         configurations = best_configurations([(r.metrics, r.config) for r in search_results],
-                                             confirm.top, TUNE_METRIC)
+                                             confirm.top)
         if not configurations:
             log(f"[{p.dataset}] no completed trial to confirm")
             return
@@ -145,12 +148,10 @@ def run_confirmation(plan, p, trainable, search_results, log=print, *, stop, ver
 def _summary(results, p) -> dict[str, Any]:
     import datetime as dt
 
-    from medguna.study.runner import trial_budget
-
     counts: dict[str, int] = {}
     for result in results:
-        budget = trial_budget(result.metrics or {}, result.error, p.trial.method.stage2_epochs)
-        counts[budget] = counts.get(budget, 0) + 1
+        outcome = outcome_of(result.metrics, failed=result.error is not None, epochs=p.trial.method.stage2_epochs)
+        counts[outcome.value] = counts.get(outcome.value, 0) + 1
     return {"counts": counts, "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 

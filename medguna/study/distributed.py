@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from medguna.config import PAPER_POINT, TrialConfig, apply_method_params, from_dict, to_dict
+from medguna.config import TrialConfig, apply_method_params, from_dict
+from medguna.results import PAPER_POINT, method_params
 
 DRIVER_RESOURCES: dict[str, float] = {"cpu": 0, "memory": 256 * 2**20}
 """What the Tune trial driving a TorchTrainer reserves. It only waits on the trainer, whose
@@ -81,8 +82,7 @@ def distributed_trainable(config: dict[str, Any], *, base: dict[str, Any], study
     from medguna.versions import CODE_VERSION_ENV
 
     context = tune.get_context()
-    method_names = set(to_dict(from_dict(TrialConfig, base).method))
-    params = {k: v for k, v in config.items() if k in method_names}
+    params = method_params(config)
     if not use_gpu:
         os.environ["ACCELERATE_USE_CPU"] = "1"
     trainer = TorchTrainer(

@@ -21,8 +21,10 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-# A trial's outcome as the display names it; "pending" and "running" are not finished.
-COMPLETED, STOPPED, FAILED, RUNNING, PENDING = "completed", "stopped", "failed", "running", "pending"
+from medguna.results import TrialOutcome, outcome_of
+
+# A finished trial's state is its TrialOutcome; these two are not finished.
+RUNNING, PENDING = "running", "pending"
 BAR_WIDTH = 24
 PLAIN_STATUS_EVERY_S = 60.0  # without a terminal, a status line at most this often between trials
 TTY_REDRAW_EVERY_S = 1.0
@@ -32,21 +34,23 @@ STARTED, FINISHED, TICK = "started", "finished", "tick"  # what made the display
 @dataclass
 class Counts:
     completed: int = 0
-    stopped: int = 0
+    stopped_early: int = 0
     failed: int = 0
+    incomplete: int = 0
     running: int = 0
     pending: int = 0
 
     @property
     def finished(self) -> int:
-        return self.completed + self.stopped + self.failed
+        return self.completed + self.stopped_early + self.failed + self.incomplete
 
 
 def progress_bar(counts: Counts, total: int, width: int = BAR_WIDTH) -> str:
-    """`[###=!~~..........]`: # completed, = stopped early, ! failed, ~ running, . to come."""
+    """`[###=!~~..........]`: # completed, = stopped early (or ended incomplete), ! failed,
+    ~ running, . to come."""
     total = max(total, counts.finished + counts.running, 1)
     cells = []
-    for n, mark in ((counts.completed, "#"), (counts.stopped, "="), (counts.failed, "!"),
+    for n, mark in ((counts.completed, "#"), (counts.stopped_early + counts.incomplete, "="), (counts.failed, "!"),
                     (counts.running, "~")):
         cells.append(mark * round(width * n / total))
     bar = "".join(cells)[:width]
@@ -66,13 +70,12 @@ def remaining_seconds(elapsed: float, finished: int, total: int) -> float | None
     return elapsed / finished * (total - finished)
 
 
-def trial_outcome(trial) -> str:
-    """completed | stopped | failed | running | pending, from a Tune Trial object."""
+def trial_outcome(trial, epochs: int | None = None) -> str:
+    """A TrialOutcome once the Tune Trial object has finished, else running | pending.
+    `epochs`: stage-2 epochs of a full-budget trial."""
     status = getattr(trial, "status", "PENDING")
-    if status == "ERROR":
-        return FAILED
-    if status == "TERMINATED":
-        return COMPLETED if (trial.last_result or {}).get("status") == "completed" else STOPPED
+    if status in ("ERROR", "TERMINATED"):
+        return outcome_of(trial.last_result, failed=status == "ERROR", epochs=epochs)
     return RUNNING if status == "RUNNING" else PENDING
 
 
@@ -135,14 +138,14 @@ class StudyProgress(Callback):
         self._status(trials, event=TICK)  # keeps the clock moving between events
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        outcome = COMPLETED if (trial.last_result or {}).get("status") == "completed" else STOPPED
+        outcome = outcome_of(trial.last_result, failed=False, epochs=self.epochs)
         self._outcomes[trial.trial_id] = outcome
         self._finished_line(trial, outcome)
         self._status(trials, event=FINISHED)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._outcomes[trial.trial_id] = FAILED
-        self._finished_line(trial, FAILED)
+        self._outcomes[trial.trial_id] = TrialOutcome.FAILED
+        self._finished_line(trial, TrialOutcome.FAILED)
         self._status(trials, event=FINISHED)
 
     def on_experiment_end(self, trials, **info) -> None:
@@ -157,13 +160,14 @@ class StudyProgress(Callback):
     def counts(self, trials) -> Counts:
         counts = Counts()
         for trial in trials:
-            outcome = self._outcomes.get(trial.trial_id) or trial_outcome(trial)
+            outcome = str(self._outcomes.get(trial.trial_id) or trial_outcome(trial, self.epochs))
             setattr(counts, outcome, getattr(counts, outcome) + 1)
         return counts
 
     def best(self, trials):
         """The completed trial with the highest objective so far, or None."""
-        done = [t for t in trials if (self._outcomes.get(t.trial_id) or trial_outcome(t)) == COMPLETED
+        done = [t for t in trials
+                if (self._outcomes.get(t.trial_id) or trial_outcome(t, self.epochs)) == TrialOutcome.COMPLETED
                 and isinstance((t.last_result or {}).get(self.metric), (int, float))
                 and math.isfinite(t.last_result[self.metric])]
         return max(done, key=lambda t: t.last_result[self.metric], default=None)
@@ -177,7 +181,8 @@ class StudyProgress(Callback):
         # Most telling first: a terminal line cut to its width loses the detail the bar shows.
         head = (f"[{self.dataset}] {progress_bar(counts, self.total)} {counts.finished}/{self.total} "
                 f"finished | {clock(elapsed)} elapsed, {when} | {counts.completed} completed, "
-                f"{counts.stopped} stopped early, {counts.failed} failed, {counts.running} running")
+                f"{counts.stopped_early} stopped early, {counts.failed} failed, {counts.running} running"
+                + (f", {counts.incomplete} incomplete" if counts.incomplete else ""))
         best = self.best(trials)
         if best is None:
             return [head, f"[{self.dataset}]   best {self.objective}: no completed trial yet"]
@@ -190,8 +195,8 @@ class StudyProgress(Callback):
     def finished_line(self, trial, outcome: str) -> str:
         row = trial.last_result or {}
         epoch = row.get("epoch", "?")
-        text = f"[{self.dataset}] {_trial_name(trial)} {outcome:<9}"
-        if outcome == FAILED:
+        text = f"[{self.dataset}] {_trial_name(trial)} {str(outcome).replace('_', ' '):<13}"
+        if outcome == TrialOutcome.FAILED:
             text += f" {error_reason(trial)}"
         else:
             text += (f" {self.objective} {_number(row.get(self.metric))} after epoch {epoch}/"

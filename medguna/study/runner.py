@@ -1,8 +1,6 @@
 """A MedUnA study: per dataset, one Ray Tune experiment whose trials Optuna proposes.
 
-Layout of results (the contract with analysis/): <storage>/<study>/study.json and, per dataset,
-<storage>/<study>/<dataset>/ holding Ray's experiment files, one `t<NNNN>_<trial id>/` folder per trial (t0001_3a09613b)
-(params.json, result.json, TensorBoard events, checkpoints, error.txt) and `optuna.db`.
+Where results land is medguna.results' layout.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from typing import Any
 import torch
 
 from medguna.config import (
-    PAPER_POINT,
     StudyConfig,
     TrialConfig,
     apply_method_params,
@@ -32,13 +29,24 @@ from medguna.config import (
 from medguna.data.shifts import acquisition_text, check_shift
 from medguna.errors import ConfigError
 from medguna.models.demo_encoder import encoder_description
+from medguna.results import (
+    COMPLETE_MARKER,
+    OBJECTIVE_BEST_SO_FAR,
+    OPTUNA_FILE,
+    OUTCOME_ATTR,
+    PAPER_POINT,
+    STUDY_FILE,
+    TrialOutcome,
+    method_params,
+    outcome_of,
+    trial_dirname,
+)
 from medguna.study.baseline import run_baseline
 from medguna.study.confirm import run_confirmation
 from medguna.study.space import define_by_run, fixed_params, is_paper_point, paper_point
 from medguna.study.warm_start import enqueue_order, warm_points
 
-COMPLETE_MARKER = "medguna_complete.json"
-TUNE_METRIC = "objective_value"  # best-so-far of runtime.objective, reported every epoch
+TUNE_METRIC = OBJECTIVE_BEST_SO_FAR  # reported every epoch
 
 
 @dataclass
@@ -203,7 +211,7 @@ def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: st
 
     cfg = from_dict(TrialConfig, base)
     install_sets(sets, cfg.data.cache_dir, cfg.data.dataset)
-    params = {k: v for k, v in config.items() if k in to_dict(cfg.method)}
+    params = method_params(config)
     cfg.method = apply_method_params(cfg.method, params)
     reporter = _TaggedReporter(TuneReporter(), {
         "study": study, PAPER_POINT: is_paper_point(params)})
@@ -230,7 +238,7 @@ def _trial_dirname(trial) -> str:
     ordered by the searcher's trial number, which Tune puts first in the experiment tag."""
     head = str(getattr(trial, "experiment_tag", "")).split("_", 1)[0]
     number = int(head) if head.isdigit() else 0
-    return f"t{number:04d}_{trial.trial_id}"
+    return trial_dirname(number, trial.trial_id)
 
 
 def _max_concurrent(cfg: StudyConfig) -> int:
@@ -380,7 +388,7 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, restart: tuple[str, ...]
     plan = plan_study(cfg)
     log(banner(plan))
     _check_local_folders(plan)
-    previous = None if fresh else read_previous(_read_text(join(plan.study_dir, "study.json")))
+    previous = None if fresh else read_previous(_read_text(join(plan.study_dir, STUDY_FILE)))
     decisions = decide(plan, previous, restart)  # a changed configuration stops here, before Ray
     lock = study_lock(plan.study_dir, log=log) if not is_uri(plan.storage) else contextlib.nullcontext()
     with lock, stop_on_interrupt() as stop:
@@ -581,19 +589,11 @@ def _experiment_states(exp_dir: str) -> list[str]:
                   if Path(e.path).name.startswith("experiment_state-") and e.path.endswith(".json"))
 
 
-def trial_budget(metrics: dict[str, Any], error: Any, epochs: int) -> str:
-    if error is not None:
-        return "failed"
-    if metrics.get("status") == "completed":
-        return "full"
-    return "stopped_early" if metrics.get("epoch", 0) < epochs else "incomplete"
-
-
 def export_optuna(plan: StudyPlan, p: DatasetPlan, results) -> dict[str, Any]:
     """Write <experiment>/optuna.db from Tune's results (one Optuna trial per Tune trial).
 
     Built from the results rather than copied from the searcher, so a resumed experiment exports
-    the same study; ASHA-stopped trials carry user attr budget="stopped_early" and are not COMPLETE.
+    the same study; ASHA-stopped trials carry user attr outcome="stopped_early" and are not COMPLETE.
     """
     import optuna
 
@@ -602,18 +602,18 @@ def export_optuna(plan: StudyPlan, p: DatasetPlan, results) -> dict[str, Any]:
     space = plan.config.search.space
     dists = distributions(space)
     name = f"{plan.config.study.name}-{p.dataset}"
-    counts = {"full": 0, "stopped_early": 0, "failed": 0, "incomplete": 0}
+    counts = dict.fromkeys(TrialOutcome, 0)
     outside_space = 0
     with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "optuna.db"
+        db = Path(tmp) / OPTUNA_FILE
         study = optuna.create_study(storage=f"sqlite:///{db}", study_name=name, direction="maximize")
         for result in results:
             metrics = result.metrics or {}
             config = result.config or {}
-            budget = trial_budget(metrics, result.error, p.trial.method.stage2_epochs)
-            counts[budget] += 1
+            outcome = outcome_of(metrics, failed=result.error is not None, epochs=p.trial.method.stage2_epochs)
+            counts[outcome] += 1
             value = metrics.get(TUNE_METRIC)
-            complete = budget == "full" and value is not None and math.isfinite(value)
+            complete = outcome == TrialOutcome.COMPLETED and value is not None and math.isfinite(value)
             params = {k: config[k] for k in space if k in config}
             if set(params) != set(dists):
                 continue  # a trial that never received its parameters
@@ -622,8 +622,9 @@ def export_optuna(plan: StudyPlan, p: DatasetPlan, results) -> dict[str, Any]:
                     params=params, distributions=dists,
                     value=float(value) if complete else None,
                     state=optuna.trial.TrialState.COMPLETE if complete else (
-                        optuna.trial.TrialState.FAIL if budget == "failed" else optuna.trial.TrialState.PRUNED),
-                    user_attrs={"trial_id": metrics.get("trial_id", ""), "budget": budget,
+                        optuna.trial.TrialState.FAIL if outcome == TrialOutcome.FAILED
+                        else optuna.trial.TrialState.PRUNED),
+                    user_attrs={"trial_id": metrics.get("trial_id", ""), OUTCOME_ATTR: outcome.value,
                                 "error": str(result.error)[:500] if result.error else ""},
                 )
             except ValueError:
@@ -633,8 +634,8 @@ def export_optuna(plan: StudyPlan, p: DatasetPlan, results) -> dict[str, Any]:
                 continue
             study.add_trial(trial)
         del study
-        _copy_to(db, join(plan.study_dir, p.dataset, "optuna.db"))
-    return {"optuna_study": name, "counts": counts, "not_in_optuna_outside_space": outside_space,
+        _copy_to(db, join(plan.study_dir, p.dataset, OPTUNA_FILE))
+    return {"optuna_study": name, "counts": {str(k): n for k, n in counts.items()}, "not_in_optuna_outside_space": outside_space,
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
@@ -670,7 +671,7 @@ def _write_study_json(plan: StudyPlan, previous: dict[str, Any] | None, restart=
         info["data_source"][p.dataset] = p.data_source
     info.setdefault("runs", []).append({"started": now, **versions,
                                         "num_samples": {p.dataset: p.num_samples for p in plan.datasets}})
-    _write_text(join(plan.study_dir, "study.json"), json.dumps(info, indent=2))
+    _write_text(join(plan.study_dir, STUDY_FILE), json.dumps(info, indent=2))
 
 
 def _filesystem(path: str):

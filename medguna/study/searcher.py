@@ -11,7 +11,7 @@ The sampler's study stays in memory (STACK_NOTES: an RDB-backed OptunaSearch fai
 a kill between Tune's snapshots) and is copied to `<experiment>/optuna.db` after each finished trial,
 replacing the file whole, so optuna-dashboard and live progress can read it while the study runs.
 At the end of the experiment the runner replaces it with the export built from Tune's results
-(runner.export_optuna), which adds each trial's budget and error.
+(runner.export_optuna), which adds each trial's outcome and error.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
+from medguna.results import OPTUNA_FILE, OUTCOME_ATTR, TrialOutcome, is_final_row
+
 logger = logging.getLogger(__name__)
 
-LIVE_STUDY_FILE = "optuna.db"
-FINAL_STATUS = "completed"  # the trial loop's last row (medguna/trial/loop.py, _select_and_test)
 
 
 class StudySearch(OptunaSearch):
@@ -45,18 +45,18 @@ class StudySearch(OptunaSearch):
             logger.warning("trial %s completed but was never suggested by this searcher; ignored", trial_id)
             return
         if error:  # Ray tells a failed trial that had reported a value COMPLETE with that value
-            self._tell(trial_id, "FAIL", "failed", result)
-        elif not result or result.get("status") == FINAL_STATUS:
+            self._tell(trial_id, "FAIL", TrialOutcome.FAILED, result)
+        elif not result or is_final_row(result):
             super().on_trial_complete(trial_id, result, error)
         else:
-            self._tell(trial_id, "PRUNED", "stopped_early", result)
+            self._tell(trial_id, "PRUNED", TrialOutcome.STOPPED_EARLY, result)
         self._export()
 
-    def _tell(self, trial_id: str, state: str, budget: str, result: dict[str, Any] | None) -> None:
+    def _tell(self, trial_id: str, state: str, outcome: TrialOutcome, result: dict[str, Any] | None) -> None:
         import optuna
 
         ot_trial = self._ot_trials[trial_id]
-        ot_trial.set_user_attr("budget", budget)
+        ot_trial.set_user_attr(OUTCOME_ATTR, outcome.value)
         ot_trial.set_user_attr("epoch", int((result or {}).get("epoch", 0)))
         self._ot_study.tell(ot_trial, state=optuna.trial.TrialState[state])
         self._completed_trials.add(trial_id)
@@ -73,13 +73,13 @@ def write_study_copy(study, export_dir: str) -> str:
 
     from medguna.study.remote import filesystem
 
-    target = "/".join([export_dir.rstrip("/"), LIVE_STUDY_FILE]) if "://" in export_dir \
-        else str(Path(export_dir, LIVE_STUDY_FILE))
+    target = "/".join([export_dir.rstrip("/"), OPTUNA_FILE]) if "://" in export_dir \
+        else str(Path(export_dir, OPTUNA_FILE))
     local_dir = None if "://" in export_dir else Path(export_dir)
     if local_dir is not None:
         local_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=local_dir) as tmp:
-        db = Path(tmp, LIVE_STUDY_FILE)
+        db = Path(tmp, OPTUNA_FILE)
         copy = optuna.create_study(storage=f"sqlite:///{db}", study_name=study.study_name,
                                    directions=study.directions)
         copy.add_trials(study.get_trials(deepcopy=False))

@@ -16,8 +16,10 @@ from typing import Any
 
 from ray.tune.logger import TBXLoggerCallback
 
+from medguna.results import OBJECTIVE_SELECTED
+
 # The metrics every trial writes under `hparam/` when it ends; the objective comes first.
-HPARAM_METRICS = ("objective_value", "test_balanced_accuracy", "zeroshot_test_balanced_accuracy",
+HPARAM_METRICS = (OBJECTIVE_SELECTED, "test_balanced_accuracy", "zeroshot_test_balanced_accuracy",
                   "test_accuracy")
 # A fixed name, so a resumed experiment overwrites its declaration instead of adding a second one.
 CONFIG_EVENTS_FILE = "events.out.tfevents.0.medguna-hparams"
@@ -52,7 +54,7 @@ def hparam_infos(space: dict[str, dict[str, Any]], constants: dict[str, Any]) ->
 def metric_infos(objective: str) -> list:
     from tensorboard.plugins.hparams import api_pb2
 
-    names = {"objective_value": f"objective ({objective}, best epoch)"}
+    names = {OBJECTIVE_SELECTED: f"objective ({objective}, selected epoch)"}
     return [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=f"hparam/{m}"),
                                display_name=names.get(m, m)) for m in HPARAM_METRICS]
 

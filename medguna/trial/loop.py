@@ -20,6 +20,14 @@ from torch import nn
 
 from medguna.config import STAGE1_BY_CONSTRUCTION, TrialConfig, to_dict
 from medguna.errors import TrialError
+from medguna.results import (
+    FINAL_STATUS,
+    OBJECTIVE,
+    OBJECTIVE_BEST_SO_FAR,
+    OBJECTIVE_SELECTED,
+    STATUS,
+    VARIANT,
+)
 from medguna.trial.compile import StudentForward, compile_backend, use_inductor_cache
 from medguna.trial.memory import release_memory
 from medguna.trial.prepare import SharedWork, feature_bank, image_cache_dir, prepare_shared_work
@@ -109,7 +117,7 @@ def provenance(cfg: TrialConfig, shared: SharedWork) -> dict[str, Any]:
         "encoder": info.get("encoder", cfg.model.encoder),
         "checkpoint": str(info.get("checkpoint", cfg.model.checkpoint)),
         "checkpoint_sha256": str(info.get("checkpoint_sha256", ""))[:12],
-        "method_variant": cfg.method.variant,
+        VARIANT: cfg.method.variant,
         "control": cfg.runtime.control,  # "none", or a control (negative or oracle) that is not a result
         # Traces a row to its sentences: a description set's provenance records the same hash.
         "descriptions_sha256": shared.descriptions_sha256[:16],
@@ -570,7 +578,8 @@ def _stage2_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, e
     state.history.append(row)
     # Tune's metric: the best objective so far, so ASHA and Optuna judge a trial by the epoch
     # that selection would keep, not by whichever epoch happened to come last.
-    row["objective_value"] = _best_so_far(state.history, r.objective, stage1_candidate(r.objective, stage1.val_metrics))
+    row[OBJECTIVE_BEST_SO_FAR] = _best_so_far(state.history, r.objective,
+                                              stage1_candidate(r.objective, stage1.val_metrics))
     state.epoch_states.append({k: v.detach().cpu().clone()
                                for k, v in state.plain_student.state_dict().items()})
     if ctx.tb is not None:
@@ -661,10 +670,10 @@ def _select_and_test(ctx: TrialContext, stage1: Stage1Result, state: Stage2State
         # Stage 1 alone on validation, beside the epochs it competed with (absent when it did not).
         **_prefixed("stage1_", stage1.val_metrics),
         "selected_epoch": selected,
-        "objective": r.objective,
-        "objective_value": objective_value,
+        OBJECTIVE: r.objective,
+        OBJECTIVE_SELECTED: objective_value,
         "trial_seconds": time.perf_counter() - ctx.started,
-        "status": "completed",
+        STATUS: FINAL_STATUS,
         "student_sha256_by_rank": ",".join(d[:16] for d in trained_digests),
     }
     final["setup_share"] = setup_seconds / max(final["trial_seconds"], 1e-9)
@@ -680,7 +689,7 @@ def _write_final_logs(ctx: TrialContext, final: dict[str, Any], confusion, selec
     ctx.tb.scalars({k: v for k, v in final.items() if k.startswith(("test_", "zeroshot_test_"))},
                    m.stage2_epochs)
     hp = {**to_dict(m), **params, "dataset": ctx.cfg.data.dataset}
-    ctx.tb.hparams(hp, {k: final[k] for k in ("objective_value", "test_accuracy", "test_balanced_accuracy",
+    ctx.tb.hparams(hp, {k: final[k] for k in (OBJECTIVE_SELECTED, "test_accuracy", "test_balanced_accuracy",
                                               "zeroshot_test_balanced_accuracy", "test_ece") if k in final})
     if confusion is not None:
         which = f"epoch {selected}" if selected else "stage 1 alone (epoch 0)"

@@ -99,7 +99,7 @@ def test_leaderboard_rows_ranks_and_tensorboard_runs(page):
     assert [r[col["trial"]] for r in rows][:3] == [
         "t0001_abcd0001_00001", "t0006_abcd0006_00006", "t0005_abcd0005_00005"]  # 0.80, 0.78, 0.76
     assert rows[0][col["tensorboard_run"]] == "shenzhen/t0001_abcd0001_00001"
-    assert rows[0][col["objective_value"]] == "0.800"
+    assert rows[0][col["objective_selected"]] == "0.800"
     assert {r[col["trial_status"]] for r in rows[-2:]} == {"stopped_early", "failed"}
     assert len(rows) == 7
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from analysis_fixtures import CONFIGS, write_study_json, write_trial
+from analysis_fixtures import CONFIGS, write_hand_study, write_study_json, write_trial
 
 from medguna.analysis.loading import load_results
 from medguna.errors import DataError, MedgunaError
@@ -43,7 +43,7 @@ def test_one_row_per_trial_and_epoch_with_config_names(hand_results):
         "prompt_length",
         "entropy_weight",
         "description_source",
-        "method_variant",
+        "variant",
         "seed",
         "data_source",
         "encoder",
@@ -53,7 +53,7 @@ def test_one_row_per_trial_and_epoch_with_config_names(hand_results):
         "val_balanced_accuracy",
     ):
         assert column in epochs.columns
-    assert "variant" not in epochs.columns  # params.json's `variant` is read as method_variant
+    assert "method_variant" not in epochs.columns  # one name, from config to column
     t0001 = epochs.filter((pl.col("dataset") == "shenzhen") & (pl.col("trial_number") == 1))
     assert t0001["epoch"].to_list() == [1, 2, 3]
     assert t0001["val_balanced_accuracy"].to_list() == [0.70, 0.80, 0.75]
@@ -65,14 +65,14 @@ def test_final_row_metrics_and_objective(hand_results):
         (pl.col("dataset") == "shenzhen") & (pl.col("trial_number") == 5)
     ).row(0, named=True)
     assert row["selected_epoch"] == 3
-    assert row["objective_final"] == pytest.approx(0.76)
+    assert row["objective_selected"] == pytest.approx(0.76)
     assert row["test_balanced_accuracy"] == pytest.approx(0.70)
     assert row["zeroshot_test_balanced_accuracy"] == pytest.approx(0.55)
     stopped = hand_results.trials.filter(pl.col("trial_status") == "stopped_early").row(
         0, named=True
     )
-    assert stopped["objective_final"] is None  # never ranked
-    assert stopped["best_val_objective"] == pytest.approx(0.90)
+    assert stopped["objective_selected"] is None  # never ranked
+    assert stopped["objective_best_epoch"] == pytest.approx(0.90)
 
 
 def test_synthetic_rows_get_their_own_cohort(hand_results):
@@ -186,3 +186,18 @@ def test_a_study_whose_trials_all_failed_before_any_epoch_loads_as_failed(tmp_pa
     assert results.trials["trial_status"].to_list() == ["failed", "failed"]
     assert results.trials["error_reason"].to_list() == ["CheckpointError: checkpoint path /nowhere does not exist"] * 2
     assert results.epochs.height == 2 and results.epochs["epoch"].null_count() == 2
+
+
+def test_analysis_ranks_an_earlier_study_by_its_selected_objective(tmp_path):
+    study = write_hand_study(tmp_path, with_optuna=False)
+    for result in study.glob("*/t*/result.json"):  # back to the names rows had before
+        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        for row in rows:
+            if "objective_selected" in row:
+                row["objective_value"] = row.pop("objective_selected")
+            row["method_variant"] = row.pop("variant")
+        result.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    trials = load_results(study, progress=False).trials
+    row = trials.filter((pl.col("dataset") == "shenzhen") & (pl.col("trial_number") == 5)).row(0, named=True)
+    assert row["objective_selected"] == pytest.approx(0.76) and row["variant"] == "medguna"
+    assert "objective_value" not in trials.columns and "method_variant" not in trials.columns

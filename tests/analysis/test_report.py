@@ -97,7 +97,7 @@ def test_a_row_that_kept_stage1_alone_says_so():
     from medguna.analysis.report import _short_row
 
     row = {"rank": 1, "trial": "t0001", "trial_status": "completed", "paper_hparams": "",
-           "test_balanced_accuracy": 0.8, "gain_balanced_accuracy": 0.1, "objective_value": 0.7,
+           "test_balanced_accuracy": 0.8, "gain_balanced_accuracy": 0.1, "objective_selected": 0.7,
            "selected_epoch": 0}
     assert _short_row(row, ["adapter_width"], "balanced_accuracy").startswith(
         "#1 t0001: test 0.800 (+0.100), val 0.700 (stage 1 alone) [adapter_width=")

@@ -164,7 +164,7 @@ def test_the_baseline_arm_is_listed_unranked_and_compared_with_the_selected_tria
 
     from analysis_fixtures import CONFIGS, write_trial
 
-    from medguna.analysis.layout import BASELINE_LABEL
+    from medguna.analysis.leaderboards import BASELINE_LABEL
     from medguna.analysis.report import leaderboard_text
 
     study = write_hand_study(tmp_path / "runs", with_optuna=False)

@@ -21,7 +21,7 @@ SEARCHED = ["adapter_width", "entropy_weight"]
 
 
 def trial(n: int, status: str, *, objective=None, done=False, epoch=2, error_file=None):
-    row = {"epoch": epoch, "objective_value": objective, "zeroshot_val_balanced_accuracy": 0.5,
+    row = {"epoch": epoch, "objective_best_so_far": objective, "zeroshot_val_balanced_accuracy": 0.5,
            "test_balanced_accuracy": 0.61}
     if done:
         row["status"] = "completed"
@@ -31,12 +31,12 @@ def trial(n: int, status: str, *, objective=None, done=False, epoch=2, error_fil
 
 
 def display(stream, tty=False, total=4):
-    return StudyProgress("montgomery", total, SEARCHED, metric="objective_value",
+    return StudyProgress("montgomery", total, SEARCHED, metric="objective_best_so_far",
                          objective="val_balanced_accuracy", epochs=2, stream=stream, tty=tty)
 
 
 def test_bar_clock_and_time_left():
-    assert progress_bar(Counts(completed=2, stopped=1, failed=1, running=2), 8, width=8) == "[##=!~~..]"
+    assert progress_bar(Counts(completed=2, stopped_early=1, failed=1, running=2), 8, width=8) == "[##=!~~..]"
     assert progress_bar(Counts(), 3, width=6) == "[......]"
     assert clock(75) == "1:15" and clock(3725) == "1:02:05"
     assert remaining_seconds(60.0, 2, 8) == pytest.approx(180.0)  # 30 s a trial, 6 to go
@@ -59,10 +59,10 @@ def test_plain_lines_count_outcomes_and_name_the_best_trial(tmp_path):
     t3.status = "ERROR"
     progress.on_trial_error(3, trials, t3)
     lines = out.getvalue().splitlines()
-    assert lines[0] == ("[montgomery] t0001_id1 completed val_balanced_accuracy 0.700 after epoch 2/2, "
+    assert lines[0] == ("[montgomery] t0001_id1 completed     val_balanced_accuracy 0.700 after epoch 2/2, "
                         "test 0.610 | adapter_width=64, entropy_weight=0.25")
-    assert lines[3].startswith("[montgomery] t0002_id2 stopped   val_balanced_accuracy 0.900 after epoch 1/2")
-    assert lines[6].startswith("[montgomery] t0003_id3 failed    TrialError: loss became NaN at epoch 1 |")
+    assert lines[3].startswith("[montgomery] t0002_id2 stopped early val_balanced_accuracy 0.900 after epoch 1/2")
+    assert lines[6].startswith("[montgomery] t0003_id3 failed        TrialError: loss became NaN at epoch 1 |")
     assert lines[7] == ("[montgomery] [######======!!!!!!~~~~~~] 3/4 finished | 0:00 elapsed, ~0:00 left "
                         "| 1 completed, 1 stopped early, 1 failed, 1 running")
     assert lines[8] == ("[montgomery]   best val_balanced_accuracy 0.700 (t0001_id1: adapter_width=64, "

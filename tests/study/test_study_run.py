@@ -68,7 +68,7 @@ def test_every_trial_completed_with_results_checkpoints_and_params(small_study):
         assert final["checkpoint"] == "demo" and final["selected_epoch"] in (0, 1, 2)  # 0: stage 1 alone
         assert final["code_version"] == info["code_version"] and final["torch_version"] == torch.__version__
         assert 0.0 <= final["test_balanced_accuracy"] <= 1.0
-        assert final["objective_value"] == max([*rows["val_balanced_accuracy"].to_list(),
+        assert final["objective_selected"] == final["objective_best_so_far"] == max([*rows["val_balanced_accuracy"].to_list(),
                                                 final["stage1_val_balanced_accuracy"]])
         assert list(trial.glob("checkpoint_*")), f"no epoch checkpoint in {trial}"
     assert (exp / COMPLETE_MARKER).is_file()
@@ -110,7 +110,7 @@ def test_optuna_study_exported_to_sqlite(small_study):
     storage = f"sqlite:///{study_dir / 'montgomery' / 'optuna.db'}"
     study = optuna.load_study(study_name="chestxray-montgomery", storage=storage)
     assert len(study.trials) == 3
-    assert {t.user_attrs["budget"] for t in study.trials} == {"full"}
+    assert {t.user_attrs["outcome"] for t in study.trials} == {"completed"}
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     assert set(study.trials[0].params) == {"adapter_width", "entropy_weight", "prompt_length",
                                            "description_source"}
@@ -172,8 +172,8 @@ def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path, shared_cach
     status = [line for line in printed if "/4 finished | " in line]
     assert status[-1].startswith("[montgomery] [") and f"{len(failed)} failed" in status[-1]
     study = optuna.load_study(study_name="chestxray-montgomery", storage=f"sqlite:///{exp / 'optuna.db'}")
-    budgets = sorted(t.user_attrs["budget"] for t in study.trials)
-    assert "failed" in budgets and "full" in budgets
+    outcomes = sorted(t.user_attrs["outcome"] for t in study.trials)
+    assert "failed" in outcomes and "completed" in outcomes
 
 
 def test_config_errors_are_reported_before_ray_starts(tmp_path, no_ray):

@@ -42,7 +42,7 @@ def test_declaration_lists_searched_dimensions_first_with_their_domains(tmp_path
     assert [v.string_value for v in infos[2].domain_discrete.values] == ["reference", "curated"]
     assert infos[2].type == api_pb2.DATA_TYPE_STRING and infos[5].type == api_pb2.DATA_TYPE_STRING
     metrics = [(m.name.tag, m.display_name) for m in experiment.metric_infos]
-    assert metrics[0] == ("hparam/objective_value", "objective (val_balanced_accuracy, best epoch)")
+    assert metrics[0] == ("hparam/objective_selected", "objective (val_balanced_accuracy, selected epoch)")
     assert [tag for tag, _ in metrics[1:]] == ["hparam/test_balanced_accuracy",
                                                "hparam/zeroshot_test_balanced_accuracy",
                                                "hparam/test_accuracy"]
@@ -51,7 +51,7 @@ def test_declaration_lists_searched_dimensions_first_with_their_domains(tmp_path
 def test_a_trial_writes_its_session_but_no_declaration(tmp_path):
     log = TensorBoardLog(tmp_path)
     log.hparams({"adapter_width": 64, "description_source": "curated", "schedule": [1]},
-                {"objective_value": 0.625, "test_accuracy": float("nan")})
+                {"objective_selected": 0.625, "test_accuracy": float("nan")})
     log.close()
     contents = _plugin_contents(tmp_path)
     assert metadata.EXPERIMENT_TAG not in contents
@@ -60,5 +60,5 @@ def test_a_trial_writes_its_session_but_no_declaration(tmp_path):
     assert start.hparams["description_source"].string_value == "curated"
     events = EventAccumulator(str(tmp_path))
     events.Reload()
-    assert [e.value for e in events.Scalars("hparam/objective_value")] == [0.625]
+    assert [e.value for e in events.Scalars("hparam/objective_selected")] == [0.625]
     assert "hparam/test_accuracy" not in events.Tags()["scalars"]  # NaN is not written

@@ -67,7 +67,7 @@ def test_reference_protocol_trains_on_all_non_test_images_and_reports_test_selec
     # The objective and test_* stay validation-selected; evaluation is deterministic, so the test
     # figure at the validation-selected epoch equals that epoch's own test reading.
     selected = final["selected_epoch"]
-    assert final["objective_value"] == epochs[selected - 1]["val_balanced_accuracy"]
+    assert final["objective_selected"] == epochs[selected - 1]["val_balanced_accuracy"]
     assert final["test_accuracy"] == pytest.approx(epochs[selected - 1]["test_epoch_accuracy"])
     # The reference variant crops strong views from whole images, cached at 448 px with their sizes.
     whole = sorted(p.name for p in (cache / "images").glob("images_whole_clip_448_*.npy"))

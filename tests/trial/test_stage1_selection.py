@@ -37,7 +37,7 @@ def _trial(cache_dir, tmp_path, *overrides: str) -> dict:
 def test_a_stage2_that_hurts_on_validation_reports_stage1_alone(cache_dir, tmp_path):
     final = _trial(cache_dir, tmp_path / "with")
     assert final["selected_epoch"] == 0
-    assert final["objective_value"] == final["stage1_val_balanced_accuracy"] > final["val_balanced_accuracy"]
+    assert final["objective_selected"] == final["stage1_val_balanced_accuracy"] > final["val_balanced_accuracy"]
     assert final["stage1_val_teacher_agreement"] == 1.0  # stage 1 alone is the teacher
     # Its test figures and predictions are the teacher's on the clean test features.
     preds = read_predictions(tmp_path / "with" / "predictions.parquet")

@@ -128,7 +128,7 @@ def test_reference_trial_ignores_the_study_search_space(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0, captured.err
     final = _final_row(captured.out)
-    assert final["method_variant"] == "reference"
+    assert final["variant"] == "reference"
     # fp32 as the reference, even where bf16 is available, unless runtime.mixed_precision says otherwise
     assert "protocol validation; mixed precision no" in captured.err and final["mixed_precision"] == "no"
 
