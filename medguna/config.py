@@ -460,10 +460,17 @@ class ResourcesConfig:
         return int(self.gpus_per_trial) if self.gpus_per_trial > 1 else self.workers_per_trial
 
 
+# How the study folder is locked against a second driver (medguna.study.lock): flock, a lock file
+# with a heartbeat for filesystems without flock (Lustre mounted without it), or flock with that
+# file as the fallback.
+STUDY_LOCK_KINDS = ("auto", "flock", "file")
+
+
 @dataclass
 class StorageConfig:
     path: str = "medguna_runs"
     cache_dir: str = "medguna_cache"
+    lock: str = "auto"  # one of STUDY_LOCK_KINDS
 
 
 @dataclass
@@ -482,6 +489,8 @@ class StudyConfig:
         """search=False skips the search space: a single trial (`medguna trial`) searches nothing."""
         s, r, q = self.study, self.resources, self.search
         validate_study_name(s.name)
+        _check(self.storage.lock in STUDY_LOCK_KINDS, "storage.lock", self.storage.lock,
+               f"one of {STUDY_LOCK_KINDS}")
         if not s.datasets:
             raise ConfigError("study.datasets is empty: name at least one of " + ", ".join(DATASET_NAMES))
         for name in s.datasets:

@@ -390,7 +390,7 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, restart: tuple[str, ...]
     _check_local_folders(plan)
     previous = None if fresh else read_previous(_read_text(join(plan.study_dir, STUDY_FILE)))
     decisions = decide(plan, previous, restart)  # a changed configuration stops here, before Ray
-    lock = study_lock(plan.study_dir, log=log) if not is_uri(plan.storage) else contextlib.nullcontext()
+    lock = study_lock(plan.study_dir, log=log, kind=cfg.storage.lock) if not is_uri(plan.storage) else contextlib.nullcontext()
     with lock, stop_on_interrupt() as stop:
         _run_planned(plan, fresh=fresh, log=log, stop=stop, verbose=verbose, previous=previous,
                      decisions=decisions, restart=restart)
