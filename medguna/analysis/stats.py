@@ -132,7 +132,9 @@ def seed_summary(values: Sequence[float], confidence: float = 0.95, resamples: i
     n = clean.size
     if n == 0:
         raise ConfigError("seed_summary needs at least one finite value")
-    mean = float(clean.mean())
+    # A mean lies within its values; float summation can put it one ulp outside (0.8333...4 over
+    # two 0.8333...3), which would read as a mean above the seeds' range.
+    mean = float(np.clip(clean.mean(), clean.min(), clean.max()))
     if n == 1:
         return SeedSummary(1, mean, None, None, None, ONE_SEED)
     sd = float(clean.std(ddof=1))
