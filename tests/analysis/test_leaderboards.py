@@ -79,9 +79,11 @@ def test_two_seeds_show_their_range_and_agreeing_seeds_say_so():
     assert (wide.low, wide.high) == (0.5, 0.95)
     agree = seed_summary([0.783, 0.783])
     assert agree.zero_width and agree.text() == "0.783-0.783 (range of 2 seeds; seeds agree, zero width)"
-    # Float summation puts numpy's mean of three 0.8333... one ulp above their common value.
-    assert np.array([5 / 6] * 3).mean() > 5 / 6
-    same = seed_summary([5 / 6, 5 / 6, 5 / 6])
+    # Float summation puts numpy's mean of three of the confirmation's 0.8333333333333333 one ulp
+    # above them.
+    value = 0.8333333333333333
+    assert np.array([value] * 3).mean() > value
+    same = seed_summary([value] * 3)
     assert same.low <= same.mean <= same.high
     one = seed_summary([0.7])
     assert (one.low, one.high, one.text()) == (None, None, "0.700 (one seed: no spread)")
