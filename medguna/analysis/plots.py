@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator
 from medguna.analysis.cohorts import cohort_title
 from medguna.analysis.configurations import searched_params
 from medguna.analysis.leaderboards import with_gains
-from medguna.results import COMPLETED, FAILED, INCOMPLETE, STOPPED_EARLY
+from medguna.results import COMPLETED, FAILED, INCOMPLETE, PAPER_POINT, STOPPED_EARLY
 
 STATE_STYLE = {
     COMPLETED: {"color": "tab:blue", "marker": "o", "label": "completed"},
@@ -98,7 +98,7 @@ def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str, 
             label="running best (completed)",
             zorder=2,
         )
-    reference = rows.filter(pl.col("is_reference_config") & (pl.col("trial_status") == COMPLETED))
+    reference = rows.filter(pl.col(PAPER_POINT) & (pl.col("trial_status") == COMPLETED))
     if reference.height:
         ax.scatter(
             reference["trial_number"].to_numpy(),
@@ -109,7 +109,7 @@ def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str, 
             edgecolor="green",
             linewidth=1.5,
             zorder=4,
-            label="paper's configuration",
+            label="paper's hyperparameters",
         )
     ax.set_xlabel("trial number (launch order)")
     ax.set_ylabel(f"{objective} ({'higher' if maximize else 'lower'} is better)")
@@ -176,7 +176,7 @@ def plot_params(
     for ax, param in zip(axes.flat, params):
         values = done[param]
         objective_values = done["objective_selected"].to_numpy().astype(float)
-        reference = done["is_reference_config"].to_numpy()
+        reference = done[PAPER_POINT].to_numpy()
         if _is_categorical(values):
             levels = sorted(values.drop_nulls().unique().to_list(), key=lambda v: (str(type(v)), v))
             data = [objective_values[(values == level).to_numpy()] for level in levels]
@@ -205,7 +205,7 @@ def plot_params(
     fig.suptitle(
         _title(
             f"{dataset}: {objective} by hyperparameter ({done.height} completed "
-            "trials; ★ = paper's configuration)",
+            "trials; ★ = paper's hyperparameters)",
             cohort,
         ),
         fontsize=10,
@@ -222,12 +222,12 @@ def plot_zeroshot_vs_adapted(trials: pl.DataFrame, cohort: str, metric: str, pat
     datasets = sorted(done["dataset"].unique().to_list())
     fig, ax = plt.subplots(figsize=(2.0 * len(datasets) + 4.5, 4.5))
     width = 0.25
-    bars = {"zero-shot": [], "paper's configuration": [], "selected by validation": []}
+    bars = {"zero-shot": [], "paper's hyperparameters": [], "selected by validation": []}
     for dataset in datasets:
         part = done.filter(pl.col("dataset") == dataset)
         bars["zero-shot"].append(part[f"zeroshot_test_{metric}"].median())
-        reference = part.filter(pl.col("is_reference_config"))
-        bars["paper's configuration"].append(
+        reference = part.filter(pl.col(PAPER_POINT))
+        bars["paper's hyperparameters"].append(
             reference[f"test_{metric}"].mean() if reference.height else np.nan
         )
         maximize = part["study_mode"][0] != "min"

@@ -36,14 +36,16 @@ from medguna.results import (
     OBJECTIVE_BEST_SO_FAR,
     OPTUNA_FILE,
     OUTCOME_ATTR,
+    PAPER_POINT,
     STUDY_FILE,
     TrialOutcome,
     method_params,
     outcome_of,
     trial_dirname,
 )
+from medguna.study.baseline import run_baseline
 from medguna.study.confirm import run_confirmation
-from medguna.study.space import define_by_run, fixed_params, is_reference_config, reference_point
+from medguna.study.space import define_by_run, fixed_params, is_paper_point, paper_point
 from medguna.study.warm_start import enqueue_order, warm_points
 
 TUNE_METRIC = OBJECTIVE_BEST_SO_FAR  # reported every epoch
@@ -216,7 +218,7 @@ def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: st
     params = method_params(config)
     cfg.method = apply_method_params(cfg.method, params)
     reporter = _TaggedReporter(TuneReporter(), {
-        "study": study, "is_reference_config": is_reference_config(params)})
+        "study": study, PAPER_POINT: is_paper_point(params)})
     trial_dir = tune.get_context().get_trial_dir()
     with input_errors_not_retried(trial_dir):
         run_trial(cfg, reporter, log_dir=trial_dir, params=config)
@@ -316,7 +318,7 @@ def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable, max_concurrent: int,
     cfg = plan.config
     space = cfg.search.space
     constants = fixed_params(p.trial.method, space, dataset=p.dataset)
-    point = reference_point(space) if cfg.search.enqueue_reference else None
+    point = paper_point(space) if cfg.search.enqueue_reference else None
     searcher = StudySearch(
         define_by_run(space, constants), metric=TUNE_METRIC, mode="max",
         points_to_evaluate=enqueue_order(point, p.warm_points), seed=cfg.search.sampler_seed,
@@ -490,6 +492,7 @@ def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, ver
     if _completed_samples(exp_dir, log) >= p.num_samples:
         log(f"[{p.dataset}] already complete in {exp_dir}: nothing rerun (use --fresh to start over)")
         run_confirmation(plan, p, trainable, None, log, stop=stop, verbose=verbose)
+        run_baseline(plan, p, trainable, log, stop=stop, verbose=verbose)
         return True
     if _restorable(exp_dir):
         earlier = raise_sample_target(exp_dir, p.num_samples)
@@ -527,6 +530,7 @@ def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, ver
     _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps({**summary, "num_samples": p.num_samples}, indent=2))
     log(f"[{p.dataset}] done: {summary['counts']}")
     run_confirmation(plan, p, trainable, results, log, stop=stop, verbose=verbose)
+    run_baseline(plan, p, trainable, log, stop=stop, verbose=verbose)
     return True
 
 
