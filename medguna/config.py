@@ -414,6 +414,9 @@ class DataRoots:
     synthetic_seed: int = 0
     synthetic_shift: str = "demo"
     image_size: int = 224
+    # A split without some class is refused before Ray (its balanced accuracy ignores that class,
+    # its AUROC is undefined); true runs such a study anyway, with a warning.
+    allow_missing_classes: bool = False
 
 
 @dataclass
@@ -450,6 +453,9 @@ class ResourcesConfig:
     # Training processes per trial on CPU (a TorchTrainer when > 1); with gpus_per_trial > 1
     # there is one process per GPU instead.
     workers_per_trial: int = 1
+    # On an autoscaling cluster, how long a study waits for the autoscaler to provide a first
+    # trial's resources (GPUs) before it stops with a message; 0: wait without limit.
+    resource_wait_s: float = 1800.0
 
     @property
     def distributed(self) -> bool:

@@ -38,6 +38,21 @@ def cohort_slug(data_source: str | None, checkpoint: str | None, control: str | 
 
 def cohort_label(slug: str) -> str:
     """The human label printed in titles; empty for real data with a real model."""
+    return " + ".join([*_stand_in_words(slug), *_input_words(slug)])
+
+
+def _input_words(slug: str) -> list[str]:
+    """The inputs that split a cohort (with_input_split): the checkpoint's or sentences' sha256."""
+    words = []
+    for part in slug.split("-"):
+        if part.startswith(CHECKPOINT_PART):
+            words.append(f"checkpoint sha256 {part[len(CHECKPOINT_PART):]}")
+        elif part.startswith(DESCRIPTIONS_PART):
+            words.append(f"descriptions sha256 {part[len(DESCRIPTIONS_PART):]}")
+    return words
+
+
+def _stand_in_words(slug: str) -> list[str]:
     parts = slug.split("-")
     words = []
     if parts[0] == "synthetic":
@@ -53,19 +68,58 @@ def cohort_label(slug: str) -> str:
             words.append(f"CONTROL runtime.control={part[len(_CONTROL_PREFIX):]}")
         elif part.startswith(_PROTOCOL_PREFIX):
             words.append(f"PROTOCOL runtime.protocol={part[len(_PROTOCOL_PREFIX):]}")
-    return " + ".join(words)
+    return words
 
 
 def cohort_title(slug: str) -> str:
     """A title suffix: "" for real results, else " [SYNTHETIC DATA — not a real result]"."""
-    label = cohort_label(slug)
-    return f" [{label} — not a real result]" if label else ""
+    stand_in, inputs = " + ".join(_stand_in_words(slug)), " + ".join(_input_words(slug))
+    if stand_in:
+        return f" [{cohort_label(slug)} — not a real result]"
+    return f" [{inputs}]" if inputs else ""
 
 
 def cohort_heading(slug: str) -> str:
     """Section heading text for a cohort."""
-    label = cohort_label(slug)
-    return f"{label} (not a real result)" if label else "Real data, full model"
+    stand_in, inputs = " + ".join(_stand_in_words(slug)), " + ".join(_input_words(slug))
+    if stand_in:
+        return f"{cohort_label(slug)} (not a real result)"
+    return "Real data, full model" + (f" ({inputs})" if inputs else "")
+
+
+CHECKPOINT_PART, DESCRIPTIONS_PART = "ckpt", "desc"
+
+
+def with_input_split(rows: pl.DataFrame, trial_key: list[str] | tuple[str, ...] = ()) -> pl.DataFrame:
+    """Split a cohort where its trials read different files under one name: a checkpoint whose
+    weights changed (checkpoint_sha256) or a description source whose sentences changed
+    (descriptions_sha256 per description_source). Those trials get the hash in their cohort, so no
+    table ranks them together; cohorts with one version of every input keep their slug.
+    `trial_key`: the columns naming a trial, so all of a trial's rows (epochs) share its cohort."""
+    if rows.height == 0 or "cohort" not in rows.columns:
+        return rows
+    original = rows.columns
+    for column in ("checkpoint_sha256", "descriptions_sha256"):
+        if column in rows.columns and trial_key:  # the value any row of the trial holds
+            rows = rows.with_columns(pl.col(column).drop_nulls().first().over(list(trial_key)).alias(column))
+    keys = ["cohort", "dataset"]
+    if "checkpoint_sha256" in rows.columns:
+        several = pl.col("checkpoint_sha256").drop_nulls().n_unique().over(keys) > 1
+        rows = rows.with_columns(
+            pl.when(several & pl.col("checkpoint_sha256").is_not_null())
+            .then(pl.concat_str([pl.col("cohort"), pl.lit(f"-{CHECKPOINT_PART}"),
+                                 pl.col("checkpoint_sha256").str.slice(0, 8)]))
+            .otherwise(pl.col("cohort")).alias("cohort"))
+    if {"descriptions_sha256", "description_source"} <= set(rows.columns):
+        source_keys = [*keys, "study", "description_source"] if "study" in rows.columns else [
+            *keys, "description_source"]
+        several = pl.col("descriptions_sha256").drop_nulls().n_unique().over(source_keys) > 1
+        rows = rows.with_columns(
+            pl.when(several & pl.col("descriptions_sha256").is_not_null())
+            .then(pl.concat_str([pl.col("cohort"), pl.lit(f"-{DESCRIPTIONS_PART}"),
+                                 pl.col("descriptions_sha256").str.slice(0, 8)]))
+            .otherwise(pl.col("cohort")).alias("cohort"))
+    return rows.select(original)
 
 
 def cohort_expr(data_source: str = "data_source", checkpoint: str = "checkpoint",

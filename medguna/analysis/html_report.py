@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,7 +229,7 @@ def _studies_section(results, metric: str) -> str:
         "study": s.name, "folder": str(s.path), "objective": s.objective, "mode": s.mode,
         "encoder": s.encoder, "checkpoint": s.checkpoint, "created": s.created,
         "datasets (data source)": ", ".join(f"{d} ({s.data_source.get(d, '?')})" for d in s.datasets),
-        "TensorBoard": f"tensorboard --logdir {s.path}",
+        "TensorBoard": f"tensorboard --logdir {shlex.quote(str(s.path))}",
     } for s in results.studies])
     counts = results.trials.group_by(["cohort", "study", "dataset"]).agg(
         *((pl.col("trial_status") == s).sum().alias(s) for s in TRIAL_OUTCOMES), pl.len().alias("trials"),

@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
-from medguna.analysis.cohorts import cohort_expr
+from medguna.analysis.cohorts import cohort_expr, with_input_split
 from medguna.analysis.study_info import StudyInfo, read_study_info
 from medguna.errors import DataError
 from medguna.results import (
@@ -367,7 +367,7 @@ def _finish_epochs(epochs: pl.DataFrame, studies: list[StudyInfo]) -> pl.DataFra
         pl.col(pl.Float64).fill_nan(None),
     )
     epochs = _fill_provenance_from_study(epochs, studies)
-    epochs = epochs.with_columns(cohort_expr(), _objective_expr(studies))
+    epochs = with_input_split(epochs.with_columns(cohort_expr(), _objective_expr(studies)), TRIAL_KEY)
     epochs = _with_trial_status(epochs)
     return epochs.sort([*TRIAL_KEY[:2], "trial_number", "epoch"], nulls_last=False)
 

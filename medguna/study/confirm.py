@@ -115,9 +115,13 @@ def run_confirmation(plan, p, trainable, search_results, log=print, *, stop, ver
     if _read_text(join(exp_dir, COMPLETE_MARKER)) is not None:
         log(f"[{p.dataset}] confirmation already complete in {exp_dir}")
         return
+    from medguna.study.readback import parse_json_record
+
     saved = _read_text(join(exp_dir, CONFIRM_PLAN_FILE))
     if saved is not None and _restorable(exp_dir):
-        points = json.loads(saved)["points"]
+        points = parse_json_record(saved, join(exp_dir, CONFIRM_PLAN_FILE), (
+            f"it lists the configurations this confirmation reruns: delete {exp_dir} to make the "
+            "confirmation again from the search's results")).get("points")
         log(f"[{p.dataset}] resuming the interrupted confirmation in {exp_dir}")
         tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
         _use_this_console(tuner, plan, as_experiment(p, CONFIRM_SUFFIX, points), verbose)

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import math
 import os
+import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 
+from medguna.atomic import write_bytes_atomic
 from medguna.config import (
     StudyConfig,
     TrialConfig,
@@ -68,6 +70,8 @@ class StudyPlan:
     budget: str  # "real" | "demo"
     datasets: list[DatasetPlan]
     description_sets: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # name -> provenance
+    inputs: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # medguna.study.inputs
+    resource_wait_s: float | None = None  # medguna.study.resource_wait: None, the cluster can run a trial now
 
     @property
     def study_dir(self) -> str:
@@ -157,7 +161,7 @@ def banner(plan: StudyPlan) -> str:
         _confirm_line(plan.datasets[0]),
         f"  resources  {r.cpus_per_trial:g} CPU + {r.gpus_per_trial:g} GPU per trial, Ray at {r.address}",
         f"  storage    {plan.study_dir}",
-        f"  TensorBoard: tensorboard --logdir {plan.study_dir}",
+        f"  TensorBoard: tensorboard --logdir {shlex.quote(plan.study_dir)}",
     ]
     return "\n".join(lines)
 
@@ -261,10 +265,16 @@ def _callbacks(plan: StudyPlan, p: DatasetPlan, verbose: bool) -> list:
     from medguna.study.tensorboard import ScalarsOnlyTBXLogger
 
     callbacks = [ScalarsOnlyTBXLogger()]
+    if plan.resource_wait_s is not None:
+        from medguna.study.resource_wait import WaitForResources
+
+        r = plan.config.resources
+        callbacks.append(WaitForResources(plan.resource_wait_s, f"{r.gpus_per_trial:g} GPU(s) for one trial"))
     if not verbose:
         callbacks.append(StudyProgress(
             p.dataset, p.num_samples, list(plan.config.search.space), metric=TUNE_METRIC,
-            objective=plan.config.runtime.objective, epochs=p.trial.method.stage2_epochs))
+            objective=plan.config.runtime.objective, epochs=p.trial.method.stage2_epochs,
+            cache_dir=p.trial.data.cache_dir))
     return callbacks
 
 
@@ -381,19 +391,26 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, restart: tuple[str, ...]
     Folders are checked and the study's lock taken before Ray starts, so a second driver on the
     same study, or an unwritable storage path, stops at once.
     """
+    from medguna.study.guards import check_before_ray
     from medguna.study.interrupt import stop_on_interrupt
     from medguna.study.lock import study_lock
-    from medguna.study.resume import decide, read_previous
+    from medguna.study.readback import read_study_record
+    from medguna.study.resume import decide
 
     plan = plan_study(cfg)
     log(banner(plan))
     _check_local_folders(plan)
-    previous = None if fresh else read_previous(_read_text(join(plan.study_dir, STUDY_FILE)))
+    check_before_ray(plan, fresh=fresh, restart=restart, log=log)
+    previous = None if fresh else read_study_record(plan, restart, _read_text, log=log)
     decisions = decide(plan, previous, restart)  # a changed configuration stops here, before Ray
     lock = study_lock(plan.study_dir, log=log, kind=cfg.storage.lock) if not is_uri(plan.storage) else contextlib.nullcontext()
     with lock, stop_on_interrupt() as stop:
-        _run_planned(plan, fresh=fresh, log=log, stop=stop, verbose=verbose, previous=previous,
-                     decisions=decisions, restart=restart)
+        try:
+            _run_planned(plan, fresh=fresh, log=log, stop=stop, verbose=verbose, previous=previous,
+                         decisions=decisions, restart=restart)
+        except StudyInterrupted as interrupted:
+            interrupted.exit_code = stop.exit_code  # 130 after Ctrl-C, 143 after SIGTERM
+            raise
     return plan
 
 
@@ -429,10 +446,14 @@ def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop, verbose: bool, prev
         address = cfg.resources.address
         ray.init(address=address if address != "local" else "local", include_dashboard=False,
                  log_to_driver=verbose, configure_logging=False)
+    stop.own_sigterm()
     autoscaling_config = cfg.resources.autoscaling_config
     check_storage_for_cluster(plan.storage, expected_cluster_nodes(autoscaling_config) if autoscaling_config
                               else count_alive_nodes())
     concurrency = study_concurrency(cfg.resources)
+    from medguna.study.resource_wait import cluster_can_run
+
+    plan.resource_wait_s = cluster_can_run(cfg.resources, log)
     if fresh and not is_uri(plan.storage) and Path(plan.study_dir).exists():
         from medguna.study.fresh import clear_study_folder
 
@@ -463,11 +484,12 @@ def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, ver
     """Run one dataset's experiment to its end; False if every one of its trials failed."""
     from ray import tune
 
+    from medguna.study.error_text import first_error_message
     from medguna.study.resume import raise_sample_target
 
     cfg, exp_dir = plan.config, join(plan.study_dir, p.dataset)
     trainable = _trainable(plan, p)
-    if _completed_samples(exp_dir) >= p.num_samples:
+    if _completed_samples(exp_dir, log) >= p.num_samples:
         log(f"[{p.dataset}] already complete in {exp_dir}: nothing rerun (use --fresh to start over)")
         run_confirmation(plan, p, trainable, None, log, stop=stop, verbose=verbose)
         run_baseline(plan, p, trainable, log, stop=stop, verbose=verbose)
@@ -501,7 +523,7 @@ def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, ver
             f"results so far are kept in {exp_dir}. Run the same command again to resume.")
         raise StudyInterrupted(p.dataset)
     if _all_failed(exp_dir):
-        error = next((str(r.error) for r in results if r.error), "")[:300]
+        error = first_error_message(r.error for r in results if r.error)
         log(f"[{p.dataset}] all {p.num_samples} trials failed, so it is not complete (first error: {error}). "
             "Fix the cause and run the same command again: these trials rerun.")
         return False
@@ -512,14 +534,12 @@ def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, ver
     return True
 
 
-def _completed_samples(exp_dir: str) -> int:
-    """The number of trials the dataset's completion marker covers; 0 without a marker."""
-    text = _read_text(join(exp_dir, COMPLETE_MARKER))
-    if text is None:
-        return 0
-    marker = json.loads(text)
-    # Markers written before the count was recorded: every trial they counted.
-    return int(marker.get("num_samples", sum(marker.get("counts", {}).values())))
+def _completed_samples(exp_dir: str, log=print) -> int:
+    """The number of trials the dataset's completion marker covers; 0 without a marker (or an
+    unreadable one, which resuming rebuilds)."""
+    from medguna.study.readback import completed_samples
+
+    return completed_samples(_read_text, join(exp_dir, COMPLETE_MARKER), log)
 
 
 def _all_failed(exp_dir: str) -> bool:
@@ -536,7 +556,9 @@ class StudyFailed(Exception):
 
 
 class StudyInterrupted(Exception):
-    """The study stopped before every trial of a dataset finished (Ctrl-C, lost driver)."""
+    """The study stopped before every trial of a dataset finished (Ctrl-C, SIGTERM, lost driver)."""
+
+    exit_code = 130
 
 
 FINISHED_STATUSES = ("TERMINATED", "ERROR")
@@ -695,6 +717,9 @@ def _write_text(path: str, text: str) -> None:
 
 
 def _write_bytes(path: str, data: bytes) -> None:
+    if not is_uri(path):  # an object store publishes a whole object at once; a local file needs the rename
+        write_bytes_atomic(path, data)
+        return
     fs, inner = _filesystem(path)
     fs.create_dir(inner.rsplit("/", 1)[0] if is_uri(path) else str(Path(inner).parent), recursive=True)
     with fs.open_output_stream(inner) as f:
@@ -702,6 +727,9 @@ def _write_bytes(path: str, data: bytes) -> None:
 
 
 def _copy_to(local: Path, dest: str) -> None:
+    if not is_uri(dest):
+        write_bytes_atomic(dest, local.read_bytes())
+        return
     fs, inner = _filesystem(dest)
     fs.create_dir(inner.rsplit("/", 1)[0] if is_uri(dest) else str(Path(inner).parent), recursive=True)
     with fs.open_output_stream(inner) as f:
