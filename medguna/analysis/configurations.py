@@ -13,8 +13,8 @@ def searched_params(trials: pl.DataFrame, param_names: Sequence[str]) -> list[st
     """The design-named parameters, plus every other parameter that varies among `trials`.
 
     params.json holds sampled and fixed values alike; a parameter with one value in the whole
-    results set says nothing about a configuration, so only varying ones join the tuple. A trial
-    with no parameters (Ray failed it before it started) does not make the constants vary.
+    results set says nothing about a configuration, so only varying ones join the tuple (a trial
+    that failed before Ray wrote its params has none: missing is not another value).
     """
     design = [p for p in DESIGN_DIMENSIONS if p in trials.columns]
     others = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,7 +246,7 @@ def _studies_section(results, metric: str) -> str:
         "study": s.name, "folder": str(s.path), "objective": s.objective, "mode": s.mode,
         "encoder": s.encoder, "checkpoint": s.checkpoint, "created": s.created,
         "datasets (data source)": ", ".join(f"{d} ({s.data_source.get(d, '?')})" for d in s.datasets),
-        "TensorBoard": f"tensorboard --logdir {s.path}",
+        "TensorBoard": f"tensorboard --logdir {shlex.quote(str(s.path))}",
     } for s in results.studies])
     trials = results.trials
     if "stage" not in trials.columns:
@@ -297,7 +298,9 @@ def leaderboard_view(board: pl.DataFrame, params: Sequence[str], metric: str) ->
                 f"test_{metric}": f"test {metric.replace('_', ' ')}", INTERVAL: INTERVAL, f"gain_{metric}": "gain vs zero-shot",
                 VS_ZEROSHOT: "vs zero-shot", VS_PAPER: "vs paper's hyperparameters", OUTCOME: OUTCOME}
     present = {c: h for c, h in headings.items() if c in frame.columns}
-    frame = frame.with_columns(pl.col(PAPER_MARK).str.replace(" reference", "")) if PAPER_MARK in present else frame
+    if PAPER_MARK in present:  # the mark alone; the full label is in the table below and the CSV
+        frame = frame.with_columns(pl.when(pl.col(PAPER_MARK).fill_null("") != "").then(pl.lit("★"))
+                                   .otherwise(pl.lit("")).alias(PAPER_MARK))
     frame = frame.select("cohort", *present).rename({c: h for c, h in present.items() if c != h})
     return frame, list(present.values())
 

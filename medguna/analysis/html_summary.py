@@ -10,14 +10,13 @@ import polars as pl
 from medguna.analysis.cohorts import cohort_label
 from medguna.analysis.summary import (
     DIMENSION_HELP,
-    PAPER_POINT,
     VS_PAPER,
     VS_ZEROSHOT,
     ci_columns,
     domain_text,
 )
 from medguna.analysis.tables import format_cell
-from medguna.results import OBJECTIVE_SELECTED, SELECTED_EPOCH
+from medguna.results import OBJECTIVE_SELECTED, PAPER_POINT, SELECTED_EPOCH
 
 
 def _esc(value: object) -> str:
@@ -73,14 +72,9 @@ def _answer(row: dict, metric: str) -> str:
     else:
         lines.append("<li>vs the paper's hyperparameters: not run to completion in this study</li>")
     if row.get("confirm_seeds"):
-        # A t interval over two or three seeds can reach past the metric's range; the metric cannot,
-        # so the interval shown is its part inside [0, 1] (the same coverage).
-        low, high = row["confirm_ci_low"], row["confirm_ci_high"]
-        clipped = low is not None and high is not None and (low < 0 or high > 1)
-        shown = f"[{_num(max(low, 0.0))}, {_num(min(high, 1.0))}]" if clipped else f"[{_num(low)}, {_num(high)}]"
+        interval = f", {_esc(row['confirm_interval'])}" if row.get("confirm_interval") else ""
         lines.append(f"<li>confirmed with {row['confirm_seeds']} fresh seeds: mean test "
-                     f"{_num(row[f'confirm_test_{metric}_mean'])}, 95% t interval over seeds {shown}"
-                     f"{' (cut to the metric range)' if clipped else ''}</li>")
+                     f"{_num(row[f'confirm_test_{metric}_mean'])}{interval}</li>")
     return head + "".join(lines) + f'<li class="counts">{counts}</li></ul></article>'
 
 

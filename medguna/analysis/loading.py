@@ -16,10 +16,12 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
-from medguna.analysis.cohorts import cohort_expr
+from medguna.analysis.cohorts import cohort_expr, with_input_split
 from medguna.analysis.study_info import StudyInfo, read_study_info
 from medguna.errors import DataError
 from medguna.results import (
+    BASELINE_STAGE,
+    BASELINE_SUFFIX,
     COMPLETED,
     CONFIRM_STAGE,
     CONFIRM_SUFFIX,
@@ -29,9 +31,11 @@ from medguna.results import (
     FINAL_ROW_COLUMNS,
     FINAL_STATUS,
     LEGACY_OBJECTIVE,
+    LEGACY_PAPER_POINT,
     LEGACY_VARIANT,
     OBJECTIVE_BEST_SO_FAR,
     OBJECTIVE_SELECTED,
+    PAPER_POINT,
     PARAMS_FILE,
     PROVENANCE,
     RESULT_FILE,
@@ -156,6 +160,12 @@ def _upgrade_legacy(epochs: pl.DataFrame) -> pl.DataFrame:
         epochs = epochs.with_columns(
             (pl.coalesce(pl.col(VARIANT).cast(pl.String), old) if VARIANT in epochs.columns else old).alias(VARIANT)
         ).drop(LEGACY_VARIANT)
+    if LEGACY_PAPER_POINT in epochs.columns:
+        old = pl.col(LEGACY_PAPER_POINT).cast(pl.Boolean)
+        epochs = epochs.with_columns(
+            (pl.coalesce(pl.col(PAPER_POINT).cast(pl.Boolean), old) if PAPER_POINT in epochs.columns
+             else old).alias(PAPER_POINT)
+        ).drop(LEGACY_PAPER_POINT)
     return epochs
 
 
@@ -192,9 +202,10 @@ def _trial_folders(studies: list[StudyInfo], notes: list[str]) -> Iterable[_Tria
             if not found:
                 notes.append(f"study {study.name}: dataset {dataset} has no trial folders yet")
             yield from found
-            confirm_dir = study.path / f"{dataset}{CONFIRM_SUFFIX}"
-            if confirm_dir.is_dir():
-                yield from _experiment_trials(study, dataset, confirm_dir, CONFIRM_STAGE)
+            for suffix, stage in ((CONFIRM_SUFFIX, CONFIRM_STAGE), (BASELINE_SUFFIX, BASELINE_STAGE)):
+                stage_dir = study.path / f"{dataset}{suffix}"
+                if stage_dir.is_dir():
+                    yield from _experiment_trials(study, dataset, stage_dir, stage)
 
 
 def _experiment_trials(
@@ -211,8 +222,8 @@ def _experiment_trials(
 def _read_params(path: Path) -> dict:
     file = path / PARAMS_FILE
     if not file.is_file() and (path / ERROR_FILE).is_file():
-        # Ray failed the trial before it started (its actor could not be set up or reused): no
-        # parameters, but a failure with its reason, listed as the study's other failed trials are.
+        # Ray failed the trial before it wrote params.json (e.g. an actor it could not reuse):
+        # a failed trial with its reason, not a partial copy.
         return {}
     if not file.is_file():
         raise DataError(
@@ -228,6 +239,8 @@ def _read_params(path: Path) -> dict:
         ) from None
     if not isinstance(params, dict):
         raise DataError(f"{file} must hold a JSON object of hyperparameters")
+    if LEGACY_PAPER_POINT in params:  # written before the paper's point had its name
+        params.setdefault(PAPER_POINT, params.pop(LEGACY_PAPER_POINT))
     # Nested values (lists, dicts) cannot be table cells that group and compare: keep them as text.
     return {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in params.items()}
 
@@ -339,22 +352,22 @@ def _finish_epochs(epochs: pl.DataFrame, studies: list[StudyInfo]) -> pl.DataFra
         "status",
         "seed",
         "stage2_epochs",
-        "is_reference_config",
+        PAPER_POINT,
     ):
         if name not in epochs.columns:  # e.g. no trial reported an epoch: every one failed at start
-            # is_reference_config must not be a Float64: pl.col(pl.Float64) below would select it a
+            # PAPER_POINT must not be a Float64: pl.col(pl.Float64) below would select it a
             # second time in the same with_columns (every trial failed before its first report).
             dtype = (pl.String if name in _STRING_COLUMNS else pl.Int64 if name == "epoch"
-                     else pl.Boolean if name == "is_reference_config" else pl.Float64)
+                     else pl.Boolean if name == PAPER_POINT else pl.Float64)
             epochs = epochs.with_columns(pl.lit(None, dtype=dtype).alias(name))
     epochs = epochs.with_columns(
         pl.col("epoch").cast(pl.Int64),
-        pl.col("is_reference_config").cast(pl.Boolean).fill_null(False),
+        pl.col(PAPER_POINT).cast(pl.Boolean).fill_null(False),
         # NaN and null both mean "no value" here; keep one of them so means and ranks skip it.
         pl.col(pl.Float64).fill_nan(None),
     )
     epochs = _fill_provenance_from_study(epochs, studies)
-    epochs = epochs.with_columns(cohort_expr(), _objective_expr(studies))
+    epochs = with_input_split(epochs.with_columns(cohort_expr(), _objective_expr(studies)), TRIAL_KEY)
     epochs = _with_trial_status(epochs)
     return epochs.sort([*TRIAL_KEY[:2], "trial_number", "epoch"], nulls_last=False)
 

@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator
 from medguna.analysis.cohorts import cohort_title
 from medguna.analysis.configurations import searched_params
 from medguna.analysis.leaderboards import with_gains
-from medguna.results import COMPLETED, FAILED, INCOMPLETE, STOPPED_EARLY
+from medguna.results import COMPLETED, FAILED, INCOMPLETE, PAPER_POINT, STOPPED_EARLY
 
 STATE_STYLE = {
     COMPLETED: {"color": "tab:blue", "marker": "o", "label": "completed"},
@@ -107,7 +107,7 @@ def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str, 
             label="running best (completed)",
             zorder=2,
         )
-    reference = rows.filter(pl.col("is_reference_config") & (pl.col("trial_status") == COMPLETED))
+    reference = rows.filter(pl.col(PAPER_POINT) & (pl.col("trial_status") == COMPLETED))
     if reference.height:
         ax.scatter(
             reference["trial_number"].to_numpy(),
@@ -118,7 +118,7 @@ def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str, 
             edgecolor="green",
             linewidth=1.5,
             zorder=4,
-            label="paper's configuration",
+            label="paper's hyperparameters",
         )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial number (launch order)")
@@ -209,7 +209,7 @@ def plot_params(
     for ax, param in zip(axes.flat, params):
         values = done[param]
         objective_values = done["objective_selected"].to_numpy().astype(float)
-        reference = done["is_reference_config"].to_numpy()
+        reference = done[PAPER_POINT].to_numpy()
         if _is_categorical(values):
             levels = sorted(values.drop_nulls().unique().to_list(), key=lambda v: (str(type(v)), v))
             data = [objective_values[(values == level).to_numpy()] for level in levels]
@@ -238,7 +238,7 @@ def plot_params(
     fig.suptitle(
         _title(
             f"{dataset}: {objective} by hyperparameter ({done.height} completed "
-            "trials; ★ = paper's configuration)",
+            "trials; ★ = paper's hyperparameters)",
             cohort,
         ),
         fontsize=10,
@@ -271,7 +271,7 @@ def plot_zeroshot_vs_adapted(trials: pl.DataFrame, cohort: str, metric: str, pat
     datasets = sorted(done["dataset"].unique().to_list())
     fig, ax = plt.subplots(figsize=(2.0 * len(datasets) + 4.5, 4.5), layout="constrained")
     width = 0.25
-    names = ("zero-shot", "paper's configuration", "selected by validation")
+    names = ("zero-shot", "paper's hyperparameters", "selected by validation")
     bars: dict[str, list] = {n: [] for n in names}
     lows: dict[str, list] = {n: [] for n in names}
     highs: dict[str, list] = {n: [] for n in names}
@@ -280,12 +280,12 @@ def plot_zeroshot_vs_adapted(trials: pl.DataFrame, cohort: str, metric: str, pat
         maximize = part["study_mode"][0] != "min"
         best = part.sort(["objective_selected", "trial_number"], descending=[maximize, False],
                          nulls_last=True).row(0, named=True)
-        reference = part.filter(pl.col("is_reference_config"))
+        reference = part.filter(pl.col(PAPER_POINT))
         ref = reference.row(0, named=True) if reference.height else {}
         # Zero-shot is the same model on every trial's images: the selected trial's row holds it.
         picked = {
             "zero-shot": (best[f"zeroshot_test_{metric}"], best["zeroshot_ci_low"], best["zeroshot_ci_high"]),
-            "paper's configuration": (ref.get(f"test_{metric}"), ref.get("ci_low"), ref.get("ci_high")),
+            "paper's hyperparameters": (ref.get(f"test_{metric}"), ref.get("ci_low"), ref.get("ci_high")),
             "selected by validation": (best[f"test_{metric}"], best["ci_low"], best["ci_high"]),
         }
         for name, (value, low, high) in picked.items():

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import polars as pl
 
 from medguna.analysis.cohorts import sorted_cohorts
+from medguna.analysis.leaderboards import PAPER_POINT_COLUMN
+from medguna.analysis.uncertainty import ci_columns as uncertainty_ci_columns
 from medguna.results import (
     COMPLETED,
     CONFIRM_STAGE,
@@ -22,22 +24,18 @@ from medguna.results import (
     STOPPED_EARLY,
 )
 
-# The result columns this summary and the report's leaderboards read, named once here: a rename of
-# the results vocabulary is a change of these lines only.
-PAPER_POINT = "is_reference_config"  # bool: the trial ran the paper's hyperparameters
-PAPER_MARK = "reference"  # the leaderboards' ★ column
-VS_ZEROSHOT = "vs_zeroshot"  # verdict text against zero-shot, e.g. "better (p=0.003)"
-VS_PAPER = "vs_reference"  # verdict text against the paper's hyperparameters
+# The result columns this summary and the report's leaderboards read, named once here (from the
+# modules that define them): a rename of the results vocabulary is a change of these lines only.
+PAPER_MARK = PAPER_POINT_COLUMN  # the leaderboards' ★ column (the paper's hyperparameters)
+VS_ZEROSHOT = "vs_zeroshot"  # verdict text against zero-shot, e.g. "better (p=0.003, 12 discordant)"
+VS_PAPER = "vs_paper_hparams"  # verdict text against the paper's hyperparameters
+ci_columns = uncertainty_ci_columns  # (low, high) of a trial's test metric over test images
 
 
-def ci_columns(metric: str) -> tuple[str, str]:
-    """The 95% interval of a trial's test metric (low, high)."""
-    return f"test_{metric}_ci_low", f"test_{metric}_ci_high"
-
-
-def confirmed_columns(metric: str) -> tuple[str, str, str, str]:
-    """The confirmed leaderboard's seeds count, mean test metric and its interval (low, high)."""
-    return "n", f"test_{metric}_mean", f"test_{metric}_ci_low", f"test_{metric}_ci_high"
+def confirmed_columns(metric: str) -> tuple[str, str, str]:
+    """The confirmed leaderboard's seeds count, mean test metric, and its interval as text (which
+    says what it covers: seeds)."""
+    return "n", f"test_{metric}_mean", f"test_{metric}_over_seeds"
 
 
 # One line on what each dimension a study may search does, for readers of the report.
@@ -135,9 +133,9 @@ def _confirmed(confirmed: pl.DataFrame | None, dataset: str, cohort: str, best: 
     if rows.height == 0:
         return {}
     row = rows.row(0, named=True)
-    seeds, mean, low, high = confirmed_columns(metric)
+    seeds, mean, interval = confirmed_columns(metric)
     return {"confirm_seeds": row.get(seeds), f"confirm_test_{metric}_mean": row.get(mean),
-            "confirm_ci_low": row.get(low), "confirm_ci_high": row.get(high)}
+            "confirm_interval": row.get(interval)}
 
 
 def _confirm_count(trials: pl.DataFrame, dataset: str, cohort: str) -> int:

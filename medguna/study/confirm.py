@@ -115,12 +115,16 @@ def run_confirmation(plan, p, trainable, search_results, log=print, *, stop, ver
     if _read_text(join(exp_dir, COMPLETE_MARKER)) is not None:
         log(f"[{p.dataset}] confirmation already complete in {exp_dir}")
         return
+    from medguna.study.readback import parse_json_record
+
     saved = _read_text(join(exp_dir, CONFIRM_PLAN_FILE))
     if saved is not None and _restorable(exp_dir):
-        points = json.loads(saved)["points"]
+        points = parse_json_record(saved, join(exp_dir, CONFIRM_PLAN_FILE), (
+            f"it lists the configurations this confirmation reruns: delete {exp_dir} to make the "
+            "confirmation again from the search's results")).get("points")
         log(f"[{p.dataset}] resuming the interrupted confirmation in {exp_dir}")
         tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
-        _use_this_console(tuner, plan, _as_confirmation(p, points), verbose)
+        _use_this_console(tuner, plan, as_experiment(p, CONFIRM_SUFFIX, points), verbose)
     else:
         if search_results is None:
             search_results = tune.Tuner.restore(join(plan.study_dir, p.dataset), trainable=trainable).get_results()
@@ -134,8 +138,9 @@ def run_confirmation(plan, p, trainable, search_results, log=print, *, stop, ver
                     json.dumps({"seeds": confirm.seeds, "points": points}, indent=2, default=str))
         log(f"[{p.dataset}] confirming the {len(configurations)} best configuration(s) with seeds "
             f"{confirm.seeds}: {len(points)} trials")
-        callbacks = _callbacks(plan, _as_confirmation(p, points), verbose)
-        tuner = _make_confirm_tuner(plan, p, trainable, points, callbacks=callbacks, verbose=verbose)
+        callbacks = _callbacks(plan, as_experiment(p, CONFIRM_SUFFIX, points), verbose)
+        tuner = fixed_points_tuner(plan, p, trainable, points, CONFIRM_SUFFIX, callbacks=callbacks,
+                                   verbose=verbose)
     results = fit(tuner, stop=stop, verbose=verbose)
     if _unfinished_trials(exp_dir, results, len(points)):
         log(f"[{p.dataset}] confirmation interrupted; run the same command again to resume it")
@@ -154,15 +159,17 @@ def _summary(results, p) -> dict[str, Any]:
     return {"counts": counts, "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
-def _as_confirmation(p, points: list[dict[str, Any]]):
-    """Dataset plan `p` as its confirmation's progress display names and counts it."""
+def as_experiment(p, suffix: str, points: list[dict[str, Any]]):
+    """Dataset plan `p` as its `<dataset><suffix>` experiment's progress display names and counts it."""
     import dataclasses
 
-    return dataclasses.replace(p, dataset=p.dataset + CONFIRM_SUFFIX, num_samples=len(points))
+    return dataclasses.replace(p, dataset=p.dataset + suffix, num_samples=len(points))
 
 
-def _make_confirm_tuner(plan, p, trainable, points: list[dict[str, Any]], *, callbacks, verbose: bool):
-    """Every (configuration, seed) point once, at full budget: no sampler, no early stopping."""
+def fixed_points_tuner(plan, p, trainable, points: list[dict[str, Any]], suffix: str, *, callbacks,
+                       verbose: bool):
+    """Every point once, at full budget, as experiment `<dataset><suffix>`: no sampler, no early
+    stopping (the confirmation's reruns, the baseline arm)."""
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -178,5 +185,5 @@ def _make_confirm_tuner(plan, p, trainable, points: list[dict[str, Any]], *, cal
             reuse_actors=cfg.resources.reuse_actors and not cfg.resources.distributed,
             trial_dirname_creator=_trial_dirname,
         ),
-        run_config=_run_config(plan, p.dataset + CONFIRM_SUFFIX, callbacks=callbacks, verbose=verbose),
+        run_config=_run_config(plan, p.dataset + suffix, callbacks=callbacks, verbose=verbose),
     )

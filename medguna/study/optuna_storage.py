@@ -37,7 +37,7 @@ from medguna.results import (
     method_params,
     outcome_of,
 )
-from medguna.study.space import is_reference_config
+from medguna.study.space import is_paper_point
 
 logger = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ def trial_attrs(experiment: str, folder: str, trial_dir: str, config: dict[str, 
     whether it is the paper's point, and its test metrics once it has them."""
     attrs: dict[str, Any] = {ATTR_TRIAL: folder.split("_", 1)[0], ATTR_FOLDER: trial_dir,
                              ATTR_RUN: f"{experiment}/{folder}",
-                             ATTR_PAPER: is_reference_config(method_params(config))}
+                             ATTR_PAPER: is_paper_point(method_params(config))}
     for key in RESULT_ATTRS:
         value = (result or {}).get(key, config.get(key) if key == "seed" else None)
         if value is not None:

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
+from medguna.data.rebuilds import RebuildNotes
 from medguna.results import TrialOutcome, outcome_of
 
 # A finished trial's state is its TrialOutcome; these two are not finished.
@@ -30,6 +31,7 @@ BAR_WIDTH = 12
 LINE_WIDTH = 80  # lines are wrapped to the terminal's width, this wide where there is no terminal
 PLAIN_STATUS_EVERY_S = 60.0  # without a terminal, a status line at most this often between trials
 TTY_REDRAW_EVERY_S = 1.0
+NOTES_EVERY_S = 5.0  # how often the trials' notes of rebuilt cache entries are looked for between events
 STARTED, FINISHED, TICK = "started", "finished", "tick"  # what made the display update
 
 
@@ -113,9 +115,11 @@ class StudyProgress(Callback):
     """
 
     def __init__(self, dataset: str, total: int, searched: list[str], *, metric: str, objective: str,
-                 epochs: int, stream: TextIO | None = None, tty: bool | None = None) -> None:
+                 epochs: int, stream: TextIO | None = None, tty: bool | None = None,
+                 cache_dir: str | None = None) -> None:
         self.dataset, self.total, self.searched = dataset, total, list(searched)
         self.metric, self.objective, self.epochs = metric, objective, epochs
+        self.cache_dir = cache_dir  # where trials leave notes of rebuilt cache entries (medguna.data.rebuilds)
         self._attach(stream, tty)
 
     def _attach(self, stream: TextIO | None, tty: bool | None) -> None:
@@ -127,11 +131,13 @@ class StudyProgress(Callback):
         self._last_plain = 0.0
         self._last_draw = 0.0
         self._last_counts: Counts | None = None  # as last printed in plain lines
+        self._notes = RebuildNotes(self.cache_dir) if getattr(self, "cache_dir", None) else None
+        self._last_notes = 0.0
 
     # Tune pickles the run config (with its callbacks) into tuner.pkl for resume: no stream in it.
     def __getstate__(self) -> dict[str, Any]:
         return {k: self.__dict__[k] for k in
-                ("dataset", "total", "searched", "metric", "objective", "epochs")}
+                ("dataset", "total", "searched", "metric", "objective", "epochs", "cache_dir")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -235,6 +241,7 @@ class StudyProgress(Callback):
         """Terminal: redraw on a trial's start or end, else at most every TTY_REDRAW_EVERY_S.
         Plain lines: after a trial ends if the counts changed, else every PLAIN_STATUS_EVERY_S."""
         now = time.monotonic()
+        self._rebuild_lines(now, force=event != TICK)
         if not self.tty:
             # The time alone changes every second: print after a trial ends only if the counts did.
             news = self.counts(trials) != self._last_counts
@@ -252,6 +259,16 @@ class StudyProgress(Callback):
         self.stream.write("\n".join(lines))
         self.stream.flush()
         self._drawn, self._last_draw = len(lines), now
+
+    def _rebuild_lines(self, now: float, *, force: bool) -> None:
+        """One line per cache entry a trial rebuilt (told in the worker's log only, otherwise)."""
+        if self._notes is None or (not force and now - self._last_notes < NOTES_EVERY_S):
+            return
+        self._last_notes = now
+        for message in self._notes.new():
+            self._clear()
+            self.stream.write(f"[{self.dataset}] {message}\n")
+            self.stream.flush()
 
     def _clear(self) -> None:
         """Erase the status lines drawn last (terminal only): clear a line, cursor up, for each."""
@@ -291,15 +308,22 @@ TOKEN_AUTH_NOTICE = ("ray._private.authentication.authentication_token_setup",
                      "Token authentication is enabled for this Ray cluster")
 
 
+# Ray's traceback of each failed trial (remote frames, ANSI colours): the display's line for the
+# trial gives its reason, and the trial's error.txt keeps the traceback; --verbose shows it again.
+TRIAL_FAILED_TRACEBACK = ("ray.tune.execution.tune_controller", "Trial task failed for trial")
+
+
 def quiet_libraries() -> None:
     """Silence what does not concern a study's user: Optuna's INFO line per study ("A new study
-    created in memory ...") and Ray's token-authentication notice. Idempotent."""
+    created in memory ..."), Ray's token-authentication notice and its traceback per failed trial.
+    Idempotent."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logger = logging.getLogger(TOKEN_AUTH_NOTICE[0])
-    if not any(isinstance(f, _DropMessages) for f in logger.filters):
-        logger.addFilter(_DropMessages(TOKEN_AUTH_NOTICE[1]))
+    for name, start in (TOKEN_AUTH_NOTICE, TRIAL_FAILED_TRACEBACK):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):
+            logger.addFilter(_DropMessages(start))
 
 
 @contextlib.contextmanager

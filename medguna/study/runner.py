@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 
+from medguna.atomic import write_bytes_atomic
 from medguna.config import (
     StudyConfig,
     TrialConfig,
@@ -31,14 +33,16 @@ from medguna.models.demo_encoder import encoder_description
 from medguna.results import (
     COMPLETE_MARKER,
     OBJECTIVE_BEST_SO_FAR,
+    PAPER_POINT,
     STUDY_FILE,
     TrialOutcome,
     method_params,
     outcome_of,
     trial_dirname,
 )
+from medguna.study.baseline import run_baseline
 from medguna.study.confirm import run_confirmation
-from medguna.study.space import define_by_run, fixed_params, is_reference_config, reference_point
+from medguna.study.space import define_by_run, fixed_params, is_paper_point, paper_point
 from medguna.study.warm_start import enqueue_order, warm_points
 
 TUNE_METRIC = OBJECTIVE_BEST_SO_FAR  # reported every epoch
@@ -63,6 +67,8 @@ class StudyPlan:
     budget: str  # "real" | "demo"
     datasets: list[DatasetPlan]
     description_sets: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # name -> provenance
+    inputs: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # medguna.study.inputs
+    resource_wait_s: float | None = None  # medguna.study.resource_wait: None, the cluster can run a trial now
 
     @property
     def study_dir(self) -> str:
@@ -152,7 +158,7 @@ def banner(plan: StudyPlan) -> str:
         _confirm_line(plan.datasets[0]),
         f"  resources  {r.cpus_per_trial:g} CPU + {r.gpus_per_trial:g} GPU per trial, Ray at {r.address}",
         f"  storage    {plan.study_dir}",
-        f"  TensorBoard: tensorboard --logdir {plan.study_dir}",
+        f"  TensorBoard: tensorboard --logdir {shlex.quote(plan.study_dir)}",
     ]
     return "\n".join(lines)
 
@@ -209,7 +215,7 @@ def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: st
     params = method_params(config)
     cfg.method = apply_method_params(cfg.method, params)
     reporter = _TaggedReporter(TuneReporter(), {
-        "study": study, "is_reference_config": is_reference_config(params)})
+        "study": study, PAPER_POINT: is_paper_point(params)})
     trial_dir = tune.get_context().get_trial_dir()
     with input_errors_not_retried(trial_dir):
         run_trial(cfg, reporter, log_dir=trial_dir, params=config)
@@ -271,10 +277,16 @@ def _callbacks(plan: StudyPlan, p: DatasetPlan, verbose: bool) -> list:
                               plan.config.search.space, TUNE_METRIC, plan.config.runtime.objective,
                               p.trial.method.stage2_epochs)
     callbacks = [JsonLoggerCallback(), CSVLoggerCallback(), recorder]
+    if plan.resource_wait_s is not None:
+        from medguna.study.resource_wait import WaitForResources
+
+        r = plan.config.resources
+        callbacks.append(WaitForResources(plan.resource_wait_s, f"{r.gpus_per_trial:g} GPU(s) for one trial"))
     if not verbose:
         callbacks.append(StudyProgress(
             p.dataset, p.num_samples, list(plan.config.search.space), metric=TUNE_METRIC,
-            objective=plan.config.runtime.objective, epochs=p.trial.method.stage2_epochs))
+            objective=plan.config.runtime.objective, epochs=p.trial.method.stage2_epochs,
+            cache_dir=p.trial.data.cache_dir))
     return callbacks
 
 
@@ -332,7 +344,7 @@ def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable, max_concurrent: int,
     cfg = plan.config
     space = cfg.search.space
     constants = fixed_params(p.trial.method, space, dataset=p.dataset)
-    point = reference_point(space) if cfg.search.enqueue_reference else None
+    point = paper_point(space) if cfg.search.enqueue_reference else None
     searcher = StudySearch(
         define_by_run(space, constants), metric=TUNE_METRIC, mode="max",
         points_to_evaluate=enqueue_order(point, p.warm_points), seed=cfg.search.sampler_seed,
@@ -405,19 +417,26 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, restart: tuple[str, ...]
     Folders are checked and the study's lock taken before Ray starts, so a second driver on the
     same study, or an unwritable storage path, stops at once.
     """
+    from medguna.study.guards import check_before_ray
     from medguna.study.interrupt import stop_on_interrupt
     from medguna.study.lock import study_lock
-    from medguna.study.resume import decide, read_previous
+    from medguna.study.readback import read_study_record
+    from medguna.study.resume import decide
 
     plan = plan_study(cfg)
     log(banner(plan))
     _check_local_folders(plan)
-    previous = None if fresh else read_previous(_read_text(join(plan.study_dir, STUDY_FILE)))
+    check_before_ray(plan, fresh=fresh, restart=restart, log=log)
+    previous = None if fresh else read_study_record(plan, restart, _read_text, log=log)
     decisions = decide(plan, previous, restart)  # a changed configuration stops here, before Ray
-    lock = study_lock(plan.study_dir, log=log) if not is_uri(plan.storage) else contextlib.nullcontext()
+    lock = study_lock(plan.study_dir, log=log, kind=cfg.storage.lock) if not is_uri(plan.storage) else contextlib.nullcontext()
     with lock, stop_on_interrupt() as stop:
-        _run_planned(plan, fresh=fresh, log=log, stop=stop, verbose=verbose, previous=previous,
-                     decisions=decisions, restart=restart)
+        try:
+            _run_planned(plan, fresh=fresh, log=log, stop=stop, verbose=verbose, previous=previous,
+                         decisions=decisions, restart=restart)
+        except StudyInterrupted as interrupted:
+            interrupted.exit_code = stop.exit_code  # 130 after Ctrl-C, 143 after SIGTERM
+            raise
     return plan
 
 
@@ -453,10 +472,14 @@ def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop, verbose: bool, prev
         address = cfg.resources.address
         ray.init(address=address if address != "local" else "local", include_dashboard=False,
                  log_to_driver=verbose, configure_logging=False)
+    stop.own_sigterm()
     autoscaling_config = cfg.resources.autoscaling_config
     check_storage_for_cluster(plan.storage, expected_cluster_nodes(autoscaling_config) if autoscaling_config
                               else count_alive_nodes())
     concurrency = study_concurrency(cfg.resources)
+    from medguna.study.resource_wait import cluster_can_run
+
+    plan.resource_wait_s = cluster_can_run(cfg.resources, log)
     if fresh and not is_uri(plan.storage) and Path(plan.study_dir).exists():
         from medguna.study.fresh import clear_study_folder
 
@@ -487,13 +510,15 @@ def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, ver
     """Run one dataset's experiment to its end; False if every one of its trials failed."""
     from ray import tune
 
+    from medguna.study.error_text import first_error_message
     from medguna.study.resume import raise_sample_target
 
     cfg, exp_dir = plan.config, join(plan.study_dir, p.dataset)
     trainable = _trainable(plan, p)
-    if _completed_samples(exp_dir) >= p.num_samples:
+    if _completed_samples(exp_dir, log) >= p.num_samples:
         log(f"[{p.dataset}] already complete in {exp_dir}: nothing rerun (use --fresh to start over)")
         run_confirmation(plan, p, trainable, None, log, stop=stop, verbose=verbose)
+        run_baseline(plan, p, trainable, log, stop=stop, verbose=verbose)
         return True
     if _restorable(exp_dir):
         earlier = raise_sample_target(exp_dir, p.num_samples)
@@ -524,24 +549,23 @@ def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, ver
             f"results so far are kept in {exp_dir}. Run the same command again to resume.")
         raise StudyInterrupted(p.dataset)
     if _all_failed(exp_dir):
-        error = next((str(r.error) for r in results if r.error), "")[:300]
+        error = first_error_message(r.error for r in results if r.error)
         log(f"[{p.dataset}] all {p.num_samples} trials failed, so it is not complete (first error: {error}). "
             "Fix the cause and run the same command again: these trials rerun.")
         return False
     _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps({**summary, "num_samples": p.num_samples}, indent=2))
     log(f"[{p.dataset}] done: {summary['counts']}")
     run_confirmation(plan, p, trainable, results, log, stop=stop, verbose=verbose)
+    run_baseline(plan, p, trainable, log, stop=stop, verbose=verbose)
     return True
 
 
-def _completed_samples(exp_dir: str) -> int:
-    """The number of trials the dataset's completion marker covers; 0 without a marker."""
-    text = _read_text(join(exp_dir, COMPLETE_MARKER))
-    if text is None:
-        return 0
-    marker = json.loads(text)
-    # Markers written before the count was recorded: every trial they counted.
-    return int(marker.get("num_samples", sum(marker.get("counts", {}).values())))
+def _completed_samples(exp_dir: str, log=print) -> int:
+    """The number of trials the dataset's completion marker covers; 0 without a marker (or an
+    unreadable one, which resuming rebuilds)."""
+    from medguna.study.readback import completed_samples
+
+    return completed_samples(_read_text, join(exp_dir, COMPLETE_MARKER), log)
 
 
 def _all_failed(exp_dir: str) -> bool:
@@ -558,7 +582,9 @@ class StudyFailed(Exception):
 
 
 class StudyInterrupted(Exception):
-    """The study stopped before every trial of a dataset finished (Ctrl-C, lost driver)."""
+    """The study stopped before every trial of a dataset finished (Ctrl-C, SIGTERM, lost driver)."""
+
+    exit_code = 130
 
 
 FINISHED_STATUSES = ("TERMINATED", "ERROR")
@@ -687,6 +713,9 @@ def _write_text(path: str, text: str) -> None:
 
 
 def _write_bytes(path: str, data: bytes) -> None:
+    if not is_uri(path):  # an object store publishes a whole object at once; a local file needs the rename
+        write_bytes_atomic(path, data)
+        return
     fs, inner = _filesystem(path)
     fs.create_dir(inner.rsplit("/", 1)[0] if is_uri(path) else str(Path(inner).parent), recursive=True)
     with fs.open_output_stream(inner) as f:

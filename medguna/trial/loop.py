@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medguna.config import TrialConfig, to_dict
+from medguna.config import STAGE1_BY_CONSTRUCTION, TrialConfig, to_dict
 from medguna.errors import TrialError
 from medguna.results import (
     FINAL_STATUS,
@@ -220,6 +220,14 @@ def _split_metrics(probs, labels, spec, prefix: str, teacher=None, threshold: fl
     free = label_free_metrics(probs, teacher_labels=teacher, collapse_threshold=threshold)
     merged = {**_prefixed(prefix, metrics), **_prefixed(prefix, free)}
     return merged, metrics.get("confusion_matrix")
+
+
+def stage1_candidate(objective: str, stage1_metrics: dict[str, float]) -> float | None:
+    """Stage 1 alone's objective when it competes in selection: None when it did not run on
+    validation, or on an objective it meets by construction (it would always win)."""
+    if objective in STAGE1_BY_CONSTRUCTION:
+        return None
+    return stage1_metrics.get(objective)
 
 
 def _best_so_far(history: list[dict[str, Any]], objective: str, stage1: float | None = None) -> float:
@@ -570,7 +578,8 @@ def _stage2_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, e
     state.history.append(row)
     # Tune's metric: the best objective so far, so ASHA and Optuna judge a trial by the epoch
     # that selection would keep, not by whichever epoch happened to come last.
-    row[OBJECTIVE_BEST_SO_FAR] = _best_so_far(state.history, r.objective, stage1.val_metrics.get(r.objective))
+    row[OBJECTIVE_BEST_SO_FAR] = _best_so_far(state.history, r.objective,
+                                              stage1_candidate(r.objective, stage1.val_metrics))
     state.epoch_states.append({k: v.detach().cpu().clone()
                                for k, v in state.plain_student.state_dict().items()})
     if ctx.tb is not None:
@@ -628,7 +637,8 @@ def _select_and_test(ctx: TrialContext, stage1: Stage1Result, state: Stage2State
     """Select an epoch on validation (or a label-free score), then touch the test split once.
 
     Epoch 0 is stage 1 alone (runtime.selection_includes_stage1): kept only when it is strictly
-    better on the objective than every stage-2 epoch, so a stage 2 that hurts is not reported."""
+    better on the objective than every stage-2 epoch, so a stage 2 that hurts is not reported;
+    never on an objective stage 1 meets by construction (stage1_candidate)."""
     from medguna.method.selection import select_epoch
 
     r = ctx.cfg.runtime
@@ -641,8 +651,9 @@ def _select_and_test(ctx: TrialContext, stage1: Stage1Result, state: Stage2State
         trained_digests = gather_object(trained_digests)
     selected = select_epoch(state.history, r.objective) + 1  # 1-based epoch number
     objective_value = state.history[selected - 1].get(r.objective, math.nan)
-    stage1_value = stage1.val_metrics.get(r.objective, math.nan)
-    if stage1_value > objective_value:  # select_epoch never picks a NaN epoch; a NaN stage 1 loses
+    stage1_value = stage1_candidate(r.objective, stage1.val_metrics)
+    # select_epoch never picks a NaN epoch; a NaN stage 1 loses.
+    if stage1_value is not None and stage1_value > objective_value:
         selected, objective_value = 0, stage1_value
         test_probs = stage1.probs(ctx.shared.clean_features["test"])
     else:

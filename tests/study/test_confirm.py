@@ -109,13 +109,14 @@ def test_confirm_top_2_with_3_seeds_gives_3_rows_per_configuration(tmp_path, sha
     assert by_rank["rank"][0] == 1 and by_rank["objective_mean"].is_sorted(descending=True)
     for row in confirmed.iter_rows(named=True):
         assert row["seeds"] == ", ".join(str(s) for s in SEEDS)
-        low, mean, high = (row[f"test_balanced_accuracy_{k}"] for k in ("ci_low", "mean", "ci_high"))
-        assert low <= mean <= high
+        low, mean, high = (row[f"test_balanced_accuracy_{k}"] for k in ("low_seeds", "mean", "high_seeds"))
+        # 3 seeds: their range (no t interval), inside [0, 1] by construction.
+        assert 0 <= low <= mean <= high <= 1 and row["interval_over_seeds"] == "range"
     assert report.tables["seeds"].height == 2  # never empty once confirmation ran
     # Search leaderboard: the 2 search trials only, each with a test interval and a verdict.
     board = report.tables["leaderboard_montgomery"]
     assert board.height == 2
-    assert board["test_balanced_accuracy_ci_low"].null_count() == 0
+    assert board["test_balanced_accuracy_ci95_test_images_low"].null_count() == 0
     assert set(board["vs_zeroshot_verdict"].to_list()) <= {"better", "worse", "not distinguishable"}
     figures = {path.name for path in report.figures}
     assert {"reliability_montgomery_synthetic-demo.png", "pareto_montgomery_synthetic-demo.png"} <= figures

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from medguna.study.optuna_storage import OptunaRecorder, study_name, sync_results
-from medguna.study.space import REFERENCE_POINT
+from medguna.study.space import PAPER_POINT_VALUES
 
 SPACE = {"adapter_width": {"type": "categorical", "choices": [0, 64]},
          "entropy_weight": {"type": "float", "low": -1.5, "high": 3.0}}
@@ -22,7 +22,7 @@ State = optuna.trial.TrialState
 
 def trial(n: int, tmp_path, **config):
     # Trial 1 runs the paper's hyperparameters, as a study's first trial does.
-    point = dict(REFERENCE_POINT) if n == 1 else {"adapter_width": 64, "entropy_weight": 0.5 * n}
+    point = dict(PAPER_POINT_VALUES) if n == 1 else {"adapter_width": 64, "entropy_weight": 0.5 * n}
     return SimpleNamespace(trial_id=f"id{n}", config={**point, "seed": 7, **config},
                            last_result={}, path=str(tmp_path / "montgomery" / f"t{n:04d}_id{n}"),
                            error_file=None, status="RUNNING")

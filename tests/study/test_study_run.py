@@ -74,14 +74,14 @@ def test_every_trial_completed_with_results_checkpoints_and_params(small_study):
     assert (exp / COMPLETE_MARKER).is_file()
 
 
-def test_reference_configuration_runs_first(small_study):
+def test_the_paper_point_runs_first(small_study):
     _, study_dir, _ = small_study
     first = _trial_dirs(study_dir / "montgomery")[0]
     params = json.loads((first / "params.json").read_text())
     paper = (params["adapter_width"], params["entropy_weight"], params["prompt_length"],
              params["description_source"])
     assert paper == (0, 1.5, 113, "curated+templates")
-    flags = [pl.read_ndjson(t / "result.json")["is_reference_config"].to_list()
+    flags = [pl.read_ndjson(t / "result.json")["is_paper_point"].to_list()
              for t in _trial_dirs(study_dir / "montgomery")]
     assert flags[0] == [True, True] and not any(any(f) for f in flags[1:])
 
