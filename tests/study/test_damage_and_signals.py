@@ -101,6 +101,8 @@ class _FakeTrial:
 
 
 def test_sigterm_stops_the_study_as_ctrl_c_does_with_its_exit_code():
+    # An earlier ray.init in this process may have left Ray's own handler: restore whatever was there.
+    before = signal.getsignal(signal.SIGTERM)
     with stop_on_interrupt() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.requested and stop.exit_code == 143
@@ -108,7 +110,7 @@ def test_sigterm_stops_the_study_as_ctrl_c_does_with_its_exit_code():
         stop.own_sigterm()  # after ray.init replaced the handler
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.requested and stop.exit_code == 130
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 RAY_ERROR = (
