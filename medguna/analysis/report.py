@@ -31,6 +31,7 @@ from medguna.analysis.plots import write_figures
 from medguna.analysis.reliability import plot_reliability, with_cohort
 from medguna.analysis.selection_check import selection_check
 from medguna.analysis.stats import SEED_BOOTSTRAP_MIN
+from medguna.analysis.summary import answer_table
 from medguna.analysis.tables import format_cell, markdown_table, write_table
 from medguna.analysis.uncertainty import (
     ci_columns,
@@ -63,6 +64,7 @@ class Report:
     html: Path | None = None
     figures: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    summary: pl.DataFrame | None = None  # the answer per dataset (medguna.analysis.summary)
 
 
 def _first_dir(study_dirs: StudyDirs) -> Path:
@@ -135,8 +137,10 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
     listed = board_trials(all_trials)  # the search's trials and the baseline arm's (not ranked)
     uncertainty = trial_uncertainty(listed, results.predictions, metric, notes=report.notes)
     reliability: list[Path] = []
+    boards: dict[str, pl.DataFrame] = {}
     for dataset in sorted(trials["dataset"].unique().to_list()):
         board = with_uncertainty(dataset_leaderboard(listed, dataset, names, metric), uncertainty, metric)
+        boards[dataset] = board
         _write(
             report,
             board,
@@ -218,10 +222,17 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
             "mean validation objective. " + SEEDS_NOTE)
         ],
     )
+    report.summary = answer_table(
+        boards, all_trials,
+        {d: searched_params(trials.filter(pl.col("dataset") == d), names) for d in boards}, metric,
+        confirmed, [d for s in results.studies for d in s.datasets])
+    write_table(_with_schema(report.summary, "no trial"), out_dir, "summary",
+                "Summary: the selected configuration per dataset")
     all_trials.write_csv(out_dir / "trials.csv")
     all_trials.write_parquet(out_dir / "trials.parquet")
     results.epochs.write_parquet(out_dir / "epochs.parquet")
-    report.figures = write_figures(trials, epochs, names, out_dir / "figures", metric)
+    intervals = _headline_intervals(uncertainty, results.predictions, metric)
+    report.figures = write_figures(trials, epochs, names, out_dir / "figures", metric, intervals)
     report.figures += reliability
     report.figures += plot_pareto(pareto_table(trials, epochs), out_dir / "figures")
     report.index.write_text(_index_text(report, results, metric))
@@ -264,6 +275,27 @@ SELECTION_NOTE = (
     "(val_balanced_accuracy) minus the picked trial's. Near-zero tau and large costs mean the "
     "label-free criterion does not find good configurations on this data."
 )
+
+
+def _headline_intervals(uncertainty: pl.DataFrame, predictions: pl.DataFrame, metric: str) -> pl.DataFrame:
+    """Per trial: the 95% bootstrap interval of its test metric (`ci_low`, `ci_high`) and of
+    zero-shot's on the same images (`zeroshot_ci_*`), for the headline chart's error bars."""
+    from medguna.analysis.paired import PAIRED_METRICS, bootstrap_ci
+
+    low, high = ci_columns(metric)
+    key = ["study", "dataset", "trial"]
+    records = []
+    if metric in PAIRED_METRICS:
+        for (study, dataset, trial), (_, labels, probs) in predictions_on_test(predictions, "zeroshot").items():
+            ci = bootstrap_ci(metric, labels, probs)
+            records.append({"study": study, "dataset": dataset, "trial": trial,
+                            "zeroshot_ci_low": ci.low, "zeroshot_ci_high": ci.high})
+    frame = pl.DataFrame(records, schema={**{k: pl.String for k in key},
+                                          "zeroshot_ci_low": pl.Float64, "zeroshot_ci_high": pl.Float64})
+    if low in uncertainty.columns:
+        adapted = uncertainty.select(*key, pl.col(low).alias("ci_low"), pl.col(high).alias("ci_high"))
+        frame = adapted.join(frame, on=key, how="full", coalesce=True)
+    return frame
 
 
 def _by_trials(every: pl.DataFrame, stage2: pl.DataFrame) -> pl.DataFrame:
@@ -374,6 +406,8 @@ def _index_text(report: Report, results: ResultSet, metric: str) -> str:
             ),
             "",
         ]
+    lines += [("The answer per dataset (selected configuration, test score with interval, gains and "
+              "verdicts): [summary.md](summary.md) · [CSV](summary.csv)."), ""]
     lines += [
         "## Studies",
         "",

@@ -9,7 +9,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
-import math
 import os
 import shlex
 import tempfile
@@ -34,8 +33,6 @@ from medguna.models.demo_encoder import encoder_description
 from medguna.results import (
     COMPLETE_MARKER,
     OBJECTIVE_BEST_SO_FAR,
-    OPTUNA_FILE,
-    OUTCOME_ATTR,
     PAPER_POINT,
     STUDY_FILE,
     TrialOutcome,
@@ -259,12 +256,27 @@ def _max_concurrent(cfg: StudyConfig) -> int:
     return max(1, by_cpu)
 
 
-def _callbacks(plan: StudyPlan, p: DatasetPlan, verbose: bool) -> list:
-    """Ray's TensorBoard scalars without its HParams entry, and (unless verbose) medguna's display."""
-    from medguna.study.progress import StudyProgress
-    from medguna.study.tensorboard import ScalarsOnlyTBXLogger
+# Without this Ray adds its TensorBoard logger, whose `ray/tune/<metric>` scalars repeat every
+# number the trial writes itself under medguna's tags; its JSON and CSV loggers are passed explicitly.
+NO_DEFAULT_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 
-    callbacks = [ScalarsOnlyTBXLogger()]
+
+def _callbacks(plan: StudyPlan, p: DatasetPlan, verbose: bool) -> list:
+    """Ray's result.json and progress.csv writers (not its TensorBoard logger: each trial writes its
+    own events) and, unless verbose, medguna's display."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from medguna.study.confirm import CONFIRM_SUFFIX
+    from medguna.study.optuna_storage import OptunaRecorder, study_name
+    from medguna.study.progress import StudyProgress
+
+    # p.dataset is `<dataset>_confirm` for the confirmation stage: its own study, the same database.
+    dataset = p.dataset.removesuffix(CONFIRM_SUFFIX)
+    recorder = OptunaRecorder(join(plan.study_dir, dataset), p.dataset,
+                              study_name(plan.config.study.name, dataset, confirm=dataset != p.dataset),
+                              plan.config.search.space, TUNE_METRIC, plan.config.runtime.objective,
+                              p.trial.method.stage2_epochs)
+    callbacks = [JsonLoggerCallback(), CSVLoggerCallback(), recorder]
     if plan.resource_wait_s is not None:
         from medguna.study.resource_wait import WaitForResources
 
@@ -283,8 +295,22 @@ def fit(tuner, *, stop, verbose: bool):
     console unless verbose, and a Ctrl-C forwarded to Tune as a graceful stop."""
     from medguna.study.progress import ray_console
 
-    with ray_console(verbose), stop.fitting():
+    with ray_console(verbose), stop.fitting(), _without_default_loggers():
         return tuner.fit()
+
+
+@contextlib.contextmanager
+def _without_default_loggers():
+    """Tune reads NO_DEFAULT_LOGGERS when fit() builds its callbacks; the process's value comes back after."""
+    before = os.environ.get(NO_DEFAULT_LOGGERS)
+    os.environ[NO_DEFAULT_LOGGERS] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(NO_DEFAULT_LOGGERS, None)
+        else:
+            os.environ[NO_DEFAULT_LOGGERS] = before
 
 
 def _use_this_console(tuner, plan: StudyPlan, p: DatasetPlan, verbose: bool) -> None:
@@ -322,7 +348,7 @@ def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable, max_concurrent: int,
     searcher = StudySearch(
         define_by_run(space, constants), metric=TUNE_METRIC, mode="max",
         points_to_evaluate=enqueue_order(point, p.warm_points), seed=cfg.search.sampler_seed,
-        study_name=f"{cfg.study.name}-{p.dataset}", export_dir=join(plan.study_dir, p.dataset),
+        study_name=f"{cfg.study.name}-{p.dataset}",
     )
     scheduler = None
     if cfg.search.scheduler == "asha" and not cfg.resources.distributed:
@@ -612,52 +638,22 @@ def _experiment_states(exp_dir: str) -> list[str]:
 
 
 def export_optuna(plan: StudyPlan, p: DatasetPlan, results) -> dict[str, Any]:
-    """Write <experiment>/optuna.db from Tune's results (one Optuna trial per Tune trial).
+    """Complete <experiment>/optuna.db from Tune's results: the live database the study wrote as its
+    trials ran (medguna.study.optuna_storage) gains only what it lacks, never replaced."""
+    from medguna.study.optuna_storage import study_name, sync_results
 
-    Built from the results rather than copied from the searcher, so a resumed experiment exports
-    the same study; ASHA-stopped trials carry user attr outcome="stopped_early" and are not COMPLETE.
-    """
-    import optuna
-
-    from medguna.study.space import distributions
-
-    space = plan.config.search.space
-    dists = distributions(space)
-    name = f"{plan.config.study.name}-{p.dataset}"
+    name = study_name(plan.config.study.name, p.dataset)
     counts = dict.fromkeys(TrialOutcome, 0)
-    outside_space = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / OPTUNA_FILE
-        study = optuna.create_study(storage=f"sqlite:///{db}", study_name=name, direction="maximize")
-        for result in results:
-            metrics = result.metrics or {}
-            config = result.config or {}
-            outcome = outcome_of(metrics, failed=result.error is not None, epochs=p.trial.method.stage2_epochs)
-            counts[outcome] += 1
-            value = metrics.get(TUNE_METRIC)
-            complete = outcome == TrialOutcome.COMPLETED and value is not None and math.isfinite(value)
-            params = {k: config[k] for k in space if k in config}
-            if set(params) != set(dists):
-                continue  # a trial that never received its parameters
-            try:
-                trial = optuna.trial.create_trial(
-                    params=params, distributions=dists,
-                    value=float(value) if complete else None,
-                    state=optuna.trial.TrialState.COMPLETE if complete else (
-                        optuna.trial.TrialState.FAIL if outcome == TrialOutcome.FAILED
-                        else optuna.trial.TrialState.PRUNED),
-                    user_attrs={"trial_id": metrics.get("trial_id", ""), OUTCOME_ATTR: outcome.value,
-                                "error": str(result.error)[:500] if result.error else ""},
-                )
-            except ValueError:
-                # A value outside today's space (a study from before resume compared settings, run
-                # again with a narrowed space): its results stay in its folder; only Optuna's copy skips it.
-                outside_space += 1
-                continue
-            study.add_trial(trial)
-        del study
-        _copy_to(db, join(plan.study_dir, p.dataset, OPTUNA_FILE))
-    return {"optuna_study": name, "counts": {str(k): n for k, n in counts.items()}, "not_in_optuna_outside_space": outside_space,
+    for result in results:
+        counts[outcome_of(result.metrics, failed=result.error is not None,
+                          epochs=p.trial.method.stage2_epochs)] += 1
+    # Only what Tune saved as finished: a trial stopped by Ctrl-C runs again on resume.
+    saved = saved_trials(join(plan.study_dir, p.dataset))
+    finished = None if saved is None else {t["trial_id"] for t in saved if t.get("status") in FINISHED_STATUSES}
+    added = sync_results(join(plan.study_dir, p.dataset), p.dataset, name, plan.config.search.space,
+                         results, TUNE_METRIC, p.trial.method.stage2_epochs, finished)
+    return {"optuna_study": name, "counts": {str(k): n for k, n in counts.items()},
+            "optuna_trials_added_at_end": added,
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
@@ -724,13 +720,3 @@ def _write_bytes(path: str, data: bytes) -> None:
     fs.create_dir(inner.rsplit("/", 1)[0] if is_uri(path) else str(Path(inner).parent), recursive=True)
     with fs.open_output_stream(inner) as f:
         f.write(data)
-
-
-def _copy_to(local: Path, dest: str) -> None:
-    if not is_uri(dest):
-        write_bytes_atomic(dest, local.read_bytes())
-        return
-    fs, inner = _filesystem(dest)
-    fs.create_dir(inner.rsplit("/", 1)[0] if is_uri(dest) else str(Path(inner).parent), recursive=True)
-    with fs.open_output_stream(inner) as f:
-        f.write(local.read_bytes())

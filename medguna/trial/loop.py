@@ -686,8 +686,9 @@ def _write_final_logs(ctx: TrialContext, final: dict[str, Any], confusion, selec
     if ctx.tb is None:
         return
     m, spec = ctx.cfg.method, ctx.shared.spec
-    ctx.tb.scalars({k: v for k, v in final.items() if k.startswith(("test_", "zeroshot_test_"))},
-                   m.stage2_epochs)
+    # The selected epoch's objective too: the HParams tab reads it as the trial's objective.
+    ctx.tb.scalars({k: v for k, v in final.items()
+                    if k.startswith(("test_", "zeroshot_test_")) or k == OBJECTIVE_SELECTED}, m.stage2_epochs)
     hp = {**to_dict(m), **params, "dataset": ctx.cfg.data.dataset}
     ctx.tb.hparams(hp, {k: final[k] for k in (OBJECTIVE_SELECTED, "test_accuracy", "test_balanced_accuracy",
                                               "zeroshot_test_balanced_accuracy", "test_ece") if k in final})
