@@ -48,6 +48,12 @@ from medguna.study.warm_start import enqueue_order, warm_points
 TUNE_METRIC = OBJECTIVE_BEST_SO_FAR  # reported every epoch
 
 
+# A reused worker waits for the previous trial's thread to end before the next trial; Ray's 2 s
+# default fails the next trial ("Trainable runner reuse requires reset_config()") when a loaded
+# machine takes longer to close the last trial's files.
+REUSED_WORKER_ENV = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "120"}
+
+
 @dataclass
 class DatasetPlan:
     dataset: str
@@ -464,6 +470,8 @@ def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop, verbose: bool, prev
     cfg = plan.config
     # Ray reports usage statistics over the network unless told not to; medguna asks for no network.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    for name, value in REUSED_WORKER_ENV.items():  # workers of a local Ray inherit the driver's env
+        os.environ.setdefault(name, value)
     from medguna.study.progress import quiet_libraries
 
     if not verbose:
@@ -471,7 +479,8 @@ def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop, verbose: bool, prev
     if not ray.is_initialized():
         address = cfg.resources.address
         ray.init(address=address if address != "local" else "local", include_dashboard=False,
-                 log_to_driver=verbose, configure_logging=False)
+                 log_to_driver=verbose, configure_logging=False,
+                 runtime_env={"env_vars": dict(REUSED_WORKER_ENV)})
     stop.own_sigterm()
     autoscaling_config = cfg.resources.autoscaling_config
     check_storage_for_cluster(plan.storage, expected_cluster_nodes(autoscaling_config) if autoscaling_config
