@@ -14,8 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from medguna.analysis.console_text import across_text, leaderboard_text
 from medguna.analysis.loading import load_results
-from medguna.analysis.report import across_text, build_report, leaderboard_text
+from medguna.analysis.report import build_report
 from medguna.errors import MedgunaError
 from medguna.results import DEFAULT_METRIC, HEADLINE_METRICS
 

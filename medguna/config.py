@@ -22,6 +22,9 @@ TEXT_WRAPPERS = ("auto", "modality", "reference", "none")
 OPTIMIZERS = ("sgd", "adamw")
 OBJECTIVES = ("val_balanced_accuracy", "val_accuracy", "val_macro_f1", "val_auroc",
               "val_information_maximization", "val_teacher_agreement")
+# Objectives stage 1 satisfies by construction (the teacher agrees with its own labels: 1.0), so
+# stage 1 alone never competes in selection on them and they are measured over stage-2 epochs only.
+STAGE1_BY_CONSTRUCTION = ("val_teacher_agreement",)
 MIXED_PRECISIONS = ("auto", "no", "bf16", "fp16")
 HIGH_BIT_DEPTHS = ("rescale", "clip")
 STRONG_VIEW_SOURCES = ("auto", "square", "whole")
@@ -47,6 +50,8 @@ MAX_ADAPTER_WIDTH = 8192
 CONTROLS = ("none", "shuffled_pseudo_labels", "shuffled_description_labels", "oracle_pseudo_labels")
 # Controls that give stage 2 what a label-free method never has: an upper bound, not a baseline.
 POSITIVE_CONTROLS = ("oracle_pseudo_labels",)
+# Controls that replace the teacher's labels of the training images stage 2 trains on.
+PSEUDO_LABEL_CONTROLS = ("shuffled_pseudo_labels", "oracle_pseudo_labels")
 
 # torch.compile of the prompted student's forward: auto = inductor on a GPU, off on CPU (compiling
 # costs more than it saves in a short CPU trial); aot_eager captures the graph without code
@@ -226,6 +231,15 @@ class TrialConfig:
         check(0.5 < r.collapse_threshold <= 1, "runtime.collapse_threshold",
                r.collapse_threshold, "in (0.5, 1]")
         check(r.control in CONTROLS, "runtime.control", r.control, f"one of {CONTROLS}")
+        if r.control in PSEUDO_LABEL_CONTROLS and r.protocol == "reference":
+            # Under the reference protocol stage 2 also trains on the validation images, whose
+            # teacher labels such a control leaves in place: half a control is no control.
+            raise ConfigError(
+                f"runtime.control={r.control} with runtime.protocol=reference: the control replaces "
+                "the training images' stage-2 labels only, while the reference protocol also trains "
+                "stage 2 on the validation images with the teacher's labels, so the control would "
+                "be partial; run the control under runtime.protocol=validation (the default) or "
+                "drop runtime.control")
         check(r.compile_student in COMPILE_CHOICES, "runtime.compile_student", r.compile_student,
                f"one of {COMPILE_CHOICES}")
         check(r.profile_steps >= 0, "runtime.profile_steps", r.profile_steps, ">= 0 (0: no profiling)")

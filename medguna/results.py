@@ -4,7 +4,8 @@ analysis read back, defined once.
 Layout of a study's results: <storage>/<study>/study.json and, per dataset, <storage>/<study>/<dataset>/
 holding Ray's experiment files, one `t<NNNN>_<trial id>/` folder per trial (params.json, result.json,
 TensorBoard events, checkpoints, error.txt), `optuna.db` and, once every trial has finished, the
-complete marker. A dataset's confirmation experiment sits beside it in <dataset>_confirm/.
+complete marker. A dataset's confirmation experiment sits beside it in <dataset>_confirm/, its
+baseline arm (when asked for) in <dataset>_baseline/.
 
 Result rows (result.json, one JSON object per line): one row per stage-2 epoch, then the trial's final
 row (`status` = "completed"), which repeats the last epoch's columns and adds the selected epoch's
@@ -38,9 +39,11 @@ def trial_dirname(number: int, trial_id: str) -> str:
 
 
 # A dataset's confirmation experiment: <study>/<dataset>_confirm/, its trials named
-# confirm/t<NNNN>_<id> in the analysis tables (column `stage`).
+# confirm/t<NNNN>_<id> in the analysis tables (column `stage`); its baseline arm (the reference
+# variant at the paper's point, medguna.study.baseline): <study>/<dataset>_baseline/.
 CONFIRM_SUFFIX = "_confirm"
-SEARCH_STAGE, CONFIRM_STAGE = "search", "confirm"
+BASELINE_SUFFIX = "_baseline"
+SEARCH_STAGE, CONFIRM_STAGE, BASELINE_STAGE = "search", "confirm", "baseline"
 
 
 # ---- trial outcomes ----
@@ -105,13 +108,16 @@ OBJECTIVE_BEST_SO_FAR = "objective_best_so_far"
 OBJECTIVE_SELECTED = "objective_selected"
 SELECTED_EPOCH = "selected_epoch"
 VARIANT = "variant"  # method.variant, in config, params, rows and TensorBoard alike
+# Every row of a trial run at the paper's hyperparameters inside medguna's pipeline (the leaderboards'
+# ★ "paper's hyperparameters"); not the reference implementation, which is variant "reference".
+PAPER_POINT = "is_paper_point"
 
 # The design dimensions: always part of a configuration, first in every table.
 DESIGN_DIMENSIONS = ("adapter_width", "prompt_length", "entropy_weight", "description_source")
 # Every method hyperparameter a study may sample (method.* in the config).
 METHOD_PARAMS = tuple(method_field_names())
 # params.json keys that identify a run rather than a configuration.
-NOT_CONFIGURATION = ("dataset", "seed", "is_reference_config")
+NOT_CONFIGURATION = ("dataset", "seed", PAPER_POINT)
 
 
 def method_params(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,6 +132,7 @@ PROVENANCE = (
     "synthetic_shift",
     "synthetic_seed",
     "control",
+    "protocol",  # runtime.protocol: validation, or reference (test read every epoch)
     "encoder",
     "checkpoint",
     "checkpoint_sha256",
@@ -178,6 +185,7 @@ EPOCH_COLUMNS = (
 # epoch rows and the selected epoch's on the final row (equal there); `method_variant` was `variant`.
 LEGACY_OBJECTIVE = "objective_value"
 LEGACY_VARIANT = "method_variant"
+LEGACY_PAPER_POINT = "is_reference_config"  # the paper's point, before it was named for what it is
 
 
 def upgrade_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -190,4 +198,6 @@ def upgrade_row(row: Mapping[str, Any]) -> dict[str, Any]:
             out.setdefault(OBJECTIVE_SELECTED, value)
     if LEGACY_VARIANT in out:
         out.setdefault(VARIANT, out.pop(LEGACY_VARIANT))
+    if LEGACY_PAPER_POINT in out:
+        out.setdefault(PAPER_POINT, out.pop(LEGACY_PAPER_POINT))
     return out

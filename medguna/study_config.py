@@ -52,6 +52,9 @@ class DataRoots:
     synthetic_seed: int = 0
     synthetic_shift: str = "demo"
     image_size: int = 224
+    # A split without some class is refused before Ray (its balanced accuracy ignores that class,
+    # its AUROC is undefined); true runs such a study anyway, with a warning.
+    allow_missing_classes: bool = False
 
 
 @dataclass
@@ -59,6 +62,8 @@ class SearchConfig:
     space: dict = field(default_factory=dict)
     sampler_seed: int = 9  # as studies/conf/search/default.yaml
     enqueue_reference: bool = True
+    # medguna.study.baseline: also run the reference variant (method=reference) at the paper's point.
+    baseline_reference_variant: bool = False
     # medguna.study.warm_start: "<storage>/<study>" or "<storage>/<study>:<dataset>"; null: none.
     warm_start: str | None = None
     warm_start_top: int = 3
@@ -86,6 +91,9 @@ class ResourcesConfig:
     # Training processes per trial on CPU (a TorchTrainer when > 1); with gpus_per_trial > 1
     # there is one process per GPU instead.
     workers_per_trial: int = 1
+    # On an autoscaling cluster, how long a study waits for the autoscaler to provide a first
+    # trial's resources (GPUs) before it stops with a message; 0: wait without limit.
+    resource_wait_s: float = 1800.0
 
     @property
     def distributed(self) -> bool:

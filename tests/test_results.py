@@ -40,6 +40,8 @@ def test_earlier_rows_and_exports_are_read_in_todays_names():
     assert epoch == {"epoch": 1, OBJECTIVE_BEST_SO_FAR: 0.6, "variant": "reference"}
     final = upgrade_row({"epoch": 2, "status": "completed", "objective_value": 0.7})
     assert final[OBJECTIVE_SELECTED] == final[OBJECTIVE_BEST_SO_FAR] == 0.7 and "objective_value" not in final
+    # The paper's point was tagged is_reference_config, though it is not the reference variant.
+    assert upgrade_row({"epoch": 1, "is_reference_config": True}) == {"epoch": 1, "is_paper_point": True}
     assert optuna_outcome({"budget": "full"}) == COMPLETED
     assert optuna_outcome({"budget": "stopped_early"}) == "stopped_early"
     assert optuna_outcome({"outcome": "failed", "budget": "full"}) == "failed"

@@ -13,7 +13,8 @@ def searched_params(trials: pl.DataFrame, param_names: Sequence[str]) -> list[st
     """The design-named parameters, plus every other parameter that varies among `trials`.
 
     params.json holds sampled and fixed values alike; a parameter with one value in the whole
-    results set says nothing about a configuration, so only varying ones join the tuple.
+    results set says nothing about a configuration, so only varying ones join the tuple (a trial
+    that failed before Ray wrote its params has none: missing is not another value).
     """
     design = [p for p in DESIGN_DIMENSIONS if p in trials.columns]
     others = [
@@ -22,7 +23,7 @@ def searched_params(trials: pl.DataFrame, param_names: Sequence[str]) -> list[st
         if p in trials.columns
         and p not in DESIGN_DIMENSIONS
         and p not in NOT_CONFIGURATION
-        and trials[p].n_unique() > 1
+        and trials[p].drop_nulls().n_unique() > 1
     ]
     return design + others
 

@@ -55,8 +55,10 @@ def _skip(study: StudyInfo, dataset: str, note: str) -> Importance:
     return Importance(study.name, dataset, pl.DataFrame(), f"importance skipped: {note}")
 
 
-def param_importance(study: StudyInfo, dataset: str) -> Importance:
-    """Importances of the parameters that vary among the full-budget trials of one dataset."""
+def param_importance(study: StudyInfo, dataset: str, trial_ids: set[str] | None = None) -> Importance:
+    """Importances of the parameters that vary among the full-budget trials of one dataset;
+    `trial_ids`: only those trials (by the trial_id user attribute the export records), e.g. the
+    trials that kept a stage-2 epoch."""
     path = study.path / dataset / OPTUNA_FILE
     if not path.is_file():
         return _skip(study, dataset, f"no Optuna export {path}")
@@ -70,6 +72,7 @@ def param_importance(study: StudyInfo, dataset: str) -> Importance:
             t
             for t in loaded.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
             if optuna_outcome(t.user_attrs) == COMPLETED
+            and (trial_ids is None or t.user_attrs.get("trial_id") in trial_ids)
         ]
         if len(full) < 2:
             return _skip(

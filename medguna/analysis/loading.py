@@ -16,23 +16,26 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
-from medguna.analysis.cohorts import cohort_expr
+from medguna.analysis.cohorts import cohort_expr, with_input_split
 from medguna.analysis.study_info import StudyInfo, read_study_info
+from medguna.analysis.trial_files import error_reason, read_params
 from medguna.errors import DataError
 from medguna.results import (
+    BASELINE_STAGE,
+    BASELINE_SUFFIX,
     COMPLETED,
     CONFIRM_STAGE,
     CONFIRM_SUFFIX,
     DESIGN_DIMENSIONS,
     EPOCH_COLUMNS,
-    ERROR_FILE,
     FINAL_ROW_COLUMNS,
     FINAL_STATUS,
     LEGACY_OBJECTIVE,
+    LEGACY_PAPER_POINT,
     LEGACY_VARIANT,
     OBJECTIVE_BEST_SO_FAR,
     OBJECTIVE_SELECTED,
-    PARAMS_FILE,
+    PAPER_POINT,
     PROVENANCE,
     RESULT_FILE,
     SEARCH_STAGE,
@@ -156,6 +159,12 @@ def _upgrade_legacy(epochs: pl.DataFrame) -> pl.DataFrame:
         epochs = epochs.with_columns(
             (pl.coalesce(pl.col(VARIANT).cast(pl.String), old) if VARIANT in epochs.columns else old).alias(VARIANT)
         ).drop(LEGACY_VARIANT)
+    if LEGACY_PAPER_POINT in epochs.columns:
+        old = pl.col(LEGACY_PAPER_POINT).cast(pl.Boolean)
+        epochs = epochs.with_columns(
+            (pl.coalesce(pl.col(PAPER_POINT).cast(pl.Boolean), old) if PAPER_POINT in epochs.columns
+             else old).alias(PAPER_POINT)
+        ).drop(LEGACY_PAPER_POINT)
     return epochs
 
 
@@ -192,9 +201,10 @@ def _trial_folders(studies: list[StudyInfo], notes: list[str]) -> Iterable[_Tria
             if not found:
                 notes.append(f"study {study.name}: dataset {dataset} has no trial folders yet")
             yield from found
-            confirm_dir = study.path / f"{dataset}{CONFIRM_SUFFIX}"
-            if confirm_dir.is_dir():
-                yield from _experiment_trials(study, dataset, confirm_dir, CONFIRM_STAGE)
+            for suffix, stage in ((CONFIRM_SUFFIX, CONFIRM_STAGE), (BASELINE_SUFFIX, BASELINE_STAGE)):
+                stage_dir = study.path / f"{dataset}{suffix}"
+                if stage_dir.is_dir():
+                    yield from _experiment_trials(study, dataset, stage_dir, stage)
 
 
 def _experiment_trials(
@@ -208,42 +218,8 @@ def _experiment_trials(
             )
 
 
-def _read_params(path: Path) -> dict:
-    file = path / PARAMS_FILE
-    if not file.is_file():
-        raise DataError(
-            f"{file} is missing: every trial folder needs the params.json Ray writes at trial "
-            "start; "
-            "the folder is partial (copy it again or delete the trial folder)"
-        )
-    try:
-        params = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(
-            f"{file} is not valid JSON ({exc}); copy it again or delete the trial"
-        ) from None
-    if not isinstance(params, dict):
-        raise DataError(f"{file} must hold a JSON object of hyperparameters")
-    # Nested values (lists, dicts) cannot be table cells that group and compare: keep them as text.
-    return {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in params.items()}
-
-
-def _error_reason(path: Path) -> str | None:
-    file = path / ERROR_FILE
-    if not file.is_file():
-        return None
-    lines = [line.strip() for line in file.read_text(errors="replace").splitlines() if line.strip()]
-    if not lines:
-        return "error.txt is empty"
-    # Ray writes a traceback; the reason is the last "...Error: ..." line, else the last line.
-    for line in reversed(lines):
-        if "Error" in line or "Exception" in line:
-            return line[:300]
-    return lines[-1][:300]
-
-
 def _trial_meta(folder: _TrialFolder) -> dict:
-    params = _read_params(folder.path)
+    params = read_params(folder.path)
     meta: dict = {f"param__{k}": v for k, v in params.items()}
     meta.update(
         study=folder.study.name,
@@ -253,7 +229,7 @@ def _trial_meta(folder: _TrialFolder) -> dict:
         trial_number=folder.number,
         trial_id=folder.trial_id,
         trial_dir=str(folder.path),
-        error_reason=_error_reason(folder.path),
+        error_reason=error_reason(folder.path),
         study_objective=folder.study.objective,
         study_mode=folder.study.mode,
     )
@@ -335,22 +311,22 @@ def _finish_epochs(epochs: pl.DataFrame, studies: list[StudyInfo]) -> pl.DataFra
         "status",
         "seed",
         "stage2_epochs",
-        "is_reference_config",
+        PAPER_POINT,
     ):
         if name not in epochs.columns:  # e.g. no trial reported an epoch: every one failed at start
-            # is_reference_config must not be a Float64: pl.col(pl.Float64) below would select it a
+            # PAPER_POINT must not be a Float64: pl.col(pl.Float64) below would select it a
             # second time in the same with_columns (every trial failed before its first report).
             dtype = (pl.String if name in _STRING_COLUMNS else pl.Int64 if name == "epoch"
-                     else pl.Boolean if name == "is_reference_config" else pl.Float64)
+                     else pl.Boolean if name == PAPER_POINT else pl.Float64)
             epochs = epochs.with_columns(pl.lit(None, dtype=dtype).alias(name))
     epochs = epochs.with_columns(
         pl.col("epoch").cast(pl.Int64),
-        pl.col("is_reference_config").cast(pl.Boolean).fill_null(False),
+        pl.col(PAPER_POINT).cast(pl.Boolean).fill_null(False),
         # NaN and null both mean "no value" here; keep one of them so means and ranks skip it.
         pl.col(pl.Float64).fill_nan(None),
     )
     epochs = _fill_provenance_from_study(epochs, studies)
-    epochs = epochs.with_columns(cohort_expr(), _objective_expr(studies))
+    epochs = with_input_split(epochs.with_columns(cohort_expr(), _objective_expr(studies)), TRIAL_KEY)
     epochs = _with_trial_status(epochs)
     return epochs.sort([*TRIAL_KEY[:2], "trial_number", "epoch"], nulls_last=False)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -22,7 +21,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from medguna.atomic import write_json_atomic
 from medguna.data.images import channels_of, check_preprocessing, load_preprocessed, load_whole
+from medguna.data.rebuilds import note_rebuild
 from medguna.data.verify import unreadable_message
 from medguna.errors import DataError
 
@@ -114,14 +115,14 @@ def _entry_problem(entry: Path, key: str) -> str:
     return ""
 
 
-def _report_rebuild(entry: Path, problem: str) -> None:
+def report_rebuild(entry: Path, problem: str) -> None:
     try:
         seen = _signature(entry)
     except OSError:
         seen = (str(entry),)
     if seen not in _REPORTED:  # once per bad version of the file, however many trials meet it
         _REPORTED.add(seen)
-        print(f"[medguna] image cache entry {entry} is {problem}: rebuilding it", file=sys.stderr)
+        note_rebuild(entry.parent, f"image cache entry {entry} is {problem}: rebuilding it")
 
 
 def _open_read_only(path: Path) -> torch.Tensor:
@@ -194,7 +195,7 @@ def build_image_cache(
                 return _open_read_only(target_path)
             except (OSError, ValueError):
                 problem = "unreadable"  # a damaged entry (e.g. disk full earlier)
-        _report_rebuild(target_path, problem)
+        report_rebuild(target_path, problem)
     target_path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=target_path.parent, prefix=f".{target_path.stem}.", suffix=".npy")
     os.close(descriptor)
@@ -229,7 +230,4 @@ def whole_image_sizes(paths: Sequence[str | Path], preprocessing: str, size: int
 
 
 def _write_record(entry: Path, record: dict) -> None:
-    descriptor, temporary = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".json")
-    with os.fdopen(descriptor, "w") as f:
-        json.dump(record, f)
-    os.replace(temporary, record_file(entry))
+    write_json_atomic(record_file(entry), record, indent=None)

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from medguna.config import STAGE1_BY_CONSTRUCTION
 from medguna.errors import ConfigError, TrialError
 
 
@@ -47,6 +48,14 @@ def select_epoch(
             f"cannot select an epoch: {objective!r} is NaN in all {len(history)} epochs"
         )
     return best_index
+
+
+def stage1_candidate(objective: str, stage1_metrics: dict[str, float]) -> float | None:
+    """Stage 1 alone's objective when it competes in selection: None when it did not run on
+    validation, or on an objective it meets by construction (it would always win)."""
+    if objective in STAGE1_BY_CONSTRUCTION:
+        return None
+    return stage1_metrics.get(objective)
 
 
 def best_so_far(history: list[dict[str, Any]], objective: str, stage1: float | None = None) -> float:

@@ -90,7 +90,8 @@ def run_confirmation(plan, p, trainable, search_results, concurrency, log=print,
     from ray import tune
 
     from medguna.study.errors import StudyInterrupted
-    from medguna.study.experiment import as_confirmation, confirmation_tuner, fit, restored_tuner
+    from medguna.study.experiment import as_experiment, fit, fixed_points_tuner, restored_tuner
+    from medguna.study.readback import parse_json_record
     from medguna.study.tune_state import (
         is_complete,
         restorable,
@@ -107,10 +108,12 @@ def run_confirmation(plan, p, trainable, search_results, concurrency, log=print,
         return
     saved = read_text(join(exp_dir, CONFIRM_PLAN_FILE))
     if saved is not None and restorable(exp_dir):
-        points = json.loads(saved)["points"]
+        points = parse_json_record(saved, join(exp_dir, CONFIRM_PLAN_FILE), (
+            f"it lists the configurations this confirmation reruns: delete {exp_dir} to make the "
+            "confirmation again from the search's results")).get("points")
         log(f"[{p.dataset}] resuming the interrupted confirmation in {exp_dir}")
-        tuner = restored_tuner(plan, as_confirmation(p, len(points)), trainable, resume_errored=True,
-                               verbose=verbose)
+        tuner = restored_tuner(plan, as_experiment(p, CONFIRM_SUFFIX, len(points)), trainable,
+                               resume_errored=True, verbose=verbose)
     else:
         if search_results is None:
             search_results = tune.Tuner.restore(join(plan.study_dir, p.dataset), trainable=trainable).get_results()
@@ -124,7 +127,7 @@ def run_confirmation(plan, p, trainable, search_results, concurrency, log=print,
         log(f"[{p.dataset}] confirming the {len(configurations)} best configuration(s) with seeds "
             f"{confirm.seeds}: {len(points)} trials, at most {concurrency.limit} at once "
             f"(from {concurrency.reason})")
-        tuner = confirmation_tuner(plan, as_confirmation(p, len(points)), trainable, points,
+        tuner = fixed_points_tuner(plan, as_experiment(p, CONFIRM_SUFFIX, len(points)), trainable, points,
                                    confirmation_space(points), concurrency.limit, verbose=verbose)
     results = fit(tuner, stop=stop, verbose=verbose)
     if unfinished_trials(exp_dir, results, len(points)):

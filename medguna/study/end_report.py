@@ -20,7 +20,8 @@ def report_study(plan: StudyPlan, progress: bool = True) -> EndReport:
     """Leaderboards and figures of the study. A study at a URI is read from a local mirror of the
     files the analysis needs (under storage.cache_dir), and the report is copied back into the
     study's folder in the store, where a local study keeps it too (<study>/analysis)."""
-    from medguna.analysis.report import short_leaderboard, write_report
+    from medguna.analysis.console_text import short_leaderboard
+    from medguna.analysis.report import write_report
 
     if not is_uri(plan.study_dir):
         return EndReport(short_leaderboard(plan.study_dir), write_report([plan.study_dir], None, progress=progress),

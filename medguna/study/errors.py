@@ -12,4 +12,6 @@ class StudyFailed(Exception):
 
 
 class StudyInterrupted(Exception):
-    """The study stopped before every trial of a dataset finished (Ctrl-C, lost driver)."""
+    """The study stopped before every trial of a dataset finished (Ctrl-C, SIGTERM, lost driver)."""
+
+    exit_code = 130  # 128 + the signal: run_study sets 143 after SIGTERM

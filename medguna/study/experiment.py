@@ -1,19 +1,21 @@
-"""One dataset's Ray Tune experiment, built the same way for the search and the confirmation stage:
-the trainable, the run config (storage, retries, checkpoints, TensorBoard, medguna's console), the
-trial folder names and the concurrency limit (medguna.study.concurrency, computed once per study),
-and how it is fitted. The search adds Optuna's sampler and ASHA; the confirmation runs its preset
-points once each.
+"""One dataset's Ray Tune experiment, built the same way for the search, the confirmation stage and
+the baseline arm: the trainable, the run config (storage, retries, checkpoints, result files, the
+live Optuna record, medguna's console), the trial folder names and the concurrency limit
+(medguna.study.concurrency, computed once per study), and how it is fitted. The search adds
+Optuna's sampler and ASHA; the confirmation and the baseline arm run their preset points once each.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Any
 
 from medguna.config import to_dict
 from medguna.results import CONFIRM_SUFFIX, OBJECTIVE_BEST_SO_FAR, trial_dirname
 from medguna.study.files import join, write_bytes
 from medguna.study.plan import DatasetPlan, StudyPlan
-from medguna.study.space import define_by_run, fixed_params, reference_point
+from medguna.study.space import define_by_run, fixed_params, paper_point
 from medguna.study.warm_start import enqueue_order
 
 
@@ -48,23 +50,45 @@ def build_trainable(plan: StudyPlan, p: DatasetPlan):
     return tune.with_resources(fn, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
 
 
-def as_confirmation(p: DatasetPlan, num_points: int) -> DatasetPlan:
-    """Dataset plan `p` as its confirmation experiment names and counts it."""
+def as_experiment(p: DatasetPlan, suffix: str, num_points: int) -> DatasetPlan:
+    """Dataset plan `p` as its `<dataset><suffix>` experiment (the confirmation, the baseline arm)
+    names and counts it."""
     import dataclasses
 
-    return dataclasses.replace(p, dataset=p.dataset + CONFIRM_SUFFIX, num_samples=num_points)
+    return dataclasses.replace(p, dataset=p.dataset + suffix, num_samples=num_points)
+
+
+# Without this Ray adds its TensorBoard logger, whose `ray/tune/<metric>` scalars repeat every
+# number the trial writes itself under medguna's tags; its JSON and CSV loggers are passed explicitly.
+NO_DEFAULT_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 
 
 def callbacks(plan: StudyPlan, p: DatasetPlan, verbose: bool) -> list:
-    """Ray's TensorBoard scalars without its HParams entry, and (unless verbose) medguna's display."""
-    from medguna.study.progress import StudyProgress
-    from medguna.study.tensorboard import ScalarsOnlyTBXLogger
+    """Ray's result.json and progress.csv writers (not its TensorBoard logger: each trial writes its
+    own events), the live Optuna record, the wait for an autoscaler's resources when the study
+    waits for them, and (unless verbose) medguna's display."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    found = [ScalarsOnlyTBXLogger()]
+    from medguna.study.optuna_storage import OptunaRecorder, study_name
+    from medguna.study.progress import StudyProgress
+
+    # p.dataset is `<dataset>_confirm` for the confirmation stage: its own study, the same database.
+    dataset = p.dataset.removesuffix(CONFIRM_SUFFIX)
+    recorder = OptunaRecorder(join(plan.study_dir, dataset), p.dataset,
+                              study_name(plan.config.study.name, dataset, confirm=dataset != p.dataset),
+                              plan.config.search.space, OBJECTIVE_BEST_SO_FAR, plan.config.runtime.objective,
+                              p.trial.method.stage2_epochs)
+    found = [JsonLoggerCallback(), CSVLoggerCallback(), recorder]
+    if plan.resource_wait_s is not None:
+        from medguna.study.resource_wait import WaitForResources
+
+        r = plan.config.resources
+        found.append(WaitForResources(plan.resource_wait_s, f"{r.gpus_per_trial:g} GPU(s) for one trial"))
     if not verbose:
         found.append(StudyProgress(
             p.dataset, p.num_samples, list(plan.config.search.space), metric=OBJECTIVE_BEST_SO_FAR,
-            objective=plan.config.runtime.objective, epochs=p.trial.method.stage2_epochs))
+            objective=plan.config.runtime.objective, epochs=p.trial.method.stage2_epochs,
+            cache_dir=p.trial.data.cache_dir))
     return found
 
 
@@ -104,11 +128,11 @@ def search_tuner(plan: StudyPlan, p: DatasetPlan, trainable, max_concurrent: int
     cfg = plan.config
     space = cfg.search.space
     constants = fixed_params(p.trial.method, space, dataset=p.dataset)
-    point = reference_point(space) if cfg.search.enqueue_reference else None
+    point = paper_point(space) if cfg.search.enqueue_reference else None
     searcher = StudySearch(
         define_by_run(space, constants), metric=OBJECTIVE_BEST_SO_FAR, mode="max",
         points_to_evaluate=enqueue_order(point, p.warm_points), seed=cfg.search.sampler_seed,
-        study_name=f"{cfg.study.name}-{p.dataset}", export_dir=join(plan.study_dir, p.dataset),
+        study_name=f"{cfg.study.name}-{p.dataset}",
     )
     scheduler = None
     if cfg.search.scheduler == "asha" and not cfg.resources.distributed:
@@ -123,10 +147,11 @@ def search_tuner(plan: StudyPlan, p: DatasetPlan, trainable, max_concurrent: int
     )
 
 
-def confirmation_tuner(plan: StudyPlan, p: DatasetPlan, trainable, points: list[dict[str, Any]],
+def fixed_points_tuner(plan: StudyPlan, p: DatasetPlan, trainable, points: list[dict[str, Any]],
                        param_space: dict[str, Any], max_concurrent: int, verbose: bool = False):
-    """The confirmation (`p` as as_confirmation gives it): every (configuration, seed) point once,
-    at full budget: no sampler, no early stopping. `param_space` holds every point."""
+    """Every point once, at full budget, as experiment `p.dataset` (`p` as as_experiment gives it):
+    no sampler, no early stopping (the confirmation's reruns, the baseline arm). `param_space`
+    holds every point."""
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -171,5 +196,19 @@ def fit(tuner, *, stop, verbose: bool):
     console unless verbose, and a Ctrl-C forwarded to Tune as a graceful stop."""
     from medguna.study.progress import ray_console
 
-    with ray_console(verbose), stop.fitting():
+    with ray_console(verbose), stop.fitting(), _without_default_loggers():
         return tuner.fit()
+
+
+@contextlib.contextmanager
+def _without_default_loggers():
+    """Tune reads NO_DEFAULT_LOGGERS when fit() builds its callbacks; the process's value comes back after."""
+    before = os.environ.get(NO_DEFAULT_LOGGERS)
+    os.environ[NO_DEFAULT_LOGGERS] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(NO_DEFAULT_LOGGERS, None)
+        else:
+            os.environ[NO_DEFAULT_LOGGERS] = before

@@ -7,6 +7,7 @@ Where results land is medguna.results' layout, under `StudyPlan.study_dir`.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ class StudyPlan:
     budget: str  # "real" | "demo"
     datasets: list[DatasetPlan]
     description_sets: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # name -> provenance
+    inputs: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # medguna.study.inputs
+    resource_wait_s: float | None = None  # medguna.study.resource_wait: None, the cluster can run a trial now
 
     @property
     def study_dir(self) -> str:
@@ -121,7 +124,7 @@ def banner(plan: StudyPlan) -> str:
         confirm_line(plan.datasets[0]),
         f"  resources  {r.cpus_per_trial:g} CPU + {r.gpus_per_trial:g} GPU per trial, Ray at {r.address}",
         f"  storage    {plan.study_dir}",
-        f"  TensorBoard: tensorboard --logdir {plan.study_dir}",
+        f"  TensorBoard: tensorboard --logdir {shlex.quote(plan.study_dir)}",
     ]
     return "\n".join(lines)
 

@@ -23,7 +23,12 @@ from medguna.study.files import is_uri, join, read_text, remove_tree, write_text
 from medguna.study.plan import DatasetPlan, StudyPlan, banner, plan_study
 from medguna.study_config import StudyConfig
 
-__all__ = ["StudyFailed", "StudyInterrupted", "StudyPlan", "run_study", "write_study_json"]
+__all__ = ["REUSED_WORKER_ENV", "StudyFailed", "StudyInterrupted", "StudyPlan", "run_study", "write_study_json"]
+
+# A reused worker waits for the previous trial's thread to end before the next trial; Ray's 2 s
+# default fails the next trial ("Trainable runner reuse requires reset_config()") when a loaded
+# machine takes longer to close the last trial's files.
+REUSED_WORKER_ENV = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "120"}
 
 
 def run_study(cfg: StudyConfig, *, fresh: bool = False, restart: tuple[str, ...] | list[str] = (),
@@ -37,20 +42,27 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, restart: tuple[str, ...]
     Folders are checked and the study's lock taken before Ray starts, so a second driver on the
     same study, or an unwritable storage path, stops at once.
     """
+    from medguna.study.guards import check_before_ray
     from medguna.study.interrupt import stop_on_interrupt
     from medguna.study.lock import study_lock
-    from medguna.study.resume import decide, read_previous
+    from medguna.study.readback import read_study_record
+    from medguna.study.resume import decide
 
     plan = plan_study(cfg)
     log(banner(plan))
     _check_local_folders(plan)
-    previous = None if fresh else read_previous(read_text(join(plan.study_dir, STUDY_FILE)))
+    check_before_ray(plan, fresh=fresh, restart=restart, log=log)
+    previous = None if fresh else read_study_record(plan, restart, read_text, log=log)
     decisions = decide(plan, previous, restart)  # a changed configuration stops here, before Ray
     lock = (study_lock(plan.study_dir, log=log, kind=cfg.storage.lock) if not is_uri(plan.storage)
             else contextlib.nullcontext())
     with lock, stop_on_interrupt() as stop:
-        _run_planned(plan, fresh=fresh, log=log, stop=stop, verbose=verbose, previous=previous,
-                     decisions=decisions, restart=restart)
+        try:
+            _run_planned(plan, fresh=fresh, log=log, stop=stop, verbose=verbose, previous=previous,
+                         decisions=decisions, restart=restart)
+        except StudyInterrupted as interrupted:
+            interrupted.exit_code = stop.exit_code  # 130 after Ctrl-C, 143 after SIGTERM
+            raise
     return plan
 
 
@@ -74,6 +86,8 @@ def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop, verbose: bool, prev
     cfg = plan.config
     # Ray reports usage statistics over the network unless told not to; medguna asks for no network.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    for name, value in REUSED_WORKER_ENV.items():  # workers of a local Ray inherit the driver's env
+        os.environ.setdefault(name, value)
     from medguna.study.progress import quiet_libraries
 
     if not verbose:
@@ -81,11 +95,16 @@ def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop, verbose: bool, prev
     if not ray.is_initialized():
         address = cfg.resources.address
         ray.init(address=address if address != "local" else "local", include_dashboard=False,
-                 log_to_driver=verbose, configure_logging=False)
+                 log_to_driver=verbose, configure_logging=False,
+                 runtime_env={"env_vars": dict(REUSED_WORKER_ENV)})
+    stop.own_sigterm()
     # Read once: the storage check and the concurrency limit both plan for what the cluster may grow to.
     autoscaler_config = read_autoscaler_config(cfg.resources.autoscaling_config)
     check_storage_for_cluster(plan.storage, expected_cluster_nodes(autoscaler_config))
     concurrency = study_concurrency(cfg.resources, autoscaler_config)
+    from medguna.study.resource_wait import cluster_can_run
+
+    plan.resource_wait_s = cluster_can_run(cfg.resources, log)
     if fresh and not is_uri(plan.storage) and Path(plan.study_dir).exists():
         from medguna.study.fresh import clear_study_folder
 
@@ -113,8 +132,10 @@ def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop, verbose: bool, prev
 
 
 def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, verbose: bool = False) -> bool:
-    """Run one dataset's experiment to its end, then its confirmation; False if every one of its
-    trials failed."""
+    """Run one dataset's experiment to its end, then its confirmation and baseline arm; False if
+    every one of its trials failed."""
+    from medguna.study.baseline import run_baseline
+    from medguna.study.error_text import first_error_message
     from medguna.study.experiment import (
         build_trainable,
         fit,
@@ -134,9 +155,10 @@ def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, ver
 
     cfg, exp_dir = plan.config, join(plan.study_dir, p.dataset)
     trainable = build_trainable(plan, p)
-    if completed_samples(exp_dir) >= p.num_samples:
+    if completed_samples(exp_dir, log) >= p.num_samples:
         log(f"[{p.dataset}] already complete in {exp_dir}: nothing rerun (use --fresh to start over)")
         run_confirmation(plan, p, trainable, None, concurrency, log, stop=stop, verbose=verbose)
+        run_baseline(plan, p, trainable, concurrency, log, stop=stop, verbose=verbose)
         return True
     if restorable(exp_dir):
         earlier = raise_sample_target(exp_dir, p.num_samples)
@@ -166,13 +188,14 @@ def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, ver
             f"results so far are kept in {exp_dir}. Run the same command again to resume.")
         raise StudyInterrupted(p.dataset)
     if all_failed(exp_dir):
-        error = next((str(r.error) for r in results if r.error), "")[:300]
+        error = first_error_message(r.error for r in results if r.error)
         log(f"[{p.dataset}] all {p.num_samples} trials failed, so it is not complete (first error: {error}). "
             "Fix the cause and run the same command again: these trials rerun.")
         return False
     write_complete_marker(exp_dir, {**summary, "num_samples": p.num_samples})
     log(f"[{p.dataset}] done: {summary['counts']}")
     run_confirmation(plan, p, trainable, results, concurrency, log, stop=stop, verbose=verbose)
+    run_baseline(plan, p, trainable, concurrency, log, stop=stop, verbose=verbose)
     return True
 
 

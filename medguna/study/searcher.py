@@ -1,5 +1,4 @@
-"""Tune's OptunaSearch, telling Optuna the truth about early-stopped trials and writing its study
-to the experiment folder as trials finish.
+"""Tune's OptunaSearch, telling Optuna the truth about early-stopped trials.
 
 Ray 2.60's OptunaSearch tells every trial that ends with a value COMPLETE, so a trial ASHA stopped
 after one epoch enters TPE as if its early value were final, and TPE models early-epoch values
@@ -8,10 +7,8 @@ as the outcome of a configuration. Here a trial whose last row is not the trial'
 epoch), below the finished trials, which is what Optuna's own pruners produce.
 
 The sampler's study stays in memory (STACK_NOTES: an RDB-backed OptunaSearch fails to restore after
-a kill between Tune's snapshots) and is copied to `<experiment>/optuna.db` after each finished trial,
-replacing the file whole, so optuna-dashboard and live progress can read it while the study runs.
-At the end of the experiment the runner replaces it with the export built from Tune's results
-(medguna.study.optuna_storage), which adds each trial's outcome and error.
+a kill between Tune's snapshots). The database users open, `<experiment>/optuna.db`, is written as
+trials run by medguna.study.optuna_storage, never by replacing it with this study.
 """
 
 from __future__ import annotations
@@ -22,18 +19,13 @@ from typing import Any
 from ray.tune.search.optuna import OptunaSearch
 
 from medguna.results import OUTCOME_ATTR, TrialOutcome, is_final_row
-from medguna.study.optuna_storage import write_study_copy
 
 logger = logging.getLogger(__name__)
 
 
 
 class StudySearch(OptunaSearch):
-    """OptunaSearch with PRUNED early-stopped trials and a live SQLite copy in `export_dir`."""
-
-    def __init__(self, *args, export_dir: str | None = None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.export_dir = export_dir
+    """OptunaSearch with PRUNED early-stopped trials and FAIL failed ones."""
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials:
@@ -48,7 +40,6 @@ class StudySearch(OptunaSearch):
             super().on_trial_complete(trial_id, result, error)
         else:
             self._tell(trial_id, "PRUNED", TrialOutcome.STOPPED_EARLY, result)
-        self._export()
 
     def _tell(self, trial_id: str, state: str, outcome: TrialOutcome, result: dict[str, Any] | None) -> None:
         import optuna
@@ -58,7 +49,3 @@ class StudySearch(OptunaSearch):
         ot_trial.set_user_attr("epoch", int((result or {}).get("epoch", 0)))
         self._ot_study.tell(ot_trial, state=optuna.trial.TrialState[state])
         self._completed_trials.add(trial_id)
-
-    def _export(self) -> None:
-        if self.export_dir is not None and self._ot_study is not None:
-            write_study_copy(self._ot_study, self.export_dir)

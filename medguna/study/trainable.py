@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from medguna.config import TrialConfig, apply_method_params, from_dict
-from medguna.results import method_params
+from medguna.results import PAPER_POINT, method_params
 
 STATE_FILE = "trial_state.pt"
 
@@ -62,12 +62,12 @@ def trial_setup(base: dict[str, Any], params: dict[str, Any], study: str,
     """The trial's config with its sampled method hyperparameters applied (the description sets
     the study checked installed on this node), and the tags every result row carries."""
     from medguna.study.description_sets import install_sets
-    from medguna.study.space import is_reference_config
+    from medguna.study.space import is_paper_point
 
     cfg = from_dict(TrialConfig, base)
     install_sets(sets, cfg.data.cache_dir, cfg.data.dataset)
     cfg.method = apply_method_params(cfg.method, params)
-    return cfg, {"study": study, "is_reference_config": is_reference_config(params)}
+    return cfg, {"study": study, PAPER_POINT: is_paper_point(params)}
 
 
 def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: str, code_version: str,

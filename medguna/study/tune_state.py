@@ -60,14 +60,12 @@ def all_failed(exp_dir: str) -> bool:
     return bool(statuses) and all(status == "ERROR" for status in statuses)
 
 
-def completed_samples(exp_dir: str) -> int:
-    """The number of trials the experiment's completion marker covers; 0 without a marker."""
-    text = read_text(join(exp_dir, COMPLETE_MARKER))
-    if text is None:
-        return 0
-    marker = json.loads(text)
-    # Markers written before the count was recorded: every trial they counted.
-    return int(marker.get("num_samples", sum(marker.get("counts", {}).values())))
+def completed_samples(exp_dir: str, log=print) -> int:
+    """The number of trials the experiment's completion marker covers; 0 without a marker (or an
+    unreadable one, which resuming rebuilds)."""
+    from medguna.study.readback import completed_samples as marker_samples
+
+    return marker_samples(read_text, join(exp_dir, COMPLETE_MARKER), log)
 
 
 def write_complete_marker(exp_dir: str, summary: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from torch import nn
 
 from medguna.config import TrialConfig, to_dict
 from medguna.errors import TrialError
-from medguna.method.selection import best_so_far
+from medguna.method.selection import best_so_far, stage1_candidate
 from medguna.method.student import Student
 from medguna.results import (
     FINAL_STATUS,
@@ -379,7 +379,8 @@ def _stage2_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, e
     state.history.append(row)
     # Tune's metric: the best objective so far, so ASHA and Optuna judge a trial by the epoch
     # that selection would keep, not by whichever epoch happened to come last.
-    row[OBJECTIVE_BEST_SO_FAR] = best_so_far(state.history, r.objective, stage1.val_metrics.get(r.objective))
+    row[OBJECTIVE_BEST_SO_FAR] = best_so_far(state.history, r.objective,
+                                             stage1_candidate(r.objective, stage1.val_metrics))
     state.epoch_states.append({k: v.detach().cpu().clone()
                                for k, v in state.plain_student.state_dict().items()})
     if ctx.tb is not None:
@@ -400,7 +401,8 @@ def _select_and_test(ctx: TrialContext, stage1: Stage1Result, state: Stage2State
     """Select an epoch on validation (or a label-free score), then touch the test split once.
 
     Epoch 0 is stage 1 alone (runtime.selection_includes_stage1): kept only when it is strictly
-    better on the objective than every stage-2 epoch, so a stage 2 that hurts is not reported."""
+    better on the objective than every stage-2 epoch, so a stage 2 that hurts is not reported;
+    never on an objective stage 1 meets by construction (stage1_candidate)."""
     from medguna.method.selection import select_epoch
 
     r = ctx.cfg.runtime
@@ -413,8 +415,9 @@ def _select_and_test(ctx: TrialContext, stage1: Stage1Result, state: Stage2State
         trained_digests = gather_object(trained_digests)
     selected = select_epoch(state.history, r.objective) + 1  # 1-based epoch number
     objective_value = state.history[selected - 1].get(r.objective, math.nan)
-    stage1_value = stage1.val_metrics.get(r.objective, math.nan)
-    if stage1_value > objective_value:  # select_epoch never picks a NaN epoch; a NaN stage 1 loses
+    stage1_value = stage1_candidate(r.objective, stage1.val_metrics)
+    # select_epoch never picks a NaN epoch; a NaN stage 1 loses.
+    if stage1_value is not None and stage1_value > objective_value:
         selected, objective_value = 0, stage1_value
         test_probs = stage1.probs(ctx.shared.clean_features["test"])
     else:
@@ -447,8 +450,9 @@ def _write_final_logs(ctx: TrialContext, final: dict[str, Any], confusion, selec
     if ctx.tb is None:
         return
     m, spec = ctx.cfg.method, ctx.shared.spec
-    ctx.tb.scalars({k: v for k, v in final.items() if k.startswith(("test_", "zeroshot_test_"))},
-                   m.stage2_epochs)
+    # The selected epoch's objective too: the HParams tab reads it as the trial's objective.
+    ctx.tb.scalars({k: v for k, v in final.items()
+                    if k.startswith(("test_", "zeroshot_test_")) or k == OBJECTIVE_SELECTED}, m.stage2_epochs)
     hp = {**to_dict(m), **params, "dataset": ctx.cfg.data.dataset}
     ctx.tb.hparams(hp, {k: final[k] for k in (OBJECTIVE_SELECTED, "test_accuracy", "test_balanced_accuracy",
                                               "zeroshot_test_balanced_accuracy", "test_ece") if k in final})

@@ -4,7 +4,7 @@
 
 study "handmade", objective val_balanced_accuracy (max), stage2_epochs 3, seeds 1..3
 configurations (adapter_width, prompt_length, entropy_weight, description_source):
-  A = (0, 113, 1.5, "lafter")   the paper's configuration (is_reference_config on shenzhen t0000)
+  A = (0, 113, 1.5, "lafter")   the paper's hyperparameters (is_paper_point on shenzhen t0000)
   B = (64, 16, 0.5, "llm")
   C = (128, 0, 1.0, "class_name")
 shenzhen (real, zero-shot test balanced accuracy 0.55):
@@ -111,13 +111,16 @@ def write_trial(
     reference: bool = False,
     error: str | None = None,
     objective: str = "val_balanced_accuracy",
+    control: str = "none",
+    protocol: str = "validation",
+    selected_epoch: int | None = None,
 ) -> Path:
     """One trial folder. `test` given: the trial completed all its epochs (final row written)."""
     study = json.loads((study_dir / "study.json").read_text())["study"]
     trial_id = f"abcd{number:04d}_{number:05d}"
     folder = study_dir / dataset / f"t{number:04d}_{trial_id}"
     folder.mkdir(parents=True)
-    params = {**FIXED, **config, "seed": seed, "dataset": dataset, "is_reference_config": reference}
+    params = {**FIXED, **config, "seed": seed, "dataset": dataset, "is_paper_point": reference}
     (folder / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True))
     lines = []
     for epoch, value in enumerate(val, start=1):
@@ -129,6 +132,8 @@ def write_trial(
             "checkpoint": checkpoint,
             "checkpoint_sha256": "0123abcd",
             "variant": params["variant"],
+            "control": control,
+            "protocol": protocol,
             "code_version": "test",
             "epoch": epoch,
             "loss": 1.0 / epoch,
@@ -165,7 +170,7 @@ def write_trial(
             best = max(range(len(val)), key=lambda i: values[i])
             row.update(
                 {
-                    "selected_epoch": best + 1,
+                    "selected_epoch": best + 1 if selected_epoch is None else selected_epoch,
                     "objective": objective,
                     "objective_selected": values[best],
                     "test_accuracy": test,

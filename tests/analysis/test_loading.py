@@ -150,6 +150,19 @@ def test_partial_trial_folder_names_the_file(tmp_path):
         load_results(study, progress=False)
 
 
+def test_a_trial_that_failed_before_it_started_is_a_failed_row(tmp_path):
+    # Ray writes only error.txt when a trial fails before it starts (an actor it could not reuse).
+    study = write_study_json(tmp_path / "s", "s", ["shenzhen"], {"shenzhen": "real"})
+    write_trial(study, "shenzhen", 0, CONFIGS["A"], 1, [0.5], zeroshot=0.5)
+    broken = study / "shenzhen" / "t0001_abcd0001_00001"
+    broken.mkdir()
+    (broken / "error.txt").write_text("Failure # 1\nTrainable runner reuse requires reset_config() to be "
+                                      "implemented and return True.\n")
+    trials = load_results(study, progress=False).trials.sort("trial_number")
+    assert trials.height == 2 and trials["trial_status"][1] == "failed"
+    assert trials["error_reason"][1].startswith("Trainable runner reuse requires reset_config()")
+
+
 def test_corrupt_result_line_names_file_and_line(tmp_path):
     study = write_study_json(tmp_path / "s", "s", ["shenzhen"], {"shenzhen": "real"})
     folder = write_trial(study, "shenzhen", 0, CONFIGS["A"], 1, [0.5, 0.6], zeroshot=0.5)

@@ -76,9 +76,10 @@ def test_the_saved_search_state_target_is_raised_in_the_newest_state(tmp_path):
         raise_sample_target(str(tmp_path / "empty"), 5)
 
 
-def test_the_optuna_export_skips_values_outside_a_narrowed_space(tmp_path):
+def test_the_optuna_export_keeps_a_trial_whose_value_lies_outside_a_narrowed_space(tmp_path):
     # A study from before settings were compared, run again with entropy_weight narrowed to <= 0.2:
-    # its 1.5 trial used to crash the export ("not contained in the distribution").
+    # its 1.5 trial used to crash the export ("not contained in the distribution"). The live record
+    # keeps every trial; a value outside today's space is left out of that trial's parameters only.
     from types import SimpleNamespace
 
     import optuna
@@ -87,10 +88,18 @@ def test_the_optuna_export_skips_values_outside_a_narrowed_space(tmp_path):
 
     plan = _plan(tmp_path, "search.space.entropy_weight.high=0.2")
     params = {"adapter_width": 0, "prompt_length": 0, "description_source": "curated+templates"}
-    rows = {"status": "completed", "objective_best_so_far": 0.5, "objective_selected": 0.5, "epoch": 2}
-    results = [SimpleNamespace(metrics=rows, config={**params, "entropy_weight": w}, error=None) for w in (1.5, 0.1)]
+    exp_dir = tmp_path / "runs" / "chestxray" / "shenzhen"
+    results = [
+        SimpleNamespace(
+            metrics={"status": "completed", "objective_best_so_far": 0.5, "objective_selected": 0.5,
+                     "epoch": 2, "trial_id": f"t{i}"},
+            config={**params, "entropy_weight": w}, error=None, path=str(exp_dir / f"t000{i}_t{i}"),
+            metrics_dataframe=None)
+        for i, w in enumerate((1.5, 0.1), start=1)]
     summary = export_optuna(plan, plan.datasets[0], results)
-    assert summary["counts"]["completed"] == 2 and summary["not_in_optuna_outside_space"] == 1
-    db = tmp_path / "runs" / "chestxray" / "shenzhen" / "optuna.db"
-    (kept,) = optuna.load_study(study_name="chestxray-shenzhen", storage=f"sqlite:///{db}").trials
-    assert kept.params["entropy_weight"] == 0.1
+    assert summary["counts"]["completed"] == 2 and summary["optuna_trials_added_at_end"] == 2
+    trials = optuna.load_study(study_name="chestxray-shenzhen", storage=f"sqlite:///{exp_dir / 'optuna.db'}").trials
+    by_folder = {t.user_attrs["trial_folder"].rsplit("/", 1)[-1]: t for t in trials}
+    assert "entropy_weight" not in by_folder["t0001_t1"].params
+    assert by_folder["t0002_t2"].params["entropy_weight"] == 0.1
+    assert [t.value for t in trials] == [0.5, 0.5]

@@ -89,6 +89,21 @@ def test_unknown_protocol_is_refused_with_the_choices(tmp_path: Path):
         TrialConfig(runtime=RuntimeConfig(protocol="test")).validate()
 
 
+@pytest.mark.parametrize("control", ["oracle_pseudo_labels", "shuffled_pseudo_labels"])
+def test_a_pseudo_label_control_is_refused_under_the_reference_protocol(tmp_path: Path, control):
+    # Stage 2 would also train on validation images, which keep the teacher's labels.
+    with pytest.raises(ConfigError, match=rf"runtime.control={control} with runtime.protocol=reference.*"
+                                          "runtime.protocol=validation"):
+        TrialConfig(runtime=RuntimeConfig(protocol="reference", control=control)).validate()
+    # The same refusal reaches a study before Ray starts (composition validates).
+    from medguna.compose import compose_study
+
+    with pytest.raises(ConfigError, match="half|partial"):
+        compose_study([f"storage.path={tmp_path}", f"runtime.control={control}", "runtime.protocol=reference"])
+    TrialConfig(runtime=RuntimeConfig(protocol="validation", control=control)).validate()
+    TrialConfig(runtime=RuntimeConfig(protocol="reference", control="shuffled_description_labels")).validate()
+
+
 def test_training_set_gathers_across_splits_in_index_order():
     train = torch.arange(3 * 2, dtype=torch.uint8).view(3, 1, 1, 2)  # images 0, 1, 2
     val = torch.arange(100, 100 + 2 * 2, dtype=torch.uint8).view(2, 1, 1, 2)  # images 3, 4

@@ -59,3 +59,15 @@ def test_the_objective_so_far_counts_stage1_when_it_competes():
     assert best_so_far(history, "val_balanced_accuracy") == 0.7
     assert best_so_far(history, "val_balanced_accuracy", 0.8) == 0.8
     assert best_so_far(history[:1], "val_balanced_accuracy", 0.5) == 0.6
+
+
+def test_stage1_never_competes_on_a_criterion_it_meets_by_construction():
+    from medguna.method.selection import stage1_candidate
+
+    stage1 = {"val_balanced_accuracy": 0.7, "val_teacher_agreement": 1.0}
+    assert stage1_candidate("val_balanced_accuracy", stage1) == 0.7
+    # Stage 1 agrees with its own labels: 1.0 would beat every stage-2 epoch, whatever it does.
+    assert stage1_candidate("val_teacher_agreement", stage1) is None
+    history = [{"val_teacher_agreement": 0.8}, {"val_teacher_agreement": 0.9}]
+    assert best_so_far(history, "val_teacher_agreement",
+                       stage1_candidate("val_teacher_agreement", stage1)) == 0.9

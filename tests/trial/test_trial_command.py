@@ -56,10 +56,10 @@ def test_trial_prints_final_metrics_and_writes_tensorboard(tmp_path, capsys):
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     scalars = events.Tags()["scalars"]
-    # One value per epoch under the result column's own name.
-    assert [e.step for e in events.Scalars("val_balanced_accuracy")] == [1, 2]
-    assert {"loss", "loss_entropy", "pseudo_label_accuracy"} <= set(scalars)
-    assert events.Scalars("loss")[-1].value == pytest.approx(final["loss"], rel=1e-5)
+    # One value per epoch under the result column's name, grouped by its prefix.
+    assert [e.step for e in events.Scalars("val/balanced_accuracy")] == [1, 2]
+    assert {"train/loss", "train/loss_entropy", "train/pseudo_label_accuracy"} <= set(scalars)
+    assert events.Scalars("train/loss")[-1].value == pytest.approx(final["loss"], rel=1e-5)
 
 
 def test_data_root_shorthand_reads_the_given_folder(tmp_path, capsys):
