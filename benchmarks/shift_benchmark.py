@@ -54,7 +54,7 @@ from medguna.compose import compose_study
 from medguna.config import apply_method_params
 from medguna.data.datasets import DATASETS
 from medguna.results import OBJECTIVE_SELECTED
-from medguna.study.space import DefineByRun, inside_space, reference_point
+from medguna.study.space import DefineByRun, inside_space, paper_point
 from medguna.trial.loop import run_trial
 from medguna.trial.reporting import PrintReporter
 
@@ -80,7 +80,7 @@ def validation_best(study_cfg, dataset: str, method, trials: int, seed: int,
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=study_cfg.search.sampler_seed + seed))
-    point = reference_point(space) if study_cfg.search.enqueue_reference else None
+    point = paper_point(space) if study_cfg.search.enqueue_reference else None
     for enqueued in (point, warm):
         if enqueued is not None:
             study.enqueue_trial(enqueued)

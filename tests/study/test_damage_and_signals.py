@@ -156,11 +156,11 @@ def test_sigterm_during_a_study_stops_it_resumably_with_exit_code_143(tmp_path, 
     from medguna.study.errors import StudyInterrupted
 
     _FitThatGetsSigterm.fitted = []
+    before = signal.getsignal(signal.SIGTERM)  # Ray's own where an earlier test in this process started Ray
+
     def ray_init(**kwargs):  # as ray.init does: a SIGTERM handler that exits the driver
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
 
-    # An earlier ray.init in this process may have left Ray's own handler: restore whatever was there.
-    before = signal.getsignal(signal.SIGTERM)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", ray_init)
     monkeypatch.setattr(storage, "expected_cluster_nodes", lambda *args: 1)
