@@ -36,7 +36,7 @@ def test_warm_point_fills_the_wide_space_from_the_method_and_refuses_what_it_can
     point = bench.warm_point_in(wide.search.space, warm)
     # Named dimensions as given; the rest at the corrected variant's defaults (the learning rate at
     # the demonstration budget's 1e-3).
-    assert point == {"adapter_width": 0, "entropy_weight": -1.5, "prompt_length": 0,
+    assert point == {"adapter_width": 0, "entropy_weight": 0.0, "prompt_length": 0,
                      "description_source": "curated+templates", "stage2_optimizer": "adamw",
                      "stage2_lr": 0.001, "strong_view_augmentation": "reference"}
     assert inside_space(wide.search.space, point)
