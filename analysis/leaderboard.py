@@ -14,10 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from medguna.analysis.layout import DEFAULT_METRIC, HEADLINE_METRICS
 from medguna.analysis.loading import load_results
 from medguna.analysis.report import across_text, build_report, leaderboard_text
 from medguna.errors import MedgunaError
+from medguna.results import DEFAULT_METRIC, HEADLINE_METRICS
 
 TOP_ROWS = 5
 

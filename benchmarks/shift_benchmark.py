@@ -61,7 +61,8 @@ from medguna.analysis.stats import mean_ci
 from medguna.compose import compose_study
 from medguna.config import apply_method_params
 from medguna.data.datasets import DATASETS
-from medguna.study.space import DefineByRun, inside_space, reference_point
+from medguna.results import OBJECTIVE_SELECTED
+from medguna.study.space import DefineByRun, inside_space, paper_point
 from medguna.trial.loop import run_trial
 from medguna.trial.reporting import PrintReporter
 
@@ -81,13 +82,13 @@ def validation_best(study_cfg, dataset: str, method, trials: int, seed: int,
     def objective(trial: optuna.Trial) -> float:
         DefineByRun(space, {})(trial)
         final = trial_row(study_cfg.trial_config(dataset, apply_method_params(method, trial.params)))
-        finals.append((final["objective_value"], final, dict(trial.params)))
-        return final["objective_value"]
+        finals.append((final[OBJECTIVE_SELECTED], final, dict(trial.params)))
+        return final[OBJECTIVE_SELECTED]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=study_cfg.search.sampler_seed + seed))
-    point = reference_point(space) if study_cfg.search.enqueue_reference else None
+    point = paper_point(space) if study_cfg.search.enqueue_reference else None
     for enqueued in (point, warm):
         if enqueued is not None:
             study.enqueue_trial(enqueued)
@@ -165,7 +166,7 @@ def run_dataset_seed(dataset: str, seed: int, study_trials: int, cache_dir: str,
     def record(arm: str, final: dict, params: dict | None = None) -> None:
         rows.append({
             "dataset": dataset, "seed": seed, "arm": arm,
-            "val_objective": final["objective_value"],
+            OBJECTIVE_SELECTED: final[OBJECTIVE_SELECTED],
             "test_balanced_accuracy": final["test_balanced_accuracy"],
             "zeroshot_test_balanced_accuracy": final["zeroshot_test_balanced_accuracy"],
             "gain": final["test_balanced_accuracy"] - final["zeroshot_test_balanced_accuracy"],

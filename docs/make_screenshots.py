@@ -6,12 +6,15 @@
 Without --study-dir it first runs the demonstration (`python studies/run.py --study chestxray` with
 no data and no checkpoint) into a temporary folder. It then writes the study's report, opens it and
 a TensorBoard server on 127.0.0.1 in the system Chromium (`apt-get install chromium`; the dev
-extra's Playwright drives it) and saves report.png, report_parallel.png and tensorboard_hparams.png.
+extra's Playwright drives it) and optuna-dashboard (the `dashboard` extra) on 127.0.0.1, and saves
+report.png, report_parallel.png, tensorboard_hparams.png, tensorboard_scalars.png and
+optuna_dashboard.png.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -30,16 +33,17 @@ def run_demo(storage: Path) -> Path:
 
 
 def screenshots(study_dir: Path, out: Path) -> list[Path]:
-    from browser_tools import browser_page, tensorboard_server
+    from browser_tools import browser_page, optuna_dashboard_server, tensorboard_server
 
     from medguna.analysis.report import write_report
 
     page_path = write_report([study_dir], progress=False).parent / "report.html"
     out.mkdir(parents=True, exist_ok=True)
-    shots = [out / "report.png", out / "report_parallel.png", out / "tensorboard_hparams.png"]
-    with browser_page(width=1280, height=900) as page:
+    shots = [out / "report.png", out / "report_parallel.png", out / "tensorboard_hparams.png",
+             out / "tensorboard_scalars.png", out / "optuna_dashboard.png"]
+    with browser_page(width=1400, height=900) as page:
         page.goto(page_path.as_uri())
-        page.screenshot(path=str(shots[0]))
+        page.screenshot(path=str(shots[0]))  # the summary: every dataset's answer
         page.locator("svg.parallel").first.screenshot(path=str(shots[1]))
     with tensorboard_server(study_dir) as url, browser_page(width=1700, height=720) as page:
         page.goto(f"{url}/#hparams")
@@ -47,6 +51,18 @@ def screenshots(study_dir: Path, out: Path) -> list[Path]:
             has_text="adapter_width").first.wait_for(timeout=60_000)
         page.wait_for_timeout(1000)  # let the table finish drawing its rows
         page.screenshot(path=str(shots[2]))
+        page.set_viewport_size({"width": 1400, "height": 900})
+        page.goto(f"{url}/?tagFilter=%5Eval%2F#timeseries")  # the val/ group: validation per epoch
+        page.locator("card-view").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(shots[3]))
+    first = json.loads((study_dir / "study.json").read_text())["datasets"][0]
+    with optuna_dashboard_server(study_dir / first / "optuna.db") as url, \
+            browser_page(width=1400, height=900) as page:
+        page.goto(f"{url}/dashboard/studies/1")
+        page.get_by_text("Intermediate values").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(shots[4]))
     return shots
 
 

@@ -22,6 +22,9 @@ TEXT_WRAPPERS = ("auto", "modality", "reference", "none")
 OPTIMIZERS = ("sgd", "adamw")
 OBJECTIVES = ("val_balanced_accuracy", "val_accuracy", "val_macro_f1", "val_auroc",
               "val_information_maximization", "val_teacher_agreement")
+# Objectives stage 1 satisfies by construction (the teacher agrees with its own labels: 1.0), so
+# stage 1 alone never competes in selection on them and they are measured over stage-2 epochs only.
+STAGE1_BY_CONSTRUCTION = ("val_teacher_agreement",)
 MIXED_PRECISIONS = ("auto", "no", "bf16", "fp16")
 HIGH_BIT_DEPTHS = ("rescale", "clip")
 STRONG_VIEW_SOURCES = ("auto", "square", "whole")
@@ -41,10 +44,14 @@ PROTOCOLS = ("validation", "reference")
 # above anything useful; cap it so a typo (1130) fails fast instead of exhausting memory.
 MAX_PROMPT_LENGTH = 1024
 SWIN_PATCH_SIZE = 4  # MedCLIP-ViT's Swin-T: a 224 px image is a 56 x 56 patch grid
+# A hidden layer wider than this is no longer a bottleneck of a 512-d embedding; such a value is
+# almost certainly a typo (an extra zero), so it is rejected instead of allocating gigabytes.
 MAX_ADAPTER_WIDTH = 8192
 CONTROLS = ("none", "shuffled_pseudo_labels", "shuffled_description_labels", "oracle_pseudo_labels")
 # Controls that give stage 2 what a label-free method never has: an upper bound, not a baseline.
 POSITIVE_CONTROLS = ("oracle_pseudo_labels",)
+# Controls that replace the teacher's labels of the training images stage 2 trains on.
+PSEUDO_LABEL_CONTROLS = ("shuffled_pseudo_labels", "oracle_pseudo_labels")
 
 # torch.compile of the prompted student's forward: auto = inductor on a GPU, off on CPU (compiling
 # costs more than it saves in a short CPU trial); aot_eager captures the graph without code
@@ -224,6 +231,15 @@ class TrialConfig:
         _check(0.5 < r.collapse_threshold <= 1, "runtime.collapse_threshold",
                r.collapse_threshold, "in (0.5, 1]")
         _check(r.control in CONTROLS, "runtime.control", r.control, f"one of {CONTROLS}")
+        if r.control in PSEUDO_LABEL_CONTROLS and r.protocol == "reference":
+            # Under the reference protocol stage 2 also trains on the validation images, whose
+            # teacher labels such a control leaves in place: half a control is no control.
+            raise ConfigError(
+                f"runtime.control={r.control} with runtime.protocol=reference: the control replaces "
+                "the training images' stage-2 labels only, while the reference protocol also trains "
+                "stage 2 on the validation images with the teacher's labels, so the control would "
+                "be partial; run the control under runtime.protocol=validation (the default) or "
+                "drop runtime.control")
         _check(r.compile_student in COMPILE_CHOICES, "runtime.compile_student", r.compile_student,
                f"one of {COMPILE_CHOICES}")
         _check(r.profile_steps >= 0, "runtime.profile_steps", r.profile_steps, ">= 0 (0: no profiling)")
@@ -398,6 +414,9 @@ class DataRoots:
     synthetic_seed: int = 0
     synthetic_shift: str = "demo"
     image_size: int = 224
+    # A split without some class is refused before Ray (its balanced accuracy ignores that class,
+    # its AUROC is undefined); true runs such a study anyway, with a warning.
+    allow_missing_classes: bool = False
 
 
 @dataclass
@@ -405,6 +424,8 @@ class SearchConfig:
     space: dict = field(default_factory=dict)
     sampler_seed: int = 9  # as studies/conf/search/default.yaml
     enqueue_reference: bool = True
+    # medguna.study.baseline: also run the reference variant (method=reference) at the paper's point.
+    baseline_reference_variant: bool = False
     # medguna.study.warm_start: "<storage>/<study>" or "<storage>/<study>:<dataset>"; null: none.
     warm_start: str | None = None
     warm_start_top: int = 3
@@ -432,6 +453,9 @@ class ResourcesConfig:
     # Training processes per trial on CPU (a TorchTrainer when > 1); with gpus_per_trial > 1
     # there is one process per GPU instead.
     workers_per_trial: int = 1
+    # On an autoscaling cluster, how long a study waits for the autoscaler to provide a first
+    # trial's resources (GPUs) before it stops with a message; 0: wait without limit.
+    resource_wait_s: float = 1800.0
 
     @property
     def distributed(self) -> bool:
@@ -442,10 +466,17 @@ class ResourcesConfig:
         return int(self.gpus_per_trial) if self.gpus_per_trial > 1 else self.workers_per_trial
 
 
+# How the study folder is locked against a second driver (medguna.study.lock): flock, a lock file
+# with a heartbeat for filesystems without flock (Lustre mounted without it), or flock with that
+# file as the fallback.
+STUDY_LOCK_KINDS = ("auto", "flock", "file")
+
+
 @dataclass
 class StorageConfig:
     path: str = "medguna_runs"
     cache_dir: str = "medguna_cache"
+    lock: str = "auto"  # one of STUDY_LOCK_KINDS
 
 
 @dataclass
@@ -464,6 +495,8 @@ class StudyConfig:
         """search=False skips the search space: a single trial (`medguna trial`) searches nothing."""
         s, r, q = self.study, self.resources, self.search
         validate_study_name(s.name)
+        _check(self.storage.lock in STUDY_LOCK_KINDS, "storage.lock", self.storage.lock,
+               f"one of {STUDY_LOCK_KINDS}")
         if not s.datasets:
             raise ConfigError("study.datasets is empty: name at least one of " + ", ".join(DATASET_NAMES))
         for name in s.datasets:

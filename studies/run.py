@@ -13,6 +13,7 @@ study.num_samples grew; a study run again with other settings is refused with th
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 
@@ -50,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = compose_study([f"study={args.study}", *confirm, *args.overrides])
+        from medguna.study.guards import check_fixed_not_searched
+
+        check_fixed_not_searched(args.overrides, cfg.search.space)
         from medguna.study.runner import StudyFailed, StudyInterrupted, run_study
 
         plan = run_study(cfg, fresh=args.fresh, restart=args.restart, verbose=args.verbose)
@@ -58,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once (listed first: StudyInterrupted may be unbound)
         return 130
-    except StudyInterrupted:
-        return 130
+    except StudyInterrupted as interrupted:
+        return interrupted.exit_code
     except StudyFailed as failed:
         print(f"studies/run.py: {failed}; the study is not complete (see the errors above)", file=sys.stderr)
         return 1
@@ -85,7 +89,7 @@ def _report(plan, open_page: bool = False) -> int:
     copied = f" (copied to {report.copied_to})" if report.copied_to else ""
     page = report.index.parent / "report.html"
     print(f"Report: {page}{copied} (tables and figures also under {report.index.parent})\n"
-          f"TensorBoard: tensorboard --logdir {plan.study_dir}")
+          f"TensorBoard: tensorboard --logdir {shlex.quote(plan.study_dir)}")
     if open_page:
         import webbrowser
 

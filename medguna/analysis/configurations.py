@@ -6,23 +6,24 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from medguna.analysis.layout import DESIGN_PARAMS, NOT_CONFIGURATION
+from medguna.results import DESIGN_DIMENSIONS, NOT_CONFIGURATION
 
 
 def searched_params(trials: pl.DataFrame, param_names: Sequence[str]) -> list[str]:
     """The design-named parameters, plus every other parameter that varies among `trials`.
 
     params.json holds sampled and fixed values alike; a parameter with one value in the whole
-    results set says nothing about a configuration, so only varying ones join the tuple.
+    results set says nothing about a configuration, so only varying ones join the tuple (a trial
+    that failed before Ray wrote its params has none: missing is not another value).
     """
-    design = [p for p in DESIGN_PARAMS if p in trials.columns]
+    design = [p for p in DESIGN_DIMENSIONS if p in trials.columns]
     others = [
         p
         for p in param_names
         if p in trials.columns
-        and p not in DESIGN_PARAMS
+        and p not in DESIGN_DIMENSIONS
         and p not in NOT_CONFIGURATION
-        and trials[p].n_unique() > 1
+        and trials[p].drop_nulls().n_unique() > 1
     ]
     return design + others
 

@@ -1,5 +1,6 @@
 """The confirmed leaderboard: the confirmation stage's reruns (medguna.study.confirm), per dataset
-one row per configuration with the mean and t interval over its fresh seeds, ranked by mean
+one row per configuration with the mean and spread over its fresh seeds (range, or a percentile
+bootstrap over seeds from 5 seeds: medguna.analysis.stats.seed_summary), ranked by mean
 validation objective (never by test)."""
 
 from __future__ import annotations
@@ -8,8 +9,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from medguna.analysis.layout import CONFIRM_STAGE, SEARCH_STAGE
 from medguna.analysis.leaderboards import RANK_GROUP, seeds_table
+from medguna.results import BASELINE_STAGE, CONFIRM_STAGE, SEARCH_STAGE
 
 
 def search_trials(frame: pl.DataFrame) -> pl.DataFrame:
@@ -19,13 +20,20 @@ def search_trials(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.filter(pl.col("stage").fill_null(SEARCH_STAGE) == SEARCH_STAGE)
 
 
+def board_trials(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows a dataset leaderboard lists: the search's, and the baseline arm's (listed, not ranked)."""
+    if "stage" not in frame.columns:
+        return frame
+    return frame.filter(pl.col("stage").fill_null(SEARCH_STAGE).is_in([SEARCH_STAGE, BASELINE_STAGE]))
+
+
 def confirmed_leaderboard(
     trials: pl.DataFrame,
     param_names: Sequence[str],
     metric: str = "balanced_accuracy",
     confidence: float = 0.95,
 ) -> pl.DataFrame:
-    """Confirmation runs grouped by configuration: n seeds, mean, sd and interval of test metric,
+    """Confirmation runs grouped by configuration: n seeds, mean, sd and spread over seeds of test metric,
     gain over zero-shot and validation objective; rank 1 = best mean objective per dataset."""
     if "stage" not in trials.columns:
         return pl.DataFrame()

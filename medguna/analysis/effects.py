@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from medguna.analysis.layout import COMPLETED
 from medguna.analysis.leaderboards import RANK_GROUP, with_gains
-
-EFFECT_PARAMS = ("description_source", "prompt_length", "adapter_width", "entropy_weight")
+from medguna.results import COMPLETED, SELECTED_EPOCH
 
 # (upper bound inclusive, label); "0 (off)" is exactly 0, negative weights (a diversity term) below it.
 PROMPT_LENGTH_BUCKETS = (
@@ -50,8 +48,11 @@ def _bucket_exprs(param: str) -> tuple[pl.Expr, pl.Expr]:
 
 
 def _iqr_stats(column: str, prefix: str) -> list[pl.Expr]:
-    q25 = pl.col(column).quantile(0.25, "linear")
-    q75 = pl.col(column).quantile(0.75, "linear")
+    # Quartiles of one value are that value: an IQR of 0 there would read as "no spread", so a
+    # level with fewer than 2 trials shows none (a dash) and its n says why.
+    several = pl.col(column).drop_nulls().len() >= 2
+    q25 = pl.when(several).then(pl.col(column).quantile(0.25, "linear"))
+    q75 = pl.when(several).then(pl.col(column).quantile(0.75, "linear"))
     return [
         pl.col(column).median().alias(f"{prefix}_median"),
         q25.alias(f"{prefix}_q25"),
@@ -60,16 +61,26 @@ def _iqr_stats(column: str, prefix: str) -> list[pl.Expr]:
     ]
 
 
+def kept_stage2(trials: pl.DataFrame) -> pl.DataFrame:
+    """Trials whose selected epoch is a stage-2 epoch: stage 2 was kept, so its hyperparameters
+    (prompt length, entropy weight, ...) shaped the result."""
+    return trials.filter(pl.col(SELECTED_EPOCH).fill_null(0) > 0)
+
+
 def effect_table(
-    trials: pl.DataFrame, param: str, metric: str = "balanced_accuracy"
+    trials: pl.DataFrame, param: str, metric: str = "balanced_accuracy", stage2_only: bool = False
 ) -> pl.DataFrame:
-    """Per cohort, dataset and level of `param`: count, median/IQR of objective and of gain.
+    """Per cohort, dataset and level of `param`: count, how many kept stage 1 alone (selected
+    epoch 0: stage 2 thrown away), median/IQR of objective and of gain. `stage2_only`: the same
+    over trials that kept a stage-2 epoch.
 
     Only completed trials count: a stopped or failed trial's numbers are not comparable.
     """
     if param not in trials.columns:
         return pl.DataFrame()
     rows = with_gains(trials.filter(pl.col("trial_status") == COMPLETED))
+    if stage2_only:
+        rows = kept_stage2(rows)
     if rows.height == 0:
         return pl.DataFrame()
     label, order = _bucket_exprs(param)
@@ -77,7 +88,8 @@ def effect_table(
     table = rows.group_by([*RANK_GROUP, "dataset", "level"]).agg(
         pl.col("_order").first(),
         pl.len().alias("n"),
-        *_iqr_stats("objective_final", "objective"),
+        (pl.col(SELECTED_EPOCH).fill_null(0) == 0).sum().alias("n_stage1_alone"),
+        *_iqr_stats("objective_selected", "objective"),
         *_iqr_stats(f"gain_{metric}", f"gain_{metric}"),
     )
     table = table.sort(["cohort", "dataset", "_order", "level"]).drop("_order")
@@ -87,6 +99,7 @@ def effect_table(
             "dataset",
             param,
             "n",
+            "n_stage1_alone",
             *[c for c in table.columns if c.startswith(("objective_", "gain_"))],
             "study_objective",
         ]

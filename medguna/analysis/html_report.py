@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,10 @@ import polars as pl
 
 from medguna.analysis.cohorts import cohort_heading, cohort_label, sorted_cohorts
 from medguna.analysis.configurations import searched_params
-from medguna.analysis.layout import COMPLETED, TRIAL_STATES
+from medguna.analysis.html_summary import search_space_section, summary_section
+from medguna.analysis.summary import PAPER_MARK, VS_PAPER, VS_ZEROSHOT, ci_columns
 from medguna.analysis.tables import format_cell
+from medguna.results import COMPLETED, SEARCH_STAGE, TRIAL_OUTCOMES
 
 HTML_FILE = "report.html"
 TENSORBOARD_RUN = "tensorboard_run"  # <dataset>/<trial folder>: the run name under `--logdir <study>`
@@ -41,12 +44,14 @@ def esc(value: object) -> str:
 
 
 def table_html(frame: pl.DataFrame, columns: Sequence[str] | None = None,
-               table_id: str = "") -> str:
+               table_id: str = "", css_class: str = "") -> str:
     """A sortable table: every shown column, formatted cells, raw values in data-sort."""
     shown = [c for c in (columns or frame.columns) if c in frame.columns]
     if frame.height == 0 or not shown:
         return '<p class="empty">(no rows)</p>'
-    head = "".join(f'<th scope="col" title="sort by {esc(c)}">{esc(c)}</th>' for c in shown)
+    # A heading may break after an underscore (<wbr>), never inside a word.
+    head = "".join(f'<th scope="col" title="sort by {esc(c)}">{esc(c).replace("_", "_<wbr>")}</th>'
+                   for c in shown)
     rows = []
     for row in frame.select(shown).iter_rows(named=True):
         cells = []
@@ -56,23 +61,24 @@ def table_html(frame: pl.DataFrame, columns: Sequence[str] | None = None,
             cells.append(f'<td data-sort="{esc(sort)}">{esc(format_cell(value, c))}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     ident = f' id="{esc(table_id)}"' if table_id else ""
-    return (f'<table class="sortable"{ident}><thead><tr>{head}</tr></thead>'
+    return (f'<table class="sortable{" " + css_class if css_class else ""}"{ident}><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
-def cohort_tables(frame: pl.DataFrame, section: TableSection) -> str:
+def cohort_tables(frame: pl.DataFrame, section: TableSection, with_run: bool = True,
+                  css_class: str = "") -> str:
     """One table per cohort (real first), each under its cohort heading, never one mixed table."""
-    columns = _with_run_column(frame, section.columns)
-    frame = _add_run_column(frame)
+    columns = _with_run_column(frame, section.columns) if with_run else section.columns
+    frame = _add_run_column(frame) if with_run else frame
     if "cohort" not in frame.columns or frame.height == 0 or frame["cohort"].null_count() == frame.height:
-        return table_html(frame, columns, f"table-{section.stem}")
+        return table_html(frame, columns, f"table-{section.stem}", css_class)
     parts = []
     for slug in sorted_cohorts(frame["cohort"].drop_nulls().unique().to_list()):
         part = frame.filter(pl.col("cohort") == slug)
         shown = [c for c in (columns or part.columns) if c != "cohort"]
         label = cohort_label(slug)
         parts.append(f'<h4 class="cohort{" synthetic" if label else ""}">{esc(cohort_heading(slug))}</h4>')
-        parts.append(table_html(part, shown, f"table-{section.stem}-{slug}"))
+        parts.append(table_html(part, shown, f"table-{section.stem}-{slug}", css_class))
     return "\n".join(parts)
 
 
@@ -95,6 +101,7 @@ def _with_run_column(frame: pl.DataFrame, columns: list[str] | None) -> list[str
 # ---- parallel coordinates ----
 
 PC_WIDTH, PC_HEIGHT, PC_MARGIN = 860, 300, 48
+PC_CROWDED = 150  # axes closer than this (pixels) have room for about 20 characters of name
 LOW_COLOUR, HIGH_COLOUR = (215, 48, 39), (33, 102, 172)  # low objective red, high blue
 
 
@@ -125,10 +132,15 @@ def parallel_coordinates_svg(rows: pl.DataFrame, params: Sequence[str], objectiv
         x = PC_MARGIN + i * step
         anchor = "start" if i == 0 else "end" if i == len(axes) - 1 else "middle"
         parts.append(f'<line class="pc-axis" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}"/>')
-        parts.append(f'<text class="pc-name" x="{x:.1f}" y="{top - 18}" text-anchor="{anchor}">'
+        # Close axes alternate their names between two heights, so long names never overlap.
+        lift = 14 if step < PC_CROWDED and i % 2 else 0
+        parts.append(f'<text class="pc-name" x="{x:.1f}" y="{top - 18 - lift}" text-anchor="{anchor}">'
                      f"{esc(a)}</text>")
+        # The last axis writes its ticks to its left, inside the drawing, never past its edge.
+        tick_x, tick_anchor = (x - 4, "end") if i == len(axes) - 1 else (x + 4, "start")
         for text, y in scales[a][1]:
-            parts.append(f'<text class="pc-tick" x="{x + 4:.1f}" y="{y + 4:.1f}">{esc(text)}</text>')
+            parts.append(f'<text class="pc-tick" x="{tick_x:.1f}" y="{y + 4:.1f}" '
+                         f'text-anchor="{tick_anchor}">{esc(text)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -144,11 +156,12 @@ def _axis_scale(values: list, top: float, bottom: float):
             return (bottom + top) / 2 if v is None else bottom - (v - lo) / (hi - lo) * (bottom - top)
 
         return y, [(_tick(lo), bottom), (_tick(hi), top)]
-    levels = sorted({str(v) for v in present})
+    levels = sorted({_tick(v) if isinstance(v, float) else str(v) for v in present})
     gap = (bottom - top) / max(len(levels) - 1, 1)
     where = {v: (bottom + top) / 2 if len(levels) == 1 else bottom - i * gap
              for i, v in enumerate(levels)}
-    return (lambda v: where.get(str(v), bottom)), [(v, where[v]) for v in levels]
+    return (lambda v: where.get(_tick(v) if isinstance(v, float) else str(v), bottom)), \
+        [(v, where[v]) for v in levels]
 
 
 def _tick(value: float) -> str:
@@ -196,13 +209,17 @@ def page_html(report, results, metric: str) -> str:
     sections = [(stem, report.sections.get(stem) or TableSection(stem, stem)) for stem in report.tables]
     boards = [(s, t) for s, t in sections if s.startswith("leaderboard_")]
     others = [(s, t) for s, t in sections if not s.startswith("leaderboard_")]
-    body.append('<nav><a href="#studies">Studies</a> · <a href="#leaderboards">Leaderboards</a> · '
+    body.append('<nav><a href="#summary">Summary</a> · <a href="#search-space">Search space</a> · '
+                '<a href="#leaderboards">Leaderboards</a> · <a href="#studies">Studies</a> · '
                 '<a href="#parallel">Parallel coordinates</a> · <a href="#tables">Effects and more</a>'
                 ' · <a href="#figures">Figures</a> · <a href="#files">Files</a></nav></header>')
-    body.append(_studies_section(results, metric))
+    body.append(summary_section(getattr(report, "summary", None), metric))
+    body.append(search_space_section(results))
     body.append('<section id="leaderboards"><h2>Leaderboards</h2>')
-    body += [_table_section(report, stem, section) for stem, section in boards]
+    body += [_leaderboard_section(report, stem, section, results.param_names, metric)
+             for stem, section in boards]
     body.append("</section>")
+    body.append(_studies_section(results, metric))
     body.append(_parallel_section(results))
     body.append('<section id="tables"><h2>Effects, importance and seeds</h2>')
     body += [_table_section(report, stem, section) for stem, section in others]
@@ -210,6 +227,7 @@ def page_html(report, results, metric: str) -> str:
     body.append('<section id="figures"><h2>Figures</h2>'
                 + "".join(figure_html(p, report.out_dir) for p in report.figures) + "</section>")
     body.append('<section id="files"><h2>Files</h2><ul>'
+                + f"<li>summary: {file_links('summary')}</li>"
                 + "".join(f"<li>{esc(stem)}: {file_links(stem)}</li>" for stem in report.tables)
                 + '<li>every trial: <a href="trials.csv">trials.csv</a> · <a href="trials.parquet">'
                 'trials.parquet</a>; every epoch: <a href="epochs.parquet">epochs.parquet</a>; '
@@ -228,11 +246,17 @@ def _studies_section(results, metric: str) -> str:
         "study": s.name, "folder": str(s.path), "objective": s.objective, "mode": s.mode,
         "encoder": s.encoder, "checkpoint": s.checkpoint, "created": s.created,
         "datasets (data source)": ", ".join(f"{d} ({s.data_source.get(d, '?')})" for d in s.datasets),
-        "TensorBoard": f"tensorboard --logdir {s.path}",
+        "TensorBoard": f"tensorboard --logdir {shlex.quote(str(s.path))}",
     } for s in results.studies])
-    counts = results.trials.group_by(["cohort", "study", "dataset"]).agg(
-        *((pl.col("trial_status") == s).sum().alias(s) for s in TRIAL_STATES), pl.len().alias("trials"),
-    ).sort(["cohort", "study", "dataset"])
+    trials = results.trials
+    if "stage" not in trials.columns:
+        trials = trials.with_columns(pl.lit(SEARCH_STAGE).alias("stage"))
+    # Which stage each count is: the search's trials, or the confirmation's reruns with fresh seeds.
+    key = ["cohort", "study", "dataset", "stage"]
+    counts = trials.with_columns(pl.col("stage").fill_null(SEARCH_STAGE)).group_by(key).agg(
+        *((pl.col("trial_status") == s).sum().alias(s) for s in TRIAL_OUTCOMES), pl.len().alias("trials"),
+    ).with_columns(pl.col("stage").replace({SEARCH_STAGE: "search", "confirm": "confirmation"})
+    ).sort(["cohort", "study", "dataset", pl.col("stage") != "search"])
     return ('<section id="studies"><h2>Studies</h2>' + table_html(rows, table_id="table-studies")
             + f"<p>Headline test metric: <code>{esc(metric)}</code>. Each trial's TensorBoard run is "
             f"<code>&lt;dataset&gt;/&lt;trial&gt;</code> under <code>tensorboard --logdir "
@@ -244,6 +268,54 @@ def _table_section(report, stem: str, section: TableSection) -> str:
     notes = "".join(f'<p class="note">{esc(n)}</p>' for n in section.notes)
     return (f'<article id="{esc(stem)}"><h3>{esc(section.title)}</h3>{notes}'
             f"{cohort_tables(report.tables[stem], section)}"
+            f'<p class="files">Files: {file_links(stem)}</p></article>')
+
+
+# The leading columns of a leaderboard as shown: the answer first, everything else in a
+# collapsible table below it (and in the CSV).
+INTERVAL, OUTCOME = "95% CI", "selected epoch / outcome"
+
+
+def leaderboard_view(board: pl.DataFrame, params: Sequence[str], metric: str) -> tuple[pl.DataFrame, list[str]]:
+    """The leading columns of a board (with the derived interval and outcome), under short
+    headings, and those headings in order."""
+    low, high = ci_columns(metric)
+    derived = [
+        pl.when(pl.col("trial_status") != COMPLETED)
+        .then(pl.concat_str([pl.col("trial_status"), pl.lit(": "), pl.col("note")]))
+        .when(pl.col("selected_epoch") == 0).then(pl.lit("stage 1 alone"))
+        .otherwise(pl.format("epoch {}", pl.col("selected_epoch"))).alias(OUTCOME),
+    ]
+    if low in board.columns and high in board.columns:
+        # A no-break space after the comma: the interval never splits over two lines.
+        derived.append(pl.when(pl.col(low).is_not_null()).then(pl.format(
+            "[{},\u00a0{}]", pl.col(low).round(3).cast(pl.String).str.pad_end(5, "0"),
+            pl.col(high).round(3).cast(pl.String).str.pad_end(5, "0"))).alias(INTERVAL))
+    frame = board.with_columns(derived)
+    # Short headings, so the leading columns fit a 1400-pixel window; the full names are in the
+    # table below them and in the CSV.
+    headings = {"rank": "rank", "trial": "trial", PAPER_MARK: "★", **{p: p for p in params},
+                f"test_{metric}": f"test {metric.replace('_', ' ')}", INTERVAL: INTERVAL, f"gain_{metric}": "gain vs zero-shot",
+                VS_ZEROSHOT: "vs zero-shot", VS_PAPER: "vs paper's hyperparameters", OUTCOME: OUTCOME}
+    present = {c: h for c, h in headings.items() if c in frame.columns}
+    if PAPER_MARK in present:  # the mark alone; the full label is in the table below and the CSV
+        frame = frame.with_columns(pl.when(pl.col(PAPER_MARK).fill_null("") != "").then(pl.lit("★"))
+                                   .otherwise(pl.lit("")).alias(PAPER_MARK))
+    frame = frame.select("cohort", *present).rename({c: h for c, h in present.items() if c != h})
+    return frame, list(present.values())
+
+
+def _leaderboard_section(report, stem: str, section: TableSection, param_names, metric: str) -> str:
+    board = report.tables[stem]
+    if "trial_status" not in board.columns:  # across datasets, confirmed: already a short table
+        return _table_section(report, stem, section)
+    frame, lead = leaderboard_view(board, searched_params(board, param_names), metric)
+    notes = "".join(f'<p class="note">{esc(n)}</p>' for n in section.notes)
+    lead_section = TableSection(f"{stem}-lead", section.title, lead)
+    return (f'<article id="{esc(stem)}"><h3>{esc(section.title)}</h3>'
+            f"{cohort_tables(frame, lead_section, with_run=False, css_class='lead')}"
+            f"<details><summary>All columns, notes and the TensorBoard run of each trial</summary>{notes}"
+            f"{cohort_tables(board, section)}</details>"
             f'<p class="files">Files: {file_links(stem)}</p></article>')
 
 
@@ -260,7 +332,7 @@ def _parallel_section(results) -> str:
             label = cohort_label(cohort)
             title = f"{dataset}" + (f" [{label}]" if label else "")
             parts.append(f'<h3 class="{"synthetic" if label else ""}">{esc(title)}</h3>')
-            parts.append(parallel_coordinates_svg(part, params, "objective_value", title))
+            parts.append(parallel_coordinates_svg(part, params, "objective_selected", title))
     return "".join(parts) + "</section>"
 
 
@@ -283,6 +355,16 @@ figcaption{font-size:.8rem;color:#57606a}svg.parallel{background:#fff;border:1px
 max-width:100%;height:auto}.pc-line{fill:none;stroke-width:2;opacity:.75}
 .pc-line:hover{stroke-width:4;opacity:1}.pc-axis{stroke:#57606a;stroke-width:1}
 .pc-name{font-size:12px;font-weight:600}.pc-tick{font-size:10px;fill:#57606a}
+.answers{display:grid;grid-template-columns:repeat(auto-fill,minmax(400px,1fr));gap:.8rem}
+.answer{border:1px solid #d0d7de;border-radius:6px;padding:.2rem .9rem .4rem;background:#f6f8fa}
+.answer h3{margin:.5rem 0 .2rem}.answer p,.answer ul{margin:.25rem 0}.answer ul{padding-left:1.1rem}
+.answer .score{font-size:1.05rem}.answer .score b{font-size:1.5rem}.ci{color:#1f2328}
+.config{font-family:ui-monospace,monospace;font-size:.8rem}.counts{color:#57606a;font-size:.85rem}
+.tag{font-size:.7rem;font-weight:600;color:#9a6700;background:#fff3cd;border:1px solid #e0a800;
+border-radius:4px;padding:0 .3rem;vertical-align:middle}
+table.space td{white-space:normal}table.space td:last-child{max-width:780px}
+table.lead th,table.lead td{white-space:normal}table.lead th{max-width:8rem;vertical-align:bottom}
+table.lead td{max-width:12rem}details{margin:.2rem 0 .4rem}summary{cursor:pointer;color:#0969da;font-size:.9rem}
 """
 
 # Click a column heading to sort its table; again to reverse. Numbers sort as numbers, missing

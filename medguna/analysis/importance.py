@@ -1,7 +1,7 @@
 """Hyperparameter importance from the exported Optuna study (`<dataset>/optuna.db`).
 
 ASHA-stopped trials reach Optuna as COMPLETE with a low-budget value, so only trials whose user
-attribute `budget` is "full" are used. When fewer than two such trials exist, or no parameter
+attribute `outcome` is "completed" are used. When fewer than two such trials exist, or no parameter
 varies among them, the table is skipped with a note saying why.
 """
 
@@ -14,10 +14,9 @@ from pathlib import Path
 import optuna
 import polars as pl
 
-from medguna.analysis.layout import OPTUNA_FILE
 from medguna.analysis.study_info import StudyInfo
+from medguna.results import COMPLETED, OPTUNA_FILE, optuna_outcome
 
-FULL_BUDGET = "full"
 FEW_TRIALS = 10
 
 
@@ -56,8 +55,10 @@ def _skip(study: StudyInfo, dataset: str, note: str) -> Importance:
     return Importance(study.name, dataset, pl.DataFrame(), f"importance skipped: {note}")
 
 
-def param_importance(study: StudyInfo, dataset: str) -> Importance:
-    """Importances of the parameters that vary among the full-budget trials of one dataset."""
+def param_importance(study: StudyInfo, dataset: str, trial_ids: set[str] | None = None) -> Importance:
+    """Importances of the parameters that vary among the full-budget trials of one dataset;
+    `trial_ids`: only those trials (by the trial_id user attribute the export records), e.g. the
+    trials that kept a stage-2 epoch."""
     path = study.path / dataset / OPTUNA_FILE
     if not path.is_file():
         return _skip(study, dataset, f"no Optuna export {path}")
@@ -70,7 +71,8 @@ def param_importance(study: StudyInfo, dataset: str) -> Importance:
         full = [
             t
             for t in loaded.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if t.user_attrs.get("budget") == FULL_BUDGET
+            if optuna_outcome(t.user_attrs) == COMPLETED
+            and (trial_ids is None or t.user_attrs.get("trial_id") in trial_ids)
         ]
         if len(full) < 2:
             return _skip(

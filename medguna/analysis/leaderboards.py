@@ -12,19 +12,26 @@ from collections.abc import Sequence
 import polars as pl
 
 from medguna.analysis.configurations import configuration_expr, searched_params
-from medguna.analysis.layout import (
+from medguna.analysis.stats import seed_summary
+from medguna.errors import DataError
+from medguna.results import (
+    BASELINE_STAGE,
     CALIBRATION_METRICS,
     COMPLETED,
     FAILED,
     HEADLINE_METRICS,
     INCOMPLETE,
+    PAPER_POINT,
     STOPPED_EARLY,
 )
-from medguna.analysis.stats import mean_ci
-from medguna.errors import DataError
 
 # Groups inside which objective values are comparable.
 RANK_GROUP = ("cohort", "study_objective", "study_mode")
+# The leaderboard column holding the ★ mark of the paper's hyperparameters (the paper's values run
+# in the study's variant) and the label of the baseline arm's row (medguna.study.baseline).
+PAPER_POINT_COLUMN = "paper_hparams"
+PAPER_POINT_LABEL = "★ paper's hyperparameters"
+BASELINE_LABEL = "reference variant at the paper's point (baseline arm, not ranked)"
 _STATE_ORDER = {COMPLETED: 0, STOPPED_EARLY: 1, INCOMPLETE: 2, FAILED: 3}
 
 
@@ -47,7 +54,7 @@ def check_metric(metric: str) -> str:
     return metric
 
 
-def _signed_objective(column: str = "objective_final") -> pl.Expr:
+def _signed_objective(column: str = "objective_selected") -> pl.Expr:
     # Ranks below always sort ascending: negate for "max" studies.
     return pl.when(pl.col("study_mode") == "min").then(pl.col(column)).otherwise(-pl.col(column))
 
@@ -60,13 +67,16 @@ def dataset_leaderboard(
 ) -> pl.DataFrame:
     """Trials of one dataset ranked by the study objective (validation), best first.
 
-    Columns: cohort, rank, trial, trial_status, reference, the searched parameters, seed,
+    Columns: cohort, rank, trial, trial_status, paper_hparams (★), the searched parameters, seed,
     objective value, selected epoch, test metric, zero-shot test metric, gain, note.
     """
     check_metric(metric)
     rows = with_gains(trials.filter(pl.col("dataset") == dataset))
     params = searched_params(rows, param_names)
-    completed = pl.col("trial_status") == COMPLETED
+    baseline = (pl.col("stage") == BASELINE_STAGE) if "stage" in rows.columns else pl.lit(False)
+    rows = rows.with_columns(baseline.fill_null(False).alias("_baseline"))
+    # The baseline arm (medguna.study.baseline) is listed for comparison, never ranked.
+    completed = (pl.col("trial_status") == COMPLETED) & ~pl.col("_baseline")
     rank = (
         pl.when(completed)
         .then(
@@ -78,10 +88,12 @@ def dataset_leaderboard(
     rows = rows.with_columns(
         rank.alias("rank"),
         pl.col("trial_status").replace_strict(_STATE_ORDER, default=9).alias("_state_order"),
-        pl.when(pl.col("is_reference_config"))
-        .then(pl.lit("★ reference"))
+        pl.when(pl.col("_baseline"))
+        .then(pl.lit(BASELINE_LABEL))
+        .when(pl.col(PAPER_POINT))
+        .then(pl.lit(PAPER_POINT_LABEL))
         .otherwise(pl.lit(""))
-        .alias("reference"),
+        .alias(PAPER_POINT_COLUMN),
         pl.when(pl.col("trial_status") == FAILED)
         .then(pl.col("error_reason"))
         .when(pl.col("trial_status") == STOPPED_EARLY)
@@ -90,7 +102,7 @@ def dataset_leaderboard(
                 "stopped after epoch {} of {} (best val so far {})",
                 pl.col("epochs_run"),
                 pl.col("stage2_epochs"),
-                pl.col("best_val_objective").round(3),
+                pl.col("objective_best_epoch").round(3),
             )
         )
         .when(pl.col("trial_status") == INCOMPLETE)
@@ -99,7 +111,7 @@ def dataset_leaderboard(
         .alias("note"),
     )
     rows = rows.sort(
-        ["cohort", "study_objective", "_state_order", "rank", "trial_number"], nulls_last=True
+        ["cohort", "study_objective", "_baseline", "_state_order", "rank", "trial_number"], nulls_last=True
     )
     others = [
         f"{kind}_{m}"
@@ -114,11 +126,11 @@ def dataset_leaderboard(
         "rank",
         "trial",
         "trial_status",
-        "reference",
+        PAPER_POINT_COLUMN,
         *params,
         "seed",
         "study_objective",
-        "objective_final",
+        "objective_selected",
         "selected_epoch",
         "epochs_run",
         f"test_{metric}",
@@ -127,13 +139,11 @@ def dataset_leaderboard(
         "note",
         *others,
         *(f"{kind}_{m}" for m in CALIBRATION_METRICS for kind in ("test", "zeroshot_test")),
-        "best_val_objective",
+        "objective_best_epoch",
         "ever_collapsed",
         "trial_id",
         "trial_dir",
     ]
-    rows = rows.drop("objective_value", strict=False).rename({"objective_final": "objective_value"})
-    columns = ["objective_value" if c == "objective_final" else c for c in columns]
     return rows.select([c for c in columns if c in rows.columns])
 
 
@@ -167,10 +177,10 @@ def across_leaderboard(
         rows.group_by([*RANK_GROUP, "dataset", "configuration"])
         .agg(
             *(pl.col(p).first() for p in params),
-            pl.col("objective_final").mean(),
+            pl.col("objective_selected").mean(),
             pl.col("gain").mean(),
             pl.col("test").mean(),
-            pl.col("is_reference_config").any(),
+            pl.col(PAPER_POINT).any(),
         )
         .with_columns(
             _signed_objective().rank("min").over([*RANK_GROUP, "dataset"]).alias("dataset_rank")
@@ -191,9 +201,9 @@ def across_leaderboard(
             .sort()
             .str.join(", ")
             .alias("ranks"),
-            pl.col("is_reference_config").any().alias("reference"),
+            pl.col(PAPER_POINT).any().alias(PAPER_POINT_COLUMN),
         )
-        .with_columns(pl.col("reference").replace_strict({True: "★ reference", False: ""}))
+        .with_columns(pl.col(PAPER_POINT_COLUMN).replace_strict({True: PAPER_POINT_LABEL, False: ""}))
     )
     across = across.sort(
         ["cohort", "study_objective", "n_datasets", "mean_rank", f"mean_gain_{metric}"],
@@ -206,7 +216,7 @@ def across_leaderboard(
         "cohort",
         "study_objective",
         "rank",
-        "reference",
+        PAPER_POINT_COLUMN,
         *params,
         "coverage",
         "mean_rank",
@@ -224,8 +234,11 @@ def seeds_table(
     metric: str = "balanced_accuracy",
     confidence: float = 0.95,
 ) -> pl.DataFrame:
-    """Configurations run with several seeds: mean and t confidence interval of test, gain and
-    objective, per dataset (completed trials only)."""
+    """Configurations run with several seeds, per dataset (completed trials only): mean, sd and the
+    spread over seeds of test, gain and objective (medguna.analysis.stats.seed_summary: the
+    seeds' range below SEED_BOOTSTRAP_MIN seeds, else a percentile bootstrap of the mean over
+    seeds). Columns `<measure>_low_seeds` / `_high_seeds` and the text `<measure>_over_seeds`
+    name what they cover: training randomness (seeds) on one split and one test set."""
     params = searched_params(trials, param_names)
     rows = _completed_configurations(trials, params, metric)
     group = [*RANK_GROUP, "dataset", "configuration"]
@@ -237,20 +250,26 @@ def seeds_table(
         record.update({p: part[p][0] for p in params})
         record["n"] = part.height
         record["seeds"] = ", ".join(str(s) for s in sorted(part["seed"].to_list()))
+        notes = []
         for name, column in (
             (f"test_{metric}", "test"),
             (f"gain_{metric}", "gain"),
-            ("objective", "objective_final"),
+            ("objective", "objective_selected"),
         ):
-            ci = mean_ci(part[column].to_list(), confidence)
+            summary = seed_summary(part[column].to_list(), confidence)
             record.update(
                 {
-                    f"{name}_mean": ci.mean,
-                    f"{name}_sd": ci.sd,
-                    f"{name}_ci_low": ci.low,
-                    f"{name}_ci_high": ci.high,
+                    f"{name}_mean": summary.mean,
+                    f"{name}_sd": summary.sd,
+                    f"{name}_low_seeds": summary.low,
+                    f"{name}_high_seeds": summary.high,
+                    f"{name}_over_seeds": summary.text(),
                 }
             )
+            record["interval_over_seeds"] = summary.kind
+            if summary.zero_width:
+                notes.append(f"{name}: seeds agree (zero width)")
+        record["seeds_note"] = "; ".join(notes)
         records.append(record)
     if not records:
         return pl.DataFrame()

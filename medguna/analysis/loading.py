@@ -16,26 +16,35 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
-from medguna.analysis.cohorts import cohort_expr
-from medguna.analysis.layout import (
+from medguna.analysis.cohorts import cohort_expr, with_input_split
+from medguna.analysis.study_info import StudyInfo, read_study_info
+from medguna.errors import DataError
+from medguna.results import (
+    BASELINE_STAGE,
+    BASELINE_SUFFIX,
     COMPLETED,
     CONFIRM_STAGE,
     CONFIRM_SUFFIX,
-    DESIGN_PARAMS,
+    DESIGN_DIMENSIONS,
     EPOCH_COLUMNS,
     ERROR_FILE,
-    FAILED,
     FINAL_ROW_COLUMNS,
-    INCOMPLETE,
+    FINAL_STATUS,
+    LEGACY_OBJECTIVE,
+    LEGACY_PAPER_POINT,
+    LEGACY_VARIANT,
+    OBJECTIVE_BEST_SO_FAR,
+    OBJECTIVE_SELECTED,
+    PAPER_POINT,
     PARAMS_FILE,
     PROVENANCE,
     RESULT_FILE,
     SEARCH_STAGE,
-    STOPPED_EARLY,
+    STATUS,
     TRIAL_DIR_PATTERN,
+    VARIANT,
+    classify_outcome,
 )
-from medguna.analysis.study_info import StudyInfo, read_study_info
-from medguna.errors import DataError
 
 TRIAL_KEY = ("study", "dataset", "trial")
 # Columns that are strings even when every value is missing (null columns need a dtype).
@@ -57,7 +66,7 @@ class ResultSet:
     epochs: pl.DataFrame
     trials: pl.DataFrame
     notes: list[str] = field(default_factory=list)
-    # Names of the params.json keys (with `variant` read as `method_variant`), in first-seen order.
+    # Names of the params.json keys, in first-seen order.
     param_names: list[str] = field(default_factory=list)
     # Per-image predictions (medguna.trial.predictions) of every trial that wrote them, keyed by
     # study, dataset and trial; the prob_<class> columns of other datasets' classes are null.
@@ -98,8 +107,8 @@ def load_results(study_dirs: str | Path | Sequence[str | Path], progress: bool =
         _trial_frame(folder) for folder in tqdm(folders, desc="scan trials", disable=not progress)
     ]
     epochs = _collect(frames, folders)
-    param_names = [_param_name(c) for c in epochs.columns if c.startswith("param__")]
-    epochs = _finish_epochs(epochs, studies)
+    param_names = [c.removeprefix("param__") for c in epochs.columns if c.startswith("param__")]
+    epochs = _finish_epochs(_upgrade_legacy(epochs), studies)
     trials = _trial_table(epochs)
     return ResultSet(
         studies=studies,
@@ -136,9 +145,28 @@ def _load_predictions(folders: list[_TrialFolder], notes: list[str]) -> pl.DataF
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
-def _param_name(column: str) -> str:
-    name = column.removeprefix("param__")
-    return "method_variant" if name == "variant" else name
+def _upgrade_legacy(epochs: pl.DataFrame) -> pl.DataFrame:
+    """Rows of earlier studies in today's names (medguna.results.upgrade_row, column-wise)."""
+    if LEGACY_OBJECTIVE in epochs.columns:
+        value = pl.col(LEGACY_OBJECTIVE).cast(pl.Float64)
+        final = (pl.col(STATUS) == FINAL_STATUS).fill_null(False) if STATUS in epochs.columns else pl.lit(False)
+        renamed = {OBJECTIVE_BEST_SO_FAR: value, OBJECTIVE_SELECTED: pl.when(final).then(value)}
+        epochs = epochs.with_columns(
+            (pl.coalesce(pl.col(name).cast(pl.Float64), expr) if name in epochs.columns else expr).alias(name)
+            for name, expr in renamed.items()
+        ).drop(LEGACY_OBJECTIVE)
+    if LEGACY_VARIANT in epochs.columns:
+        old = pl.col(LEGACY_VARIANT).cast(pl.String)
+        epochs = epochs.with_columns(
+            (pl.coalesce(pl.col(VARIANT).cast(pl.String), old) if VARIANT in epochs.columns else old).alias(VARIANT)
+        ).drop(LEGACY_VARIANT)
+    if LEGACY_PAPER_POINT in epochs.columns:
+        old = pl.col(LEGACY_PAPER_POINT).cast(pl.Boolean)
+        epochs = epochs.with_columns(
+            (pl.coalesce(pl.col(PAPER_POINT).cast(pl.Boolean), old) if PAPER_POINT in epochs.columns
+             else old).alias(PAPER_POINT)
+        ).drop(LEGACY_PAPER_POINT)
+    return epochs
 
 
 def _distinct_studies(dirs: list[str | Path]) -> list[StudyInfo]:
@@ -174,9 +202,10 @@ def _trial_folders(studies: list[StudyInfo], notes: list[str]) -> Iterable[_Tria
             if not found:
                 notes.append(f"study {study.name}: dataset {dataset} has no trial folders yet")
             yield from found
-            confirm_dir = study.path / f"{dataset}{CONFIRM_SUFFIX}"
-            if confirm_dir.is_dir():
-                yield from _experiment_trials(study, dataset, confirm_dir, CONFIRM_STAGE)
+            for suffix, stage in ((CONFIRM_SUFFIX, CONFIRM_STAGE), (BASELINE_SUFFIX, BASELINE_STAGE)):
+                stage_dir = study.path / f"{dataset}{suffix}"
+                if stage_dir.is_dir():
+                    yield from _experiment_trials(study, dataset, stage_dir, stage)
 
 
 def _experiment_trials(
@@ -192,6 +221,10 @@ def _experiment_trials(
 
 def _read_params(path: Path) -> dict:
     file = path / PARAMS_FILE
+    if not file.is_file() and (path / ERROR_FILE).is_file():
+        # Ray failed the trial before it wrote params.json (e.g. an actor it could not reuse):
+        # a failed trial with its reason, not a partial copy.
+        return {}
     if not file.is_file():
         raise DataError(
             f"{file} is missing: every trial folder needs the params.json Ray writes at trial "
@@ -206,6 +239,8 @@ def _read_params(path: Path) -> dict:
         ) from None
     if not isinstance(params, dict):
         raise DataError(f"{file} must hold a JSON object of hyperparameters")
+    if LEGACY_PAPER_POINT in params:  # written before the paper's point had its name
+        params.setdefault(PAPER_POINT, params.pop(LEGACY_PAPER_POINT))
     # Nested values (lists, dicts) cannot be table cells that group and compare: keep them as text.
     return {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in params.items()}
 
@@ -312,27 +347,27 @@ def _finish_epochs(epochs: pl.DataFrame, studies: list[StudyInfo]) -> pl.DataFra
         *EPOCH_COLUMNS,
         *FINAL_ROW_COLUMNS,
         *PROVENANCE,
-        *DESIGN_PARAMS,
+        *DESIGN_DIMENSIONS,
         *objectives,
         "status",
         "seed",
         "stage2_epochs",
-        "is_reference_config",
+        PAPER_POINT,
     ):
         if name not in epochs.columns:  # e.g. no trial reported an epoch: every one failed at start
-            # is_reference_config must not be a Float64: pl.col(pl.Float64) below would select it a
+            # PAPER_POINT must not be a Float64: pl.col(pl.Float64) below would select it a
             # second time in the same with_columns (every trial failed before its first report).
             dtype = (pl.String if name in _STRING_COLUMNS else pl.Int64 if name == "epoch"
-                     else pl.Boolean if name == "is_reference_config" else pl.Float64)
+                     else pl.Boolean if name == PAPER_POINT else pl.Float64)
             epochs = epochs.with_columns(pl.lit(None, dtype=dtype).alias(name))
     epochs = epochs.with_columns(
         pl.col("epoch").cast(pl.Int64),
-        pl.col("is_reference_config").cast(pl.Boolean).fill_null(False),
+        pl.col(PAPER_POINT).cast(pl.Boolean).fill_null(False),
         # NaN and null both mean "no value" here; keep one of them so means and ranks skip it.
         pl.col(pl.Float64).fill_nan(None),
     )
     epochs = _fill_provenance_from_study(epochs, studies)
-    epochs = epochs.with_columns(cohort_expr(), _objective_expr(studies))
+    epochs = with_input_split(epochs.with_columns(cohort_expr(), _objective_expr(studies)), TRIAL_KEY)
     epochs = _with_trial_status(epochs)
     return epochs.sort([*TRIAL_KEY[:2], "trial_number", "epoch"], nulls_last=False)
 
@@ -340,7 +375,7 @@ def _finish_epochs(epochs: pl.DataFrame, studies: list[StudyInfo]) -> pl.DataFra
 def _merge_params(epochs: pl.DataFrame) -> pl.DataFrame:
     """Turn the `param__*` columns into plain names; result rows win where both exist."""
     for column in [c for c in epochs.columns if c.startswith("param__")]:
-        name = _param_name(column)
+        name = column.removeprefix("param__")
         if name in epochs.columns:
             merged = pl.coalesce(
                 pl.col(name), pl.col(column).cast(epochs.schema[name], strict=False)
@@ -389,35 +424,36 @@ def _fill_provenance_from_study(epochs: pl.DataFrame, studies: list[StudyInfo]) 
 
 
 def _objective_expr(studies: list[StudyInfo]) -> pl.Expr:
-    """`val_objective`: each row's value of its study's objective metric."""
+    """`objective_this_epoch`: each row's value of its study's objective metric."""
     expr: pl.Expr = pl.lit(None, dtype=pl.Float64)
     for objective in sorted({s.objective for s in studies}):
         expr = (
             pl.when(pl.col("study_objective") == objective).then(pl.col(objective)).otherwise(expr)
         )
-    return expr.cast(pl.Float64).alias("val_objective")
+    return expr.cast(pl.Float64).alias("objective_this_epoch")
 
 
 def _with_trial_status(epochs: pl.DataFrame) -> pl.DataFrame:
+    """`trial_status`: each trial's TrialOutcome, by medguna.results' one rule."""
     key = list(TRIAL_KEY)
-    completed = (pl.col("status") == COMPLETED).any().over(key).fill_null(False)
-    max_epoch = pl.col("epoch").max().over(key)
-    status = (
-        pl.when(pl.col("failed"))
-        .then(pl.lit(FAILED))
-        .when(completed)
-        .then(pl.lit(COMPLETED))
-        .when(max_epoch < pl.col("stage2_epochs"))
-        .then(pl.lit(STOPPED_EARLY))
-        .otherwise(pl.lit(INCOMPLETE))
+    per_trial = epochs.group_by(key).agg(
+        pl.col("failed").any().alias("_failed"),
+        (pl.col(STATUS) == FINAL_STATUS).any().fill_null(False).alias("_final"),
+        pl.col("epoch").max().alias("_epochs_run"),
+        pl.col("stage2_epochs").drop_nulls().first().alias("_epochs"),
     )
-    return epochs.with_columns(status.alias("trial_status"))
+    outcomes = [
+        classify_outcome(failed=bool(failed), final=bool(final), epochs_run=run, epochs=budget).value
+        for failed, final, run, budget in per_trial.select("_failed", "_final", "_epochs_run", "_epochs").iter_rows()
+    ]
+    per_trial = per_trial.select(key).with_columns(pl.Series("trial_status", outcomes, dtype=pl.String))
+    return epochs.join(per_trial, on=key, how="left", maintain_order="left")
 
 
 def _trial_table(epochs: pl.DataFrame) -> pl.DataFrame:
     """One row per trial: constants, state, final-row metrics and objective summaries."""
     key = list(TRIAL_KEY)
-    per_epoch = {*EPOCH_COLUMNS, *FINAL_ROW_COLUMNS, "status", "val_objective"}
+    per_epoch = {*EPOCH_COLUMNS, *FINAL_ROW_COLUMNS, "status", "objective_this_epoch"}
     per_epoch |= {c for c in epochs.columns if c.startswith(("val_", "test_", "zeroshot_"))}
     ray_columns = {
         "training_iteration",
@@ -435,7 +471,7 @@ def _trial_table(epochs: pl.DataFrame) -> pl.DataFrame:
         "should_checkpoint",
     }
     constants = [c for c in epochs.columns if c not in per_epoch | ray_columns | set(key)]
-    is_final = pl.col("status") == COMPLETED
+    is_final = pl.col(STATUS) == FINAL_STATUS
     final = [
         c
         for c in epochs.columns
@@ -445,9 +481,9 @@ def _trial_table(epochs: pl.DataFrame) -> pl.DataFrame:
         *(pl.col(c).drop_nulls().first().alias(c) for c in constants),
         *(pl.col(c).filter(is_final).last().alias(c) for c in final),
         pl.col("epoch").max().alias("epochs_run"),
-        pl.col("val_objective").sort_by("epoch").drop_nulls().last().alias("last_val_objective"),
-        pl.col("val_objective").max().alias("max_val_objective"),
-        pl.col("val_objective").min().alias("min_val_objective"),
+        pl.col("objective_this_epoch").sort_by("epoch").drop_nulls().last().alias("objective_last_epoch"),
+        pl.col("objective_this_epoch").max().alias("objective_max_epoch"),
+        pl.col("objective_this_epoch").min().alias("objective_min_epoch"),
         pl.col("zeroshot_val_balanced_accuracy")
         .drop_nulls()
         .first()
@@ -461,23 +497,23 @@ def _trial_table(epochs: pl.DataFrame) -> pl.DataFrame:
     # The value a completed trial is ranked by: its reported objective at the selected epoch.
     at_selected = (
         epochs.filter(pl.col("epoch") == pl.col("selected_epoch").cast(pl.Int64))
-        .select([*key, pl.col("val_objective").alias("objective_at_selected")])
+        .select([*key, pl.col("objective_this_epoch").alias("objective_at_selected")])
         .unique(key, keep="last")
     )
     trials = trials.join(at_selected, on=key, how="left")
     best = (
         pl.when(pl.col("study_mode") == "min")
-        .then(pl.col("min_val_objective"))
-        .otherwise(pl.col("max_val_objective"))
+        .then(pl.col("objective_min_epoch"))
+        .otherwise(pl.col("objective_max_epoch"))
     )
     ranked = pl.coalesce(
-        pl.col("objective_value").cast(pl.Float64), pl.col("objective_at_selected")
+        pl.col("objective_selected").cast(pl.Float64), pl.col("objective_at_selected")
     )
     trials = trials.with_columns(
-        best.alias("best_val_objective"),
+        best.alias("objective_best_epoch"),
         pl.when(pl.col("trial_status") == COMPLETED)
         .then(ranked)
         .otherwise(None)
-        .alias("objective_final"),
-    ).drop(["max_val_objective", "min_val_objective", "objective_at_selected"])
+        .alias("objective_selected"),
+    ).drop(["objective_max_epoch", "objective_min_epoch", "objective_at_selected"])
     return trials.sort(["study", "dataset", "trial_number"])

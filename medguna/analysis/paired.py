@@ -5,11 +5,18 @@
   the percentile interval of the resampled metric.
 - McNemar's test for accuracy: exact two-sided binomial test (scipy.stats.binomtest) on the
   discordant pairs b (A right, B wrong) and c (A wrong, B right), p = 1 when b + c = 0.
+- Sign-flip permutation test of the balanced-accuracy difference: under "A and B are
+  interchangeable on every image", each discordant image's contribution to the difference
+  (+-1 / (K * n_class)) is equally likely to carry either sign. Exact over all 2^m sign patterns
+  of the m discordant images when m <= EXACT_MAX_DISCORDANT, else Monte Carlo with
+  SIGN_FLIP_DRAWS seeded draws and p = (1 + k) / (1 + N). With m discordant images no exact test
+  can go below 2 / 2^m, so m <= 5 never reaches p < 0.05.
 - Paired bootstrap for balanced accuracy and AUROC: both models are scored on the same resampled
-  images; the interval is the percentile interval of the difference A - B and the two-sided
-  p-value is 2 * min(P*(d <= 0), P*(d >= 0)) with add-one smoothing ((count + 1) / (B + 1)).
-- Verdict: "better" / "worse" when the difference's interval excludes 0, else
-  "not distinguishable".
+  test images; its percentile interval of A - B is the SIZE of the difference, never the test
+  (a percentile bootstrap is anti-conservative when few images differ).
+- Verdict: "better" / "worse" when the exact test's p < ALPHA, in the direction of the observed
+  difference, else "not distinguishable". AUROC gets an interval but no verdict: no exact paired
+  test of it is computed here.
 
 Everything is vectorised over resamples (index arrays of shape (B, N)); a fixed seed makes every
 report reproducible.
@@ -134,29 +141,25 @@ def bootstrap_ci(metric: str, labels, probs, *, n_resamples: int = DEFAULT_RESAM
     return Interval(estimate, *_percentiles(metric_on_resamples(metric, labels, probs, idx), confidence))
 
 
+ALPHA = 0.05
+EXACT_MAX_DISCORDANT = 20  # 2^20 sign patterns: exact enumeration stays a few MB per chunk
+SIGN_FLIP_DRAWS = 20_000
+_TOLERANCE = 1e-12  # |statistic| ties under float rounding count as "as extreme"
+
+
 @dataclass(frozen=True)
-class PairedDifference:
-    """metric(A) - metric(B) on the same images, its interval and two-sided p-value."""
+class PairedInterval:
+    """metric(A) - metric(B) on the same images and its paired bootstrap interval (a size, not a test)."""
 
     difference: float
     low: float
     high: float
-    p_value: float
-
-    @property
-    def verdict(self) -> str:
-        if not math.isfinite(self.low) or not math.isfinite(self.high):
-            return NOT_DISTINGUISHABLE
-        if self.low > 0:
-            return BETTER
-        if self.high < 0:
-            return WORSE
-        return NOT_DISTINGUISHABLE
 
 
 def paired_bootstrap(metric: str, labels, probs_a, probs_b, *, n_resamples: int = DEFAULT_RESAMPLES,
-                     confidence: float = CONFIDENCE, seed: int = SEED) -> PairedDifference:
-    """Paired stratified bootstrap of metric(A) - metric(B): both scored on each same resample."""
+                     confidence: float = CONFIDENCE, seed: int = SEED) -> PairedInterval:
+    """Paired stratified bootstrap of metric(A) - metric(B): both scored on each same resample of
+    the test images; the percentile interval of the difference."""
     labels, probs_a = _checked(labels, probs_a)
     _, probs_b = _checked(labels, probs_b)
     if probs_a.shape != probs_b.shape:
@@ -166,13 +169,7 @@ def paired_bootstrap(metric: str, labels, probs_a, probs_b, *, n_resamples: int 
                        - metric_on_resamples(metric, labels, probs_b, whole)[0])
     idx = stratified_resamples(labels, n_resamples, seed)
     d = metric_on_resamples(metric, labels, probs_a, idx) - metric_on_resamples(metric, labels, probs_b, idx)
-    d = d[np.isfinite(d)]
-    if d.size == 0:
-        return PairedDifference(difference, math.nan, math.nan, math.nan)
-    low, high = _percentiles(d, confidence)
-    tail = min((d <= 0).sum(), (d >= 0).sum())
-    p_value = min(1.0, 2.0 * (tail + 1) / (d.size + 1))
-    return PairedDifference(difference, low, high, p_value)
+    return PairedInterval(difference, *_percentiles(d, confidence))
 
 
 @dataclass(frozen=True)
@@ -196,20 +193,104 @@ def mcnemar(correct_a, correct_b) -> McNemar:
     return McNemar(a_only, b_only, float(binomtest(a_only, a_only + b_only, 0.5).pvalue))
 
 
+@dataclass(frozen=True)
+class SignFlip:
+    """Sign-flip permutation test of a paired difference that is a sum of per-image contributions."""
+
+    statistic: float  # the observed sum
+    discordant: int  # images with a non-zero contribution
+    p_value: float
+    draws: int  # 0 when exact (all 2^discordant patterns enumerated)
+
+    @property
+    def method(self) -> str:
+        if self.draws == 0:
+            return f"exact ({2 ** self.discordant} sign patterns)"
+        return f"Monte Carlo ({self.draws} sign patterns, seed {SEED}, p=(1+k)/(1+N))"
+
+
+def sign_flip_test(contributions, *, exact_max: int = EXACT_MAX_DISCORDANT,
+                   draws: int = SIGN_FLIP_DRAWS, seed: int = SEED) -> SignFlip:
+    """Two-sided test of sum(contributions) = 0 against random signs on each non-zero term.
+
+    p = share of sign patterns whose |sum| >= the observed |sum| (exact enumeration, the observed
+    pattern included), or (1 + k) / (1 + draws) over seeded random patterns when too many terms.
+    """
+    values = np.asarray(contributions, dtype=np.float64).ravel()
+    nonzero = values[values != 0.0]
+    observed = float(values.sum())
+    m = nonzero.size
+    if m == 0:
+        return SignFlip(observed, 0, 1.0, 0)
+    threshold = abs(observed) - _TOLERANCE * max(1.0, np.abs(nonzero).sum())
+    if m <= exact_max:
+        hits, total = 0, 2 ** m
+        chunk = 1 << 16
+        bits = np.arange(m, dtype=np.int64)
+        for start in range(0, total, chunk):
+            patterns = np.arange(start, min(total, start + chunk), dtype=np.int64)
+            signs = 1.0 - 2.0 * ((patterns[:, None] >> bits) & 1)
+            hits += int((np.abs(signs @ nonzero) >= threshold).sum())
+        return SignFlip(observed, m, hits / total, 0)
+    rng = np.random.default_rng(seed)
+    hits, done, chunk = 0, 0, max(1, 2_000_000 // m)
+    while done < draws:
+        rows = min(chunk, draws - done)
+        signs = rng.integers(0, 2, size=(rows, m)) * 2.0 - 1.0
+        hits += int((np.abs(signs @ nonzero) >= threshold).sum())
+        done += rows
+    return SignFlip(observed, m, (1 + hits) / (1 + draws), draws)
+
+
+def balanced_accuracy_contributions(labels, correct_a, correct_b, num_classes: int) -> np.ndarray:
+    """Per image, its share of balanced_accuracy(A) - balanced_accuracy(B):
+    (correct_a - correct_b) / (K_present * n_class), so the sum is the difference exactly."""
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels, minlength=num_classes)
+    present = int((counts > 0).sum())
+    diff = np.asarray(correct_a, dtype=np.float64) - np.asarray(correct_b, dtype=np.float64)
+    return diff / (present * counts[labels])
+
+
+def verdict_from(p_value: float, difference: float, alpha: float = ALPHA) -> str:
+    """better / worse when the test rejects at `alpha`, in the direction of the difference."""
+    if not math.isfinite(p_value) or p_value >= alpha or difference == 0:
+        return NOT_DISTINGUISHABLE
+    return BETTER if difference > 0 else WORSE
+
+
 def compare(labels, probs_a, probs_b, *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = SEED,
             verdict_metric: str = "balanced_accuracy") -> dict[str, float | int | str]:
-    """A against B on the same images: McNemar (accuracy), paired bootstraps of balanced accuracy
-    and AUROC, and the verdict from `verdict_metric`'s interval (balanced accuracy unless AUROC)."""
+    """A against B on the same test images.
+
+    Tests: exact McNemar of accuracy and the sign-flip permutation test of balanced accuracy; the
+    verdict comes from McNemar when `verdict_metric` is accuracy, else from the sign-flip test
+    (AUROC has no exact test here, so an AUROC headline is judged on balanced accuracy).
+    Sizes: the paired bootstrap interval over test images of each metric's difference.
+    """
     labels, probs_a = _checked(labels, probs_a)
     _, probs_b = _checked(labels, probs_b)
-    test = mcnemar(probs_a.argmax(axis=1) == labels, probs_b.argmax(axis=1) == labels)
-    out: dict[str, float | int | str] = {"mcnemar_a_only": test.a_only, "mcnemar_b_only": test.b_only,
-                                         "mcnemar_p": test.p_value}
-    verdicts = {}
-    for metric in ("balanced_accuracy", "auroc"):
+    if probs_a.shape != probs_b.shape:
+        raise ConfigError(f"paired comparison needs the same images: {probs_a.shape} vs {probs_b.shape}")
+    correct_a, correct_b = probs_a.argmax(axis=1) == labels, probs_b.argmax(axis=1) == labels
+    test = mcnemar(correct_a, correct_b)
+    flip = sign_flip_test(balanced_accuracy_contributions(labels, correct_a, correct_b, probs_a.shape[1]),
+                          seed=seed)
+    out: dict[str, float | int | str] = {
+        "discordant": test.a_only + test.b_only,
+        "mcnemar_a_only": test.a_only, "mcnemar_b_only": test.b_only, "mcnemar_p": test.p_value,
+        "balanced_accuracy_p": flip.p_value, "balanced_accuracy_test": f"sign-flip {flip.method}",
+    }
+    for metric in PAIRED_METRICS:
         diff = paired_bootstrap(metric, labels, probs_a, probs_b, n_resamples=n_resamples, seed=seed)
-        out.update({f"{metric}_diff": diff.difference, f"{metric}_diff_low": diff.low,
-                    f"{metric}_diff_high": diff.high, f"{metric}_p": diff.p_value})
-        verdicts[metric] = diff.verdict
-    out["verdict"] = verdicts.get(verdict_metric, verdicts["balanced_accuracy"])
+        out.update({f"{metric}_diff": diff.difference,
+                    f"{metric}_diff_ci95_test_images_low": diff.low,
+                    f"{metric}_diff_ci95_test_images_high": diff.high})
+    if verdict_metric == "accuracy":
+        out["verdict"] = verdict_from(test.p_value, out["accuracy_diff"])
+        out["verdict_p"], out["verdict_test"] = test.p_value, "exact McNemar (accuracy)"
+    else:
+        out["verdict"] = verdict_from(flip.p_value, out["balanced_accuracy_diff"])
+        out["verdict_p"] = flip.p_value
+        out["verdict_test"] = f"sign-flip permutation of balanced accuracy, {flip.method}"
     return out

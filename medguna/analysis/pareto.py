@@ -54,7 +54,7 @@ def plot_pareto(table: pl.DataFrame, out_dir: Path) -> list[Path]:
     if table.height == 0:
         return paths
     for (cohort, dataset), part in table.group_by(["cohort", "dataset"], maintain_order=True):
-        fig, ax = plt.subplots(figsize=(5.0, 3.8), dpi=110)
+        fig, ax = plt.subplots(figsize=(5.0, 3.8), dpi=110, layout="constrained")
         ax.scatter(part[CALIBRATION], part[ACCURACY], color="tab:gray", s=18, label="trial")
         front = part.filter(pl.col("on_front")).sort(CALIBRATION)
         ax.plot(front[CALIBRATION], front[ACCURACY], color="tab:red", marker="o", markersize=4,
@@ -63,7 +63,6 @@ def plot_pareto(table: pl.DataFrame, out_dir: Path) -> list[Path]:
         ax.set_ylabel("validation balanced accuracy")
         ax.set_title(with_cohort(f"Accuracy against calibration: {dataset}", str(cohort)), fontsize=9)
         ax.legend(fontsize=7)
-        fig.tight_layout()
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"pareto_{dataset}_{cohort}.png"
         fig.savefig(path)

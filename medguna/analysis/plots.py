@@ -9,6 +9,7 @@ Every title carries the cohort label when the data is synthetic or the model is 
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,8 +23,8 @@ from matplotlib.ticker import MaxNLocator
 
 from medguna.analysis.cohorts import cohort_title
 from medguna.analysis.configurations import searched_params
-from medguna.analysis.layout import COMPLETED, FAILED, INCOMPLETE, STOPPED_EARLY
 from medguna.analysis.leaderboards import with_gains
+from medguna.results import COMPLETED, FAILED, INCOMPLETE, PAPER_POINT, STOPPED_EARLY
 
 STATE_STYLE = {
     COMPLETED: {"color": "tab:blue", "marker": "o", "label": "completed"},
@@ -49,17 +50,25 @@ def _stem(kind: str, dataset: str, cohort: str, objective: str, several_objectiv
     return f"{kind}_{dataset}_{cohort}{suffix}"
 
 
+TITLE_CHARS = 64  # a title line longer than this is wrapped: a 4.5-inch figure clips it otherwise
+
+
 def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.tight_layout()
+    # Figures are made with layout="constrained", which keeps titles and labels inside the canvas.
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 
 
-def _title(text: str, cohort: str) -> str:
+def wrap_title(text: str, width: int = TITLE_CHARS) -> str:
+    """Each line of `text` wrapped to `width` characters, so no title runs past the figure."""
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
+def _title(text: str, cohort: str, width: int = TITLE_CHARS) -> str:
     """Plot title with the cohort warning on its own line, so it is never cut off."""
     label = cohort_title(cohort).strip()
-    return f"{text}\n{label}" if label else text
+    return wrap_title(f"{text}\n{label}" if label else text, width)
 
 
 def _studies(rows: pl.DataFrame) -> str:
@@ -70,13 +79,13 @@ def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str, 
     """Objective per trial in launch order, the running best of completed trials, and the
     paper's configuration marked."""
     maximize = rows["study_mode"][0] != "min"
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     for state, style in STATE_STYLE.items():
         part = rows.filter(pl.col("trial_status") == state)
         if part.height == 0:
             continue
         # Completed trials show their ranked value; the others their best value before stopping.
-        column = "objective_final" if state == COMPLETED else "best_val_objective"
+        column = "objective_selected" if state == COMPLETED else "objective_best_epoch"
         values = part[column].to_numpy().astype(float)
         ax.scatter(
             part["trial_number"].to_numpy(),
@@ -88,7 +97,7 @@ def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str, 
         )
     done = rows.filter(pl.col("trial_status") == COMPLETED)
     if done.height:
-        values = done["objective_final"].to_numpy().astype(float)
+        values = done["objective_selected"].to_numpy().astype(float)
         running = np.fmax.accumulate(values) if maximize else np.fmin.accumulate(values)
         ax.step(
             done["trial_number"].to_numpy(),
@@ -98,19 +107,20 @@ def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str, 
             label="running best (completed)",
             zorder=2,
         )
-    reference = rows.filter(pl.col("is_reference_config") & (pl.col("trial_status") == COMPLETED))
+    reference = rows.filter(pl.col(PAPER_POINT) & (pl.col("trial_status") == COMPLETED))
     if reference.height:
         ax.scatter(
             reference["trial_number"].to_numpy(),
-            reference["objective_final"].to_numpy().astype(float),
+            reference["objective_selected"].to_numpy().astype(float),
             marker="*",
             s=260,
             facecolor="none",
             edgecolor="green",
             linewidth=1.5,
             zorder=4,
-            label="paper's configuration",
+            label="paper's hyperparameters",
         )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial number (launch order)")
     ax.set_ylabel(f"{objective} ({'higher' if maximize else 'lower'} is better)")
     ax.set_title(
@@ -121,36 +131,58 @@ def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str, 
     return _save(fig, path)
 
 
-def plot_curves(
-    epochs: pl.DataFrame, dataset: str, cohort: str, objective: str, path: Path
-) -> Path:
-    """Validation objective per epoch for every trial; colour says how the trial ended."""
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    seen: set[str] = set()
-    for _, part in epochs.filter(pl.col("epoch").is_not_null()).group_by(
+STATE_LINE = {COMPLETED: "-", STOPPED_EARLY: "--", INCOMPLETE: ":", FAILED: ":"}
+TRIAL_MARKERS = "osD^vP*Xh<>p"
+DODGE = 0.12  # widest sideways shift of a trial's points, so equal curves stay visible
+
+
+def trial_curves(epochs: pl.DataFrame, objective: str) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """(trial, state, epochs, values) per trial in launch order. Epoch 0 is stage 1 alone (the
+    teacher on validation, `stage1_<objective>`), drawn where the trial recorded it: selection can
+    keep that epoch, so a curve without it hides a trial's selected point."""
+    stage1 = f"stage1_{objective}"
+    out = []
+    for (trial,), part in epochs.filter(pl.col("epoch").is_not_null()).sort("trial_number").group_by(
         "trial", maintain_order=True
     ):
         part = part.sort("epoch")
-        state = part["trial_status"][0]
-        style = STATE_STYLE.get(state, STATE_STYLE[INCOMPLETE])
-        label = None if state in seen else style["label"]
-        seen.add(state)
-        ax.plot(
-            part["epoch"].to_numpy(),
-            part["val_objective"].to_numpy().astype(float),
-            color=style["color"],
-            marker=style["marker"],
-            markersize=4,
-            alpha=0.7,
-            label=label,
-        )
+        x = part["epoch"].to_numpy().astype(float)
+        y = part["objective_this_epoch"].to_numpy().astype(float)
+        if stage1 in part.columns and part[stage1].drop_nulls().len():
+            x = np.concatenate([[0.0], x])
+            y = np.concatenate([[float(part[stage1].drop_nulls()[0])], y])
+        out.append((str(trial), str(part["trial_status"][0]), x, y))
+    return out
+
+
+def short_trial(trial: str) -> str:
+    """t0003 of t0003_a1b2c3d4: the number a reader matches against the leaderboard."""
+    return trial.split("_", 1)[0]
+
+
+def plot_curves(
+    epochs: pl.DataFrame, dataset: str, cohort: str, objective: str, path: Path
+) -> Path:
+    """Validation objective per epoch for every trial, one labelled line each (line style says how
+    the trial ended); trials with the same curve are dodged sideways and named together."""
+    curves = trial_curves(epochs, objective)
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    first_of: dict[tuple, str] = {}
+    for i, (trial, state, x, y) in enumerate(curves):
+        same = first_of.setdefault((tuple(x), tuple(np.round(y, 9))), trial)
+        shift = 0.0 if len(curves) < 2 else DODGE * (2 * i / (len(curves) - 1) - 1)
+        label = f"{short_trial(trial)} ({STATE_STYLE.get(state, STATE_STYLE[INCOMPLETE])['label']})"
+        if same != trial:
+            label += f", same curve as {short_trial(same)}"
+        ax.plot(x + shift, y, linestyle=STATE_LINE.get(state, ":"), marker=TRIAL_MARKERS[i % len(TRIAL_MARKERS)],
+                markersize=5, alpha=0.8, label=label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("stage-2 epoch")
+    ax.set_xlabel("epoch (0 = stage 1 alone; points shifted sideways so equal curves stay visible)")
     ax.set_ylabel(objective)
     ax.set_title(_title(f"{dataset}: validation curves per trial", cohort), fontsize=10)
     ax.grid(alpha=0.3)
-    if seen:
-        ax.legend(fontsize=8)
+    if curves:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 
@@ -171,12 +203,13 @@ def plot_params(
     params = [p for p in params if p in done.columns] or ["seed"]
     columns = min(3, len(params))
     lines = -(-len(params) // columns)
-    fig, axes = plt.subplots(lines, columns, figsize=(4.2 * columns, 3.4 * lines), squeeze=False)
+    fig, axes = plt.subplots(lines, columns, figsize=(4.2 * columns, 3.4 * lines), squeeze=False,
+                             layout="constrained")
     rng = np.random.default_rng(0)  # jitter only; fixed so figures are reproducible
     for ax, param in zip(axes.flat, params):
         values = done[param]
-        objective_values = done["objective_final"].to_numpy().astype(float)
-        reference = done["is_reference_config"].to_numpy()
+        objective_values = done["objective_selected"].to_numpy().astype(float)
+        reference = done[PAPER_POINT].to_numpy()
         if _is_categorical(values):
             levels = sorted(values.drop_nulls().unique().to_list(), key=lambda v: (str(type(v)), v))
             data = [objective_values[(values == level).to_numpy()] for level in levels]
@@ -205,7 +238,7 @@ def plot_params(
     fig.suptitle(
         _title(
             f"{dataset}: {objective} by hyperparameter ({done.height} completed "
-            "trials; ★ = paper's configuration)",
+            "trials; ★ = paper's hyperparameters)",
             cohort,
         ),
         fontsize=10,
@@ -213,32 +246,61 @@ def plot_params(
     return _save(fig, path)
 
 
-def plot_zeroshot_vs_adapted(trials: pl.DataFrame, cohort: str, metric: str, path: Path) -> Path:
+def _bar_errors(heights: np.ndarray, lows: list, highs: list) -> np.ndarray:
+    """matplotlib's yerr (2 x n, distances below and above) from interval ends; 0 where unknown."""
+    low = np.array([np.nan if v is None else v for v in lows], dtype=float)
+    high = np.array([np.nan if v is None else v for v in highs], dtype=float)
+    return np.nan_to_num(np.vstack([heights - low, high - heights]), nan=0.0).clip(min=0.0)
+
+
+def plot_zeroshot_vs_adapted(trials: pl.DataFrame, cohort: str, metric: str, path: Path,
+                             intervals: pl.DataFrame | None = None) -> Path:
     """Per dataset: zero-shot test metric, the paper's configuration, the configuration the
-    study selected (best validation objective), and every completed trial as a dot."""
+    study selected (best validation objective), each with its 95% bootstrap interval over the
+    test images (`intervals`: ci_low/ci_high and zeroshot_ci_low/high per trial), and every
+    completed trial as a dot."""
     done = with_gains(
         trials.filter((pl.col("cohort") == cohort) & (pl.col("trial_status") == COMPLETED))
     )
+    key = ["study", "dataset", "trial"]
+    wanted = ("ci_low", "ci_high", "zeroshot_ci_low", "zeroshot_ci_high")
+    if intervals is not None and intervals.height:
+        done = done.join(intervals.select(*key, *(c for c in wanted if c in intervals.columns)),
+                         on=key, how="left")
+    done = done.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in wanted if c not in done.columns)
     datasets = sorted(done["dataset"].unique().to_list())
-    fig, ax = plt.subplots(figsize=(2.0 * len(datasets) + 4.5, 4.5))
+    fig, ax = plt.subplots(figsize=(2.0 * len(datasets) + 4.5, 4.5), layout="constrained")
     width = 0.25
-    bars = {"zero-shot": [], "paper's configuration": [], "selected by validation": []}
+    names = ("zero-shot", "paper's hyperparameters", "selected by validation")
+    bars: dict[str, list] = {n: [] for n in names}
+    lows: dict[str, list] = {n: [] for n in names}
+    highs: dict[str, list] = {n: [] for n in names}
     for dataset in datasets:
         part = done.filter(pl.col("dataset") == dataset)
-        bars["zero-shot"].append(part[f"zeroshot_test_{metric}"].median())
-        reference = part.filter(pl.col("is_reference_config"))
-        bars["paper's configuration"].append(
-            reference[f"test_{metric}"].mean() if reference.height else np.nan
-        )
         maximize = part["study_mode"][0] != "min"
-        best = part.sort("objective_final", descending=maximize, nulls_last=True).row(0, named=True)
-        bars["selected by validation"].append(best[f"test_{metric}"])
+        best = part.sort(["objective_selected", "trial_number"], descending=[maximize, False],
+                         nulls_last=True).row(0, named=True)
+        reference = part.filter(pl.col(PAPER_POINT))
+        ref = reference.row(0, named=True) if reference.height else {}
+        # Zero-shot is the same model on every trial's images: the selected trial's row holds it.
+        picked = {
+            "zero-shot": (best[f"zeroshot_test_{metric}"], best["zeroshot_ci_low"], best["zeroshot_ci_high"]),
+            "paper's hyperparameters": (ref.get(f"test_{metric}"), ref.get("ci_low"), ref.get("ci_high")),
+            "selected by validation": (best[f"test_{metric}"], best["ci_low"], best["ci_high"]),
+        }
+        for name, (value, low, high) in picked.items():
+            bars[name].append(value)
+            lows[name].append(low)
+            highs[name].append(high)
     x = np.arange(len(datasets))
     colours = ("tab:gray", "tab:green", "tab:blue")
-    for i, ((label, heights), colour) in enumerate(zip(bars.items(), colours)):
-        heights = np.array([np.nan if h is None else h for h in heights], dtype=float)
-        drawn = ax.bar(x + (i - 1) * width, heights, width, label=label, color=colour, alpha=0.85)
-        ax.bar_label(drawn, labels=["" if np.isnan(h) else f"{h:.3f}" for h in heights], fontsize=7)
+    for i, (name, colour) in enumerate(zip(names, colours, strict=True)):
+        heights = np.array([np.nan if h is None else h for h in bars[name]], dtype=float)
+        drawn = ax.bar(x + (i - 1) * width, heights, width, label=name, color=colour, alpha=0.85,
+                       yerr=_bar_errors(heights, lows[name], highs[name]), capsize=3,
+                       error_kw={"elinewidth": 1, "ecolor": "black"})
+        ax.bar_label(drawn, labels=["" if np.isnan(h) else f"{h:.3f}" for h in heights], fontsize=7,
+                     label_type="center", color="white")
     for j, dataset in enumerate(datasets):
         values = done.filter(pl.col("dataset") == dataset)[f"test_{metric}"].to_numpy()
         ax.scatter(
@@ -254,7 +316,8 @@ def plot_zeroshot_vs_adapted(trials: pl.DataFrame, cohort: str, metric: str, pat
     ax.set_ylabel(f"test {metric}")
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              title="bars: 95% bootstrap interval\nover the test images", title_fontsize=7)
     ax.set_title(_title(f"Zero-shot vs adapted: test {metric} per dataset", cohort), fontsize=10)
     return _save(fig, path)
 
@@ -265,6 +328,7 @@ def write_figures(
     param_names: Sequence[str],
     out_dir: Path,
     metric: str = "balanced_accuracy",
+    intervals: pl.DataFrame | None = None,
 ) -> list[Path]:
     """Every figure for a results set; returns the PNG paths in reading order."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -273,7 +337,7 @@ def write_figures(
     for cohort in sorted(trials.filter(pl.col("trial_status") == COMPLETED)["cohort"].unique()):
         paths.append(
             plot_zeroshot_vs_adapted(
-                trials, cohort, metric, out_dir / f"zeroshot_vs_adapted_{cohort}.png"
+                trials, cohort, metric, out_dir / f"zeroshot_vs_adapted_{cohort}.png", intervals
             )
         )
     for dataset, cohort, objective, rows in _groups(trials):

@@ -17,13 +17,16 @@ import numpy as np
 import polars as pl
 
 from medguna.analysis.cohorts import cohort_title
+from medguna.analysis.plots import wrap_title
 from medguna.method.metrics import ECE_BINS, expected_calibration_error
+
+NARROW_TITLE_CHARS = 48  # these figures are about 4.6 inches wide
 
 
 def with_cohort(title: str, cohort: str) -> str:
     """The cohort warning on its own line, so a narrow figure never cuts it off."""
     label = cohort_title(cohort).strip()
-    return f"{title}\n{label}" if label else title
+    return wrap_title(f"{title}\n{label}" if label else title, NARROW_TITLE_CHARS)
 
 
 def reliability_table(labels: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS) -> pl.DataFrame:
@@ -43,7 +46,7 @@ def reliability_table(labels: np.ndarray, probs: np.ndarray, bins: int = ECE_BIN
 
 def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, path: Path) -> Path:
     """One line per model name -> (labels, probs), with the diagonal and each model's ECE."""
-    fig, ax = plt.subplots(figsize=(4.6, 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(4.6, 4.2), dpi=110, layout="constrained")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="calibrated")
     for name, (labels, probs) in curves.items():
         table = reliability_table(labels, probs)
@@ -56,7 +59,6 @@ def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: st
     ax.set_ylabel("accuracy")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)

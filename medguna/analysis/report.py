@@ -15,29 +15,38 @@ import polars as pl
 
 from medguna.analysis.cohorts import cohort_heading, cohort_title, sorted_cohorts
 from medguna.analysis.configurations import searched_params
-from medguna.analysis.confirmed import confirmed_leaderboard, search_trials
-from medguna.analysis.effects import EFFECT_PARAMS, effect_table
+from medguna.analysis.confirmed import board_trials, confirmed_leaderboard, search_trials
+from medguna.analysis.effects import effect_table, kept_stage2
 from medguna.analysis.html_report import TableSection, write_html_report
 from medguna.analysis.importance import param_importance
-from medguna.analysis.layout import (
-    CALIBRATION_METRICS,
-    COMPLETED,
-    DEFAULT_METRIC,
-    FAILED,
-    TRIAL_STATES,
+from medguna.analysis.leaderboards import (
+    PAPER_POINT_COLUMN,
+    across_leaderboard,
+    dataset_leaderboard,
+    seeds_table,
 )
-from medguna.analysis.leaderboards import across_leaderboard, dataset_leaderboard, seeds_table
 from medguna.analysis.loading import ResultSet, load_results
 from medguna.analysis.pareto import pareto_table, plot_pareto
 from medguna.analysis.plots import write_figures
 from medguna.analysis.reliability import plot_reliability, with_cohort
 from medguna.analysis.selection_check import selection_check
+from medguna.analysis.stats import SEED_BOOTSTRAP_MIN
+from medguna.analysis.summary import answer_table
 from medguna.analysis.tables import format_cell, markdown_table, write_table
 from medguna.analysis.uncertainty import (
+    ci_columns,
     leaderboard_uncertainty_columns,
     predictions_on_test,
     trial_uncertainty,
     with_uncertainty,
+)
+from medguna.results import (
+    CALIBRATION_METRICS,
+    COMPLETED,
+    DEFAULT_METRIC,
+    DESIGN_DIMENSIONS,
+    FAILED,
+    TRIAL_OUTCOMES,
 )
 
 StudyDirs = str | Path | Sequence[str | Path]
@@ -55,6 +64,7 @@ class Report:
     html: Path | None = None
     figures: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    summary: pl.DataFrame | None = None  # the answer per dataset (medguna.analysis.summary)
 
 
 def _first_dir(study_dirs: StudyDirs) -> Path:
@@ -77,19 +87,19 @@ def write_report(
 
 
 def _leaderboard_columns(board: pl.DataFrame, metric: str) -> list[str]:
-    shown = ["rank", "trial", "trial_status", "reference"]
+    shown = ["rank", "trial", "trial_status", PAPER_POINT_COLUMN]
     params = [
         c
         for c in board.columns
         if c
-        not in ("cohort", "study", "dataset", "rank", "trial", "trial_status", "reference", "seed")
+        not in ("cohort", "study", "dataset", "rank", "trial", "trial_status", PAPER_POINT_COLUMN, "seed")
         and board.columns.index(c) < board.columns.index("seed")
     ]
     return [
         *shown,
         *params,
         "seed",
-        "objective_value",
+        "objective_selected",
         "selected_epoch",
         f"test_{metric}",
         f"zeroshot_test_{metric}",
@@ -124,10 +134,13 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
         "zero-shot test. Stopped-early, failed and incomplete trials are listed "
         "below the ranked ones, unranked."
     )
-    uncertainty = trial_uncertainty(trials, results.predictions, metric, notes=report.notes)
+    listed = board_trials(all_trials)  # the search's trials and the baseline arm's (not ranked)
+    uncertainty = trial_uncertainty(listed, results.predictions, metric, notes=report.notes)
     reliability: list[Path] = []
+    boards: dict[str, pl.DataFrame] = {}
     for dataset in sorted(trials["dataset"].unique().to_list()):
-        board = with_uncertainty(dataset_leaderboard(trials, dataset, names, metric), uncertainty, metric)
+        board = with_uncertainty(dataset_leaderboard(listed, dataset, names, metric), uncertainty, metric)
+        boards[dataset] = board
         _write(
             report,
             board,
@@ -166,8 +179,11 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
             )
         ],
     )
-    for param in EFFECT_PARAMS:
-        table = effect_table(trials, param, metric)
+    completed = trials.filter(pl.col("trial_status") == COMPLETED)
+    stage1_alone = completed.height - kept_stage2(completed).height
+    for param in DESIGN_DIMENSIONS:
+        table = _by_trials(effect_table(trials, param, metric),
+                           effect_table(trials, param, metric, stage2_only=True))
         _write(
             report,
             _with_schema(table, f"no completed trial with {param}"),
@@ -176,7 +192,13 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
             notes=[
                 (
                     "Completed trials only: median, quartiles (linear interpolation) and IQR "
-                    "of the validation objective and of the test gain over zero-shot."
+                    "of the validation objective and of the test gain over zero-shot; a level "
+                    "with one trial shows no quartiles (—), its n says why. "
+                    f"{stage1_alone} of {completed.height} completed trials kept stage 1 alone "
+                    "(selected epoch 0: stage 2 thrown away), counted per level in "
+                    "n_stage1_alone; the rows with trials = kept stage 2 repeat the table over "
+                    "the trials whose selected epoch is a stage-2 epoch, where stage-2 "
+                    "hyperparameters shaped the result."
                 )
             ],
         )
@@ -186,11 +208,8 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
         report,
         _with_schema(seeds, "no configuration ran with several seeds"),
         "seeds",
-        "Seed repeats: mean and 95% confidence interval",
-        notes=[
-            ("Interval: mean ± t(0.975, n−1)·sd/√n (Student t, sample sd). Search and "
-            "confirmation runs of a configuration together.")
-        ],
+        "Seed repeats: mean and spread over seeds",
+        notes=[SEEDS_NOTE + " Search and confirmation runs of a configuration together."],
     )
     confirmed = confirmed_leaderboard(all_trials, names, metric)
     _write(
@@ -200,15 +219,22 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
         "Confirmed leaderboard: the best configurations rerun with fresh seeds",
         notes=[
             ("Confirmation runs only (<dataset>_confirm/): per configuration, the mean and "
-            "95% t interval over its seeds of test "
+            "spread over its seeds of test "
             f"{metric}, of its gain over zero-shot and of the validation objective; ranked by "
-            "mean validation objective.")
+            "mean validation objective. " + SEEDS_NOTE)
         ],
     )
+    report.summary = answer_table(
+        boards, all_trials,
+        {d: searched_params(trials.filter(pl.col("dataset") == d), names) for d in boards}, metric,
+        confirmed, [d for s in results.studies for d in s.datasets])
+    write_table(_with_schema(report.summary, "no trial"), out_dir, "summary",
+                "Summary: the selected configuration per dataset")
     all_trials.write_csv(out_dir / "trials.csv")
     all_trials.write_parquet(out_dir / "trials.parquet")
     results.epochs.write_parquet(out_dir / "epochs.parquet")
-    report.figures = write_figures(trials, epochs, names, out_dir / "figures", metric)
+    intervals = _headline_intervals(uncertainty, results.predictions, metric)
+    report.figures = write_figures(trials, epochs, names, out_dir / "figures", metric, intervals)
     report.figures += reliability
     report.figures += plot_pareto(pareto_table(trials, epochs), out_dir / "figures")
     report.index.write_text(_index_text(report, results, metric))
@@ -217,14 +243,31 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
 
 
 UNCERTAINTY_NOTE = (
-    "test_<metric>_ci_low/high: 95% stratified bootstrap interval (2000 resamples within each "
-    "class) on the trial's test predictions. vs_zeroshot / vs_reference: the trial against "
-    "zero-shot and against the paper's configuration (★) on the same test images: paired "
-    "stratified bootstrap of the balanced-accuracy difference (AUROC when that is the headline "
-    "metric), 'better'/'worse' when its 95% interval excludes 0, else 'not distinguishable', with "
-    "the bootstrap p-value; vs_zeroshot_mcnemar_p: exact McNemar test (binomial) of accuracy. "
-    "ece, brier: calibration of the test predictions (lower is better; ECE with 15 equal-width "
-    "confidence bins)."
+    "test_<metric>_ci95_test_images_low/high: 95% stratified bootstrap interval over the test "
+    "images (2000 resamples within each class) of the trial's test metric: test-image sampling "
+    "only, not training randomness nor another draw. vs_zeroshot / vs_paper_hparams: the trial "
+    "against zero-shot and against the paper's hyperparameters run in medguna's pipeline (★, not "
+    "the reference implementation) on the same test images (vs_reference_variant: against the "
+    "reference variant at the paper's point, where the study ran that baseline arm; its row is "
+    "listed unranked), decided by an exact paired test at "
+    "level 0.05: the sign-flip permutation test of the balanced-accuracy difference (exact over "
+    "all sign patterns of the discordant images up to 20 of them, else 20000 seeded Monte-Carlo "
+    "patterns with p = (1+k)/(1+N)), or exact McNemar when the headline metric is accuracy; "
+    "*_discordant counts the images the two models disagree on (with 5 or fewer no exact test "
+    "reaches p < 0.05). AUROC gets the paired bootstrap interval of its difference "
+    "(*_auroc_diff_ci95_test_images_*) as a size only, never a verdict. Multiplicity: only the "
+    "validation-selected trial (verdict_role = primary, the rank-1 row the study reports) gets "
+    "better / worse / not distinguishable; every other row is exploratory, shown with its "
+    "unadjusted p and no verdict. ece, brier: calibration of the test predictions (lower is "
+    "better; ECE with 15 equal-width confidence bins)."
+)
+SEEDS_NOTE = (
+    "Spread over seeds (<measure>_low_seeds/_high_seeds, text in <measure>_over_seeds): the "
+    f"seeds' range below {SEED_BOOTSTRAP_MIN} seeds, else the 95% percentile bootstrap interval of "
+    "the mean over seeds; both stay inside the observed values, so inside the metric's range. The "
+    "seeds share one split and one test set: the spread covers training randomness only, not "
+    "test-image sampling nor another draw of the data. 'seeds agree (zero width)' in seeds_note "
+    "marks seeds that gave the same value, which says nothing of test-image sampling."
 )
 SELECTION_NOTE = (
     "Per dataset, across completed trials: Kendall's tau-b (scipy) between each criterion on "
@@ -234,6 +277,37 @@ SELECTION_NOTE = (
     "(val_balanced_accuracy) minus the picked trial's. Near-zero tau and large costs mean the "
     "label-free criterion does not find good configurations on this data."
 )
+
+
+def _headline_intervals(uncertainty: pl.DataFrame, predictions: pl.DataFrame, metric: str) -> pl.DataFrame:
+    """Per trial: the 95% bootstrap interval of its test metric (`ci_low`, `ci_high`) and of
+    zero-shot's on the same images (`zeroshot_ci_*`), for the headline chart's error bars."""
+    from medguna.analysis.paired import PAIRED_METRICS, bootstrap_ci
+
+    low, high = ci_columns(metric)
+    key = ["study", "dataset", "trial"]
+    records = []
+    if metric in PAIRED_METRICS:
+        for (study, dataset, trial), (_, labels, probs) in predictions_on_test(predictions, "zeroshot").items():
+            ci = bootstrap_ci(metric, labels, probs)
+            records.append({"study": study, "dataset": dataset, "trial": trial,
+                            "zeroshot_ci_low": ci.low, "zeroshot_ci_high": ci.high})
+    frame = pl.DataFrame(records, schema={**{k: pl.String for k in key},
+                                          "zeroshot_ci_low": pl.Float64, "zeroshot_ci_high": pl.Float64})
+    if low in uncertainty.columns:
+        adapted = uncertainty.select(*key, pl.col(low).alias("ci_low"), pl.col(high).alias("ci_high"))
+        frame = adapted.join(frame, on=key, how="full", coalesce=True)
+    return frame
+
+
+def _by_trials(every: pl.DataFrame, stage2: pl.DataFrame) -> pl.DataFrame:
+    """One table of both trial sets, told apart by a `trials` column after `cohort`."""
+    parts = [frame.with_columns(pl.lit(label).alias("trials"))
+             for label, frame in (("all completed", every), ("kept stage 2", stage2)) if frame.height]
+    if not parts:
+        return pl.DataFrame()
+    table = pl.concat(parts, how="diagonal_relaxed")
+    return table.select("cohort", "trials", *[c for c in table.columns if c not in ("cohort", "trials")])
 
 
 def _reliability_figures(board: pl.DataFrame, predictions: pl.DataFrame, out_dir: Path) -> list[Path]:
@@ -266,7 +340,9 @@ def _write(
 
 
 def _write_importance(report: Report, results: ResultSet) -> None:
-    cohorts = results.trials.select("study", "dataset", "cohort").unique(["study", "dataset"])
+    trials = search_trials(results.trials)
+    cohorts = trials.select("study", "dataset", "cohort").unique(["study", "dataset"])
+    completed = trials.filter(pl.col("trial_status") == COMPLETED)
     by_dataset: dict[str, list[pl.DataFrame]] = {}
     notes: dict[str, list[str]] = {}
     for study in results.studies:
@@ -274,19 +350,25 @@ def _write_importance(report: Report, results: ResultSet) -> None:
             found = cohorts.filter((pl.col("study") == study.name) & (pl.col("dataset") == dataset))
             if found.height == 0:
                 continue
-            result = param_importance(study, dataset)
-            if result.note:
-                notes.setdefault(dataset, []).append(f"{study.name}: {result.note}")
-                report.notes.append(f"{study.name}/{dataset}: {result.note}")
-            if result.table.height:
-                by_dataset.setdefault(dataset, []).append(
-                    result.table.with_columns(
-                        pl.lit(found["cohort"][0]).alias("cohort"),
-                        pl.lit(study.name).alias("study"),
-                    ).select("cohort", "study", "param", "importance", "n_trials", "evaluator")
-                )
-            else:
-                by_dataset.setdefault(dataset, [])
+            done = completed.filter((pl.col("study") == study.name) & (pl.col("dataset") == dataset))
+            stage2_ids = set(kept_stage2(done)["trial_id"].drop_nulls().to_list())
+            notes.setdefault(dataset, []).append(
+                f"{study.name}: {done.height - len(stage2_ids)} of {done.height} completed trials "
+                "kept stage 1 alone (selected epoch 0)")
+            frames = by_dataset.setdefault(dataset, [])
+            for label, ids in (("all completed", None), ("kept stage 2", stage2_ids)):
+                result = param_importance(study, dataset, ids)
+                if result.note:
+                    notes[dataset].append(f"{study.name} ({label}): {result.note}")
+                    report.notes.append(f"{study.name}/{dataset} ({label}): {result.note}")
+                if result.table.height:
+                    frames.append(
+                        result.table.with_columns(
+                            pl.lit(found["cohort"][0]).alias("cohort"),
+                            pl.lit(label).alias("trials"),
+                            pl.lit(study.name).alias("study"),
+                        ).select("cohort", "trials", "study", "param", "importance", "n_trials", "evaluator")
+                    )
     for dataset, frames in sorted(by_dataset.items()):
         frame = pl.concat(frames) if frames else pl.DataFrame()
         _write(
@@ -295,7 +377,8 @@ def _write_importance(report: Report, results: ResultSet) -> None:
             f"importance_{dataset}",
             f"Hyperparameter importance: {dataset}",
             notes=[
-                "From the exported Optuna study, full-budget trials only.",
+                ("From the exported Optuna study, full-budget trials only; trials = kept stage 2: "
+                 "only the trials whose selected epoch is a stage-2 epoch."),
                 *notes.get(dataset, []),
             ],
         )
@@ -305,7 +388,7 @@ def _state_counts(trials: pl.DataFrame) -> pl.DataFrame:
     confirmed = "stage" in trials.columns and trials["stage"].n_unique() > 1
     key = ["cohort", "study", "dataset", *(["stage"] if confirmed else [])]
     counts = trials.group_by(key).agg(
-        *((pl.col("trial_status") == state).sum().alias(state) for state in TRIAL_STATES),
+        *((pl.col("trial_status") == state).sum().alias(state) for state in TRIAL_OUTCOMES),
         pl.len().alias("trials"),
     )
     return counts.sort(key)
@@ -325,6 +408,8 @@ def _index_text(report: Report, results: ResultSet, metric: str) -> str:
             ),
             "",
         ]
+    lines += [("The answer per dataset (selected configuration, test score with interval, gains and "
+              "verdicts): [summary.md](summary.md) · [CSV](summary.csv)."), ""]
     lines += [
         "## Studies",
         "",
@@ -409,7 +494,8 @@ def short_leaderboard(study_dir: str | Path, top: int = 3, metric: str = DEFAULT
 def leaderboard_text(results: ResultSet, top: int = 3, metric: str = DEFAULT_METRIC) -> str:
     """`short_leaderboard` of already-loaded results (any number of studies)."""
     trials = search_trials(results.trials)
-    uncertainty = trial_uncertainty(trials, results.predictions, metric)
+    listed = board_trials(results.trials)
+    uncertainty = trial_uncertainty(listed, results.predictions, metric)
     studies = ", ".join(f"{s.name} ({s.objective}, {s.mode})" for s in results.studies)
     lines = [
         (
@@ -419,14 +505,14 @@ def leaderboard_text(results: ResultSet, top: int = 3, metric: str = DEFAULT_MET
     ]
     for dataset in sorted(trials["dataset"].unique().to_list()):
         board = with_uncertainty(
-            dataset_leaderboard(trials, dataset, results.param_names, metric), uncertainty, metric
+            dataset_leaderboard(listed, dataset, results.param_names, metric), uncertainty, metric
         )
         params = searched_params(trials.filter(pl.col("dataset") == dataset), results.param_names)
         for cohort in sorted_cohorts(board["cohort"].unique().to_list()):
             part = board.filter(pl.col("cohort") == cohort)
             states = ", ".join(
                 f"{(part['trial_status'] == s).sum()} {s}"
-                for s in TRIAL_STATES
+                for s in TRIAL_OUTCOMES
                 if (part["trial_status"] == s).sum()
             )
             zeroshot = part[f"zeroshot_test_{metric}"].drop_nulls()
@@ -439,9 +525,9 @@ def leaderboard_text(results: ResultSet, top: int = 3, metric: str = DEFAULT_MET
                 lines.append("  " + _short_row(row, params, metric))
             if ranked.height == 0:
                 lines += _failure_lines(part)
-            reference = part.filter(pl.col("reference") != "")
-            for row in reference.iter_rows(named=True):
-                if row["trial_status"] != COMPLETED or row["rank"] > top:
+            paper = part.filter(pl.col(PAPER_POINT_COLUMN) != "")
+            for row in paper.iter_rows(named=True):
+                if row["trial_status"] != COMPLETED or row["rank"] is None or row["rank"] > top:
                     lines.append("  " + _short_row(row, params, metric))
     return "\n".join(lines)
 
@@ -473,7 +559,7 @@ def across_text(across: pl.DataFrame, top: int = 5, metric: str = DEFAULT_METRIC
         lines.append(f"Across datasets{cohort_title(cohort)}:")
         for row in across.filter(pl.col("cohort") == cohort).head(top).iter_rows(named=True):
             gain = format_cell(row[f"mean_gain_{metric}"], "gain")
-            mark = " ★ reference" if row["reference"] else ""
+            mark = f" {row[PAPER_POINT_COLUMN]}" if row[PAPER_POINT_COLUMN] else ""
             lines.append(
                 f"  #{row['rank']} datasets {row['coverage']}, mean rank "
                 f"{row['mean_rank']:.2f}, mean gain {gain} [{row['configuration']}]{mark}"
@@ -483,17 +569,22 @@ def across_text(across: pl.DataFrame, top: int = 5, metric: str = DEFAULT_METRIC
 
 def _short_row(row: dict, params: Sequence[str], metric: str) -> str:
     config = ", ".join(f"{p}={format_cell(row.get(p), p)}" for p in params)
-    mark = " ★ reference" if row["reference"] else ""
+    mark = f" {row[PAPER_POINT_COLUMN]}" if row[PAPER_POINT_COLUMN] else ""
     if row["trial_status"] != COMPLETED:
         return f"{row['trial']} {row['trial_status']}: {row['note']} [{config}]{mark}"
     test = format_cell(row[f"test_{metric}"], "")
     gain = format_cell(row[f"gain_{metric}"], "gain")
-    objective = format_cell(row["objective_value"], "")
-    low, high = row.get(f"test_{metric}_ci_low"), row.get(f"test_{metric}_ci_high")
+    objective = format_cell(row["objective_selected"], "")
+    low, high = (row.get(c) for c in ci_columns(metric))
     if low is not None and high is not None:
-        test += f" [95% CI {format_cell(low, '')}, {format_cell(high, '')}]"
+        test += f" [95% CI over test images {format_cell(low, '')}, {format_cell(high, '')}]"
     if row.get("vs_zeroshot"):
         gain += f", {row['vs_zeroshot']} vs zero-shot"
+    if row.get("vs_paper_hparams"):
+        gain += f", {row['vs_paper_hparams']} vs paper's hyperparameters"
+    if row.get("vs_reference_variant"):
+        gain += f", {row['vs_reference_variant']} vs the reference variant"
     # Selection kept stage 1 alone: configurations whose stage 2 lost to their teacher can tie.
     kept = " (stage 1 alone)" if row.get("selected_epoch") == 0 else ""
-    return f"#{row['rank']} {row['trial']}: test {test} ({gain}), val {objective}{kept} [{config}]{mark}"
+    place = f"#{row['rank']}" if row["rank"] is not None else "unranked"
+    return f"{place} {row['trial']}: test {test} ({gain}), val {objective}{kept} [{config}]{mark}"

@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medguna.analysis.layout import STUDY_FILE
 from medguna.errors import DataError
+from medguna.results import STUDY_FILE
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,11 @@ class StudyInfo:
     created: str | None = None
     # set name -> its provenance (backend, model, prompt families, date, sentence hashes)
     description_sets: dict[str, dict] = field(default_factory=dict)
+    # What the study searched and with what budget (the report's summary shows them).
+    search_space: dict[str, dict] = field(default_factory=dict)
+    budget: str | None = None  # "demo" (the demonstration's small budget) or "full"
+    num_samples: dict[str, int] = field(default_factory=dict)  # search trials per dataset
+    confirm: tuple[int, int] | None = None  # (configurations, fresh seeds) of the confirmation stage
 
 
 def read_study_info(study_dir: str | Path) -> StudyInfo:
@@ -86,4 +91,21 @@ def read_study_info(study_dir: str | Path) -> StudyInfo:
         checkpoint=raw.get("checkpoint"),
         created=raw.get("created"),
         description_sets={str(k): v for k, v in description_sets.items()},
+        search_space=_dict(raw.get("search_space")),
+        budget=raw.get("budget"),
+        num_samples={str(d): int(r["num_samples"]) for d, r in _dict(raw.get("dataset_records")).items()
+                     if isinstance(r, dict) and isinstance(r.get("num_samples"), int)},
+        confirm=_confirm(raw),
     )
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _confirm(raw: dict) -> tuple[int, int] | None:
+    """(top, seeds) the study's configuration gave its confirmation stage, for its budget."""
+    study = _dict(_dict(raw.get("config")).get("study"))
+    prefix = "demo_" if raw.get("budget") == "demo" else ""
+    top, seeds = study.get(f"{prefix}confirm_top"), study.get(f"{prefix}confirm_seeds")
+    return (top, seeds) if isinstance(top, int) and isinstance(seeds, int) else None

@@ -1,6 +1,13 @@
-"""Per trial: a bootstrap interval of its test metrics and paired verdicts against zero-shot and
-against the paper's configuration (the ★ reference trial of the same study and dataset), all on
-the trial's own per-image test predictions (medguna.analysis.paired holds the statistics).
+"""Per trial: a bootstrap interval of its test metrics over test images, and paired comparisons
+against zero-shot and against the paper's hyperparameters (the ★ trial of the same study and
+dataset: the paper's point run inside medguna's pipeline) and, where the study ran its baseline arm,
+against the reference variant at the paper's point (`vs_reference_variant`), all on the trial's
+own per-image test predictions (medguna.analysis.paired holds the statistics).
+
+Multiplicity: a leaderboard holds many trials, and scanning them for one "better" is a multiple
+comparison. Only the validation-selected trial of each dataset and cohort (rank 1: the one the
+study reports) gets a verdict, its `primary` comparison at level 0.05; every other row is
+`exploratory`: it shows its exact p-value but no better/worse word.
 """
 
 from __future__ import annotations
@@ -10,11 +17,19 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from medguna.analysis.layout import COMPLETED
 from medguna.analysis.paired import DEFAULT_RESAMPLES, PAIRED_METRICS, bootstrap_ci, compare
+from medguna.results import BASELINE_STAGE, COMPLETED, PAPER_POINT, SEARCH_STAGE
 
 KEY = ("study", "dataset", "trial")
 CI_METRICS = PAIRED_METRICS  # metrics with a vectorised bootstrap
+AGAINST = ("zeroshot", "paper_hparams", "reference_variant")  # vs_<against>_* columns
+PRIMARY, EXPLORATORY = "primary", "exploratory"
+CI_SUFFIX = "ci95_test_images"  # what the test-metric intervals resample
+
+
+def ci_columns(metric: str) -> tuple[str, str]:
+    """The low/high column names of a test metric's bootstrap interval over test images."""
+    return f"test_{metric}_{CI_SUFFIX}_low", f"test_{metric}_{CI_SUFFIX}_high"
 
 
 def _class_columns(part: pl.DataFrame, dataset: str) -> list[str]:
@@ -48,17 +63,22 @@ def _prefixed(prefix: str, row: dict) -> dict:
 def trial_uncertainty(trials: pl.DataFrame, predictions: pl.DataFrame,
                       metric: str = "balanced_accuracy", n_resamples: int = DEFAULT_RESAMPLES,
                       notes: list[str] | None = None) -> pl.DataFrame:
-    """One row per completed trial with test predictions: `test_<m>_ci_low/high` for each
-    bootstrapped metric, `vs_zeroshot_*` and `vs_reference_*` (McNemar counts and p, paired
-    differences with interval and p, verdict)."""
+    """One row per completed trial with test predictions: `test_<m>_ci95_test_images_low/high`
+    for each bootstrapped metric, `vs_zeroshot_*` and `vs_paper_hparams_*` (discordant images,
+    McNemar counts and p, sign-flip p of balanced accuracy, paired differences with their
+    interval over test images, the test's verdict before the multiplicity rule)."""
     adapted = predictions_on_test(predictions, "adapted")
     zeroshot = predictions_on_test(predictions, "zeroshot")
     completed = trials.filter(pl.col("trial_status") == COMPLETED)
-    references = {
-        (r["study"], r["dataset"]): (r["study"], r["dataset"], r["trial"])
-        for r in completed.filter(pl.col("is_reference_config")).iter_rows(named=True)
+    stage = pl.col("stage").fill_null(SEARCH_STAGE) if "stage" in completed.columns else pl.lit(SEARCH_STAGE)
+    # Per (study, dataset): the trial each comparison is against, when there is one.
+    against = {
+        "vs_paper_hparams": completed.filter(pl.col(PAPER_POINT) & (stage == SEARCH_STAGE)),
+        "vs_reference_variant": completed.filter(stage == BASELINE_STAGE),
     }
-    verdict_metric = metric if metric in ("balanced_accuracy", "auroc") else "balanced_accuracy"
+    baselines = {name: {(r["study"], r["dataset"]): (r["study"], r["dataset"], r["trial"])
+                        for r in rows.iter_rows(named=True)} for name, rows in against.items()}
+    verdict_metric = "accuracy" if metric == "accuracy" else "balanced_accuracy"
     records = []
     for row in completed.iter_rows(named=True):
         key = tuple(row[k] for k in KEY)
@@ -68,45 +88,68 @@ def trial_uncertainty(trials: pl.DataFrame, predictions: pl.DataFrame,
         record: dict = dict(zip(KEY, key))
         for m in CI_METRICS:
             ci = bootstrap_ci(m, labels, probs, n_resamples=n_resamples)
-            record[f"test_{m}_ci_low"], record[f"test_{m}_ci_high"] = ci.low, ci.high
+            low, high = ci_columns(m)
+            record[low], record[high] = ci.low, ci.high
         if key in zeroshot and zeroshot[key][0] == ids:
             record.update(_prefixed("vs_zeroshot", compare(
                 labels, probs, zeroshot[key][2], n_resamples=n_resamples, verdict_metric=verdict_metric)))
-        reference = references.get(key[:2])
-        if reference is not None and reference != key and reference in adapted:
-            ref_ids, _, ref_probs = adapted[reference]
-            if ref_ids == ids:
-                record.update(_prefixed("vs_reference", compare(
-                    labels, probs, ref_probs, n_resamples=n_resamples, verdict_metric=verdict_metric)))
+        for prefix, found in baselines.items():
+            other = found.get(key[:2])
+            if other is None or other == key or other not in adapted:
+                continue
+            other_ids, _, other_probs = adapted[other]
+            if other_ids == ids:
+                record.update(_prefixed(prefix, compare(
+                    labels, probs, other_probs, n_resamples=n_resamples, verdict_metric=verdict_metric)))
             elif notes is not None:
-                notes.append(f"{key[0]}/{key[1]}: {key[2]} and the reference trial {reference[2]} "
-                             "were tested on different images; no paired comparison")
+                notes.append(f"{key[0]}/{key[1]}: {key[2]} and {other[2]} were tested on different "
+                             f"images; no paired comparison ({prefix})")
         records.append(record)
     if not records:
         return pl.DataFrame(schema={k: pl.String for k in KEY})
     return pl.DataFrame(records, infer_schema_length=None)
 
 
-def verdict_text(verdict: str | None, p_value: float | None) -> str:
-    """`better (p=0.003)`, `not distinguishable (p=0.41)`, or "" without a comparison."""
+def verdict_text(verdict: str | None, p_value: float | None, discordant: int | None,
+                 role: str) -> str:
+    """`better (p=0.0005, 12 discordant)` for the primary row, `exploratory (p=0.03, 7 discordant)`
+    for the others, "" without a comparison."""
     if verdict is None:
         return ""
-    return f"{verdict} (p={p_value:.2g})" if p_value is not None else verdict
+    detail = f"p={p_value:.3g}" if p_value is not None else "no p"
+    if discordant is not None:
+        detail += f", {discordant} discordant"
+    return f"{verdict} ({detail})" if role == PRIMARY else f"{EXPLORATORY} ({detail})"
 
 
 def with_uncertainty(board: pl.DataFrame, uncertainty: pl.DataFrame, metric: str) -> pl.DataFrame:
-    """A dataset leaderboard with its trials' interval and verdict columns (left join)."""
+    """A dataset leaderboard with its trials' interval and verdict columns (left join).
+
+    `verdict_role` is `primary` on the first rank-1 row of each cohort and objective (the
+    validation-selected trial), `exploratory` elsewhere; `vs_<against>` is the text shown."""
     if uncertainty.height == 0:
         return board
     joined = board.join(uncertainty, on=list(KEY), how="left")
-    verdict_metric = metric if metric in ("balanced_accuracy", "auroc") else "balanced_accuracy"
-    for against in ("zeroshot", "reference"):
-        verdict, p = f"vs_{against}_verdict", f"vs_{against}_{verdict_metric}_p"
+    group = [c for c in ("cohort", "study_objective") if c in joined.columns]
+    if "rank" in joined.columns:
+        numbered = joined.with_columns(pl.int_range(pl.len()).alias("_row"))
+        firsts = numbered.filter(pl.col("rank") == 1)
+        if group:
+            firsts = firsts.group_by(group, maintain_order=True).agg(pl.col("_row").first())
+        primary_rows = firsts["_row"].head(firsts.height if group else 1).to_list()
+        joined = numbered.with_columns(
+            pl.when(pl.col("_row").is_in(primary_rows)).then(pl.lit(PRIMARY))
+            .otherwise(pl.lit(EXPLORATORY)).alias("verdict_role")).drop("_row")
+    else:  # a table of single trials (no ranking): each row is its own primary comparison
+        joined = joined.with_columns(pl.lit(PRIMARY).alias("verdict_role"))
+    for against in AGAINST:
+        verdict, p, n = f"vs_{against}_verdict", f"vs_{against}_verdict_p", f"vs_{against}_discordant"
         if verdict not in joined.columns:
             continue
         joined = joined.with_columns(
-            pl.struct(verdict, p).map_elements(
-                lambda s, v=verdict, q=p: verdict_text(s[v], s[q]), return_dtype=pl.String
+            pl.struct(verdict, p, n, "verdict_role").map_elements(
+                lambda s, v=verdict, q=p, d=n: verdict_text(s[v], s[q], s[d], s["verdict_role"]),
+                return_dtype=pl.String,
             ).alias(f"vs_{against}")
         )
     return joined
@@ -114,6 +157,6 @@ def with_uncertainty(board: pl.DataFrame, uncertainty: pl.DataFrame, metric: str
 
 def leaderboard_uncertainty_columns(board: pl.DataFrame, metric: str) -> Sequence[str]:
     """The interval and verdict columns shown in a Markdown leaderboard, where present."""
-    wanted = [f"test_{metric}_ci_low", f"test_{metric}_ci_high", "vs_zeroshot",
-              "vs_zeroshot_mcnemar_p", "vs_reference"]
+    wanted = [*ci_columns(metric), "verdict_role", "vs_zeroshot", "vs_zeroshot_mcnemar_p",
+              "vs_paper_hparams", "vs_reference_variant"]
     return [c for c in wanted if c in board.columns]

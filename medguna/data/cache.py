@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -22,7 +21,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from medguna.atomic import write_json_atomic
 from medguna.data.images import channels_of, check_preprocessing, load_preprocessed, load_whole
+from medguna.data.rebuilds import note_rebuild
 from medguna.data.verify import unreadable_message
 from medguna.errors import DataError
 
@@ -121,7 +122,7 @@ def _report_rebuild(entry: Path, problem: str) -> None:
         seen = (str(entry),)
     if seen not in _REPORTED:  # once per bad version of the file, however many trials meet it
         _REPORTED.add(seen)
-        print(f"[medguna] image cache entry {entry} is {problem}: rebuilding it", file=sys.stderr)
+        note_rebuild(entry.parent, f"image cache entry {entry} is {problem}: rebuilding it")
 
 
 def _open_read_only(path: Path) -> torch.Tensor:
@@ -229,7 +230,4 @@ def whole_image_sizes(paths: Sequence[str | Path], preprocessing: str, size: int
 
 
 def _write_record(entry: Path, record: dict) -> None:
-    descriptor, temporary = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".json")
-    with os.fdopen(descriptor, "w") as f:
-        json.dump(record, f)
-    os.replace(temporary, record_file(entry))
+    write_json_atomic(record_file(entry), record, indent=None)

@@ -10,7 +10,7 @@ import polars as pl
 
 from medguna.config import StorageConfig
 from medguna.data.datasets import DATASETS
-from medguna.data.manifest import load_manifest
+from medguna.data.manifest import load_manifest, missing_classes
 from medguna.data.shifts import NO_SHIFT, SHIFTS, canonical_shift
 from medguna.data.synthetic import synthesize
 from medguna.data.verify import unreadable_images, unreadable_message
@@ -52,6 +52,10 @@ def run_data(args: argparse.Namespace) -> int:
     with pl.Config(tbl_cols=-1, tbl_width_chars=160):  # every class column, even ISIC's seven
         print(manifest.counts())
     print(f"split file: {manifest.split_file}")
+    for split, absent in missing_classes(manifest).items():
+        print(f"WARNING: the {split} split has no {', '.join(absent)} image: its balanced accuracy ignores "
+              "that class and its AUROC is undefined; a study refuses it unless "
+              "data.allow_missing_classes=true", file=sys.stderr)
     print(f"fingerprint: {manifest.fingerprint}")
     if args.verify:
         paths = manifest.table["path"].to_list()

@@ -59,8 +59,34 @@ class Manifest:
     @property
     def synthetic_info(self) -> dict | None:
         """The synthesiser's marker contents, or None for a real dataset."""
-        marker = self.root / SYNTHETIC_MARKER
-        return json.loads(marker.read_text()) if marker.is_file() else None
+        return read_synthetic_marker(self.root)
+
+
+def read_synthetic_marker(root: str | Path) -> dict | None:
+    """The synthesiser's marker in `root`, or None for a real dataset; DataError where it is unreadable."""
+    marker = Path(root).expanduser() / SYNTHETIC_MARKER
+    if not marker.is_file():
+        return None
+    try:
+        value = json.loads(marker.read_text(encoding="utf-8"))
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        value = error
+    if not isinstance(value, dict):
+        raise DataError(f"{marker} is not the JSON object medguna synth writes ({value}): the stand-in in "
+                        f"{Path(root).expanduser()} cannot be trusted; write it again with medguna synth "
+                        "into a new folder (or, for the stand-in under storage.cache_dir/synthetic, "
+                        "delete that folder)")
+    return value
+
+
+def missing_classes(manifest: Manifest) -> dict[str, list[str]]:
+    """split -> the dataset's classes it has no image of (only the splits that lack one)."""
+    missing = {}
+    for row in manifest.counts().iter_rows(named=True):
+        absent = [name for name in manifest.spec.classes if row[name] == 0]
+        if absent:
+            missing[row["split"]] = absent
+    return missing
 
 
 def is_synthetic_root(root: str | Path) -> bool:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from medguna.atomic import write_text_atomic
 from medguna.data.datasets import DatasetSpec
 from medguna.data.layouts import ImageRecord
+from medguna.data.rebuilds import note_rebuild
 from medguna.errors import ConfigError, DataError
 
 SPLIT_COLUMNS = ("path", "label", "split")
@@ -93,29 +93,27 @@ def _render(rows: list[tuple[str, int, str]]) -> str:
     return buffer.getvalue()
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and os.replace, so readers never see half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+class DamagedSplitFile(DataError):
+    """A split file whose bytes are not a CSV text (a torn write, a flipped byte): rebuilt."""
 
 
 def write_split_file(path: Path, records: Sequence[ImageRecord], assignment: dict[str, str]) -> None:
     rows = [(r.relative_path, r.label, assignment[r.relative_path]) for r in records]
-    write_atomically(path, _render(sorted(rows)))
+    write_text_atomic(path, _render(sorted(rows)))
 
 
 def read_split_file(path: Path) -> dict[str, tuple[int, str]]:
-    """relative path -> (label, split) from an existing split file; malformed files raise DataError."""
+    """relative path -> (label, split) from an existing split file; malformed files raise DataError,
+    damaged ones (not UTF-8 CSV text) DamagedSplitFile."""
     regenerate = f"delete {path} to regenerate it"
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
+    try:
+        text = path.read_bytes().decode("utf-8")
+        if "\0" in text:
+            raise ValueError("a NUL byte")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except (UnicodeDecodeError, ValueError, csv.Error) as error:
+        raise DamagedSplitFile(f"split file {path} is damaged ({type(error).__name__}: {error}); "
+                               f"{regenerate}") from None
     if not rows or tuple(rows[0]) != SPLIT_COLUMNS:
         raise DataError(f"split file {path} does not start with header {','.join(SPLIT_COLUMNS)}; {regenerate}")
     table: dict[str, tuple[int, str]] = {}
@@ -170,7 +168,15 @@ def load_or_create_splits(
     """The stored split if `path` exists (checked against disk), else a new one written there."""
     assignment = make_splits(spec, records, val_fraction, test_fraction, seed)
     if path.is_file():
-        stored = check_split_file(path, spec, records, read_split_file(path))
+        try:
+            table = read_split_file(path)
+        except DamagedSplitFile as damaged:
+            # The split is a function of the images, the seed and the fractions: rebuilt, it is the same.
+            note_rebuild(path.parent, f"{str(damaged).split(';')[0]}: rebuilding it from the images, "
+                                      f"split_seed={seed} and the fractions (the same split)")
+            write_split_file(path, records, assignment)
+            return assignment
+        stored = check_split_file(path, spec, records, table)
         _check_same_split(path, stored, assignment, seed)
         return stored
     write_split_file(path, records, assignment)

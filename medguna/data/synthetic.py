@@ -8,6 +8,7 @@ class-dependent structure; the counts keep each real set's class imbalance.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from medguna.atomic import write_json_atomic
 from medguna.data.datasets import DATASETS, get_dataset
 from medguna.data.layouts import IDRID_IMAGES, IDRID_SETS, IDRID_TRUTHS
 from medguna.data.manifest import SYNTHETIC_MARKER
@@ -241,7 +243,7 @@ def synthesize(
     marker = _marker(spec.name, seed, scale, image_size, counts, canonical_shift(shift, spec.modality))
     marker_path = out / SYNTHETIC_MARKER
     if out.exists() and any(out.iterdir()):
-        if marker_path.is_file() and json.loads(marker_path.read_text()) == marker:
+        if _settings(_read_marker(marker_path)) == marker:
             return out
         raise DataError(
             f"{out} is not empty; synthesize writes only into a new or empty folder "
@@ -259,6 +261,51 @@ def synthesize(
     }
     with writer.bar:
         writers[spec.name]()
-    # The marker goes last: its presence means the folder is complete.
-    marker_path.write_text(json.dumps(marker, indent=2) + "\n")
+    # The marker goes last: its presence means the folder is complete. It lists every file's
+    # sha256, so a damaged stand-in is found (stand_in_problem) and written again.
+    write_json_atomic(marker_path, {**marker, "files": _file_hashes(out)})
     return out
+
+
+def _file_hashes(root: Path) -> dict[str, str]:
+    return {path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(root.rglob("*")) if path.is_file() and path.name != SYNTHETIC_MARKER}
+
+
+def _read_marker(path: Path) -> dict | None:
+    """The marker's contents, or None where it is missing or unreadable."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _settings(marker: dict | None) -> dict | None:
+    """What a marker says of how the stand-in was made (without its file list)."""
+    return None if marker is None else {k: v for k, v in marker.items() if k != "files"}
+
+
+def stand_in_problem(root: str | Path, dataset: str, *, seed: int = 0, scale: float = 1.0,
+                     image_size: int | None = None, shift: str = NO_SHIFT) -> str:
+    """What is wrong with a stand-in synthesize wrote into `root`, or "" when every file is intact."""
+    spec = get_dataset(dataset)
+    root = Path(root)
+    marker_path = root / SYNTHETIC_MARKER
+    marker = _read_marker(marker_path)
+    if marker is None:
+        return f"without a readable {SYNTHETIC_MARKER}"
+    expected = _marker(spec.name, seed, scale, image_size, scaled_counts(spec.name, scale),
+                       canonical_shift(shift, spec.modality))
+    if _settings(marker) != expected:
+        return f"made with other settings than its folder name says ({SYNTHETIC_MARKER})"
+    files = marker.get("files")
+    if not isinstance(files, dict) or not files:
+        return f"without file checksums in {SYNTHETIC_MARKER} (written by an earlier medguna)"
+    for relative, digest in files.items():
+        path = root / relative
+        if not path.is_file():
+            return f"missing {relative}"
+        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            return f"holding a damaged {relative} (checksum mismatch)"
+    return ""

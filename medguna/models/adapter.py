@@ -21,11 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from medguna.config import MAX_ADAPTER_WIDTH
 from medguna.errors import ConfigError
-
-# A hidden layer wider than this is no longer a bottleneck of a 512-d embedding; such a value is
-# almost certainly a typo (an extra zero), so it is rejected instead of allocating gigabytes.
-MAX_ADAPTER_WIDTH = 8192
 
 
 def _check_positive_int(name: str, value: object, minimum: int) -> int:

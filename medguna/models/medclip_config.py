@@ -10,6 +10,7 @@ from typing import Any
 
 from transformers import BertConfig, SwinConfig
 
+from medguna.atomic import write_text_atomic
 from medguna.errors import CheckpointError
 
 # File name medguna writes next to a checkpoint it saved; the official release has none,
@@ -52,7 +53,7 @@ class MedClipConfig:
 
     def save(self, directory: Path) -> Path:
         path = Path(directory) / CONFIG_FILE_NAME
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2, sort_keys=True))
         return path
 
     @classmethod

@@ -16,6 +16,7 @@ from pathlib import Path
 from tokenizers import normalizers, pre_tokenizers
 from transformers import BertTokenizer, PreTrainedTokenizerBase
 
+from medguna.atomic import write_text_atomic
 from medguna.errors import CheckpointError
 
 VOCAB_FILE_NAME = "vocab.txt"
@@ -115,5 +116,5 @@ def build_wordpiece_vocab(texts: list[str], vocab_size: int) -> list[str]:
 
 def write_vocab(tokens: list[str], directory: Path) -> Path:
     path = Path(directory) / VOCAB_FILE_NAME
-    path.write_text("".join(token + "\n" for token in tokens))
+    write_text_atomic(path, "".join(token + "\n" for token in tokens))
     return path

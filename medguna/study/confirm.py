@@ -15,10 +15,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from medguna.config import method_field_names
-
-CONFIRM_SUFFIX = "_confirm"
-COMPLETED = "completed"
+from medguna.results import (
+    CONFIRM_SUFFIX,
+    METHOD_PARAMS,
+    OBJECTIVE_SELECTED,
+    is_final_row,
+    outcome_of,
+    upgrade_row,
+)
 
 
 @dataclass(frozen=True)
@@ -36,17 +40,17 @@ def confirm_plan(top: int, num_seeds: int, base_seed: int) -> ConfirmPlan | None
 
 def _configuration(config: dict[str, Any]) -> dict[str, Any]:
     """The method hyperparameters of a trial's config, without its seed."""
-    names = set(method_field_names()) - {"seed"}
-    return {k: v for k, v in config.items() if k in names}
+    return {k: v for k, v in config.items() if k in METHOD_PARAMS and k != "seed"}
 
 
-def best_configurations(results: list[tuple[dict, dict]], top: int, metric: str) -> list[dict[str, Any]]:
-    """The `top` best distinct configurations among (metrics, config) of completed trials."""
+def best_configurations(results: list[tuple[dict, dict]], top: int) -> list[dict[str, Any]]:
+    """The `top` best distinct configurations among (last row, config) of completed trials, ranked
+    by the objective of their selected epoch."""
     ranked = []
     for metrics, config in results:
-        value = (metrics or {}).get(metric)
-        if (metrics or {}).get("status") != COMPLETED or not isinstance(value, (int, float)) \
-                or not math.isfinite(value):
+        row = upgrade_row(metrics or {})
+        value = row.get(OBJECTIVE_SELECTED)
+        if not is_final_row(row) or not isinstance(value, (int, float)) or not math.isfinite(value):
             continue
         ranked.append((float(value), _configuration(config or {})))
     ranked.sort(key=lambda item: -item[0])  # stable: ties keep Tune's trial order
@@ -93,7 +97,6 @@ def run_confirmation(plan, p, trainable, search_results, log=print, *, stop, ver
 
     from medguna.study.runner import (
         COMPLETE_MARKER,
-        TUNE_METRIC,
         StudyInterrupted,
         _callbacks,
         _read_text,
@@ -112,17 +115,21 @@ def run_confirmation(plan, p, trainable, search_results, log=print, *, stop, ver
     if _read_text(join(exp_dir, COMPLETE_MARKER)) is not None:
         log(f"[{p.dataset}] confirmation already complete in {exp_dir}")
         return
+    from medguna.study.readback import parse_json_record
+
     saved = _read_text(join(exp_dir, CONFIRM_PLAN_FILE))
     if saved is not None and _restorable(exp_dir):
-        points = json.loads(saved)["points"]
+        points = parse_json_record(saved, join(exp_dir, CONFIRM_PLAN_FILE), (
+            f"it lists the configurations this confirmation reruns: delete {exp_dir} to make the "
+            "confirmation again from the search's results")).get("points")
         log(f"[{p.dataset}] resuming the interrupted confirmation in {exp_dir}")
         tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_errored=True)
-        _use_this_console(tuner, plan, _as_confirmation(p, points), verbose)
+        _use_this_console(tuner, plan, as_experiment(p, CONFIRM_SUFFIX, points), verbose)
     else:
         if search_results is None:
             search_results = tune.Tuner.restore(join(plan.study_dir, p.dataset), trainable=trainable).get_results()
         configurations = best_configurations([(r.metrics, r.config) for r in search_results],
-                                             confirm.top, TUNE_METRIC)
+                                             confirm.top)
         if not configurations:
             log(f"[{p.dataset}] no completed trial to confirm")
             return
@@ -131,8 +138,9 @@ def run_confirmation(plan, p, trainable, search_results, log=print, *, stop, ver
                     json.dumps({"seeds": confirm.seeds, "points": points}, indent=2, default=str))
         log(f"[{p.dataset}] confirming the {len(configurations)} best configuration(s) with seeds "
             f"{confirm.seeds}: {len(points)} trials")
-        callbacks = _callbacks(plan, _as_confirmation(p, points), verbose)
-        tuner = _make_confirm_tuner(plan, p, trainable, points, callbacks=callbacks, verbose=verbose)
+        callbacks = _callbacks(plan, as_experiment(p, CONFIRM_SUFFIX, points), verbose)
+        tuner = fixed_points_tuner(plan, p, trainable, points, CONFIRM_SUFFIX, callbacks=callbacks,
+                                   verbose=verbose)
     results = fit(tuner, stop=stop, verbose=verbose)
     if _unfinished_trials(exp_dir, results, len(points)):
         log(f"[{p.dataset}] confirmation interrupted; run the same command again to resume it")
@@ -144,24 +152,24 @@ def run_confirmation(plan, p, trainable, search_results, log=print, *, stop, ver
 def _summary(results, p) -> dict[str, Any]:
     import datetime as dt
 
-    from medguna.study.runner import trial_budget
-
     counts: dict[str, int] = {}
     for result in results:
-        budget = trial_budget(result.metrics or {}, result.error, p.trial.method.stage2_epochs)
-        counts[budget] = counts.get(budget, 0) + 1
+        outcome = outcome_of(result.metrics, failed=result.error is not None, epochs=p.trial.method.stage2_epochs)
+        counts[outcome.value] = counts.get(outcome.value, 0) + 1
     return {"counts": counts, "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
-def _as_confirmation(p, points: list[dict[str, Any]]):
-    """Dataset plan `p` as its confirmation's progress display names and counts it."""
+def as_experiment(p, suffix: str, points: list[dict[str, Any]]):
+    """Dataset plan `p` as its `<dataset><suffix>` experiment's progress display names and counts it."""
     import dataclasses
 
-    return dataclasses.replace(p, dataset=p.dataset + CONFIRM_SUFFIX, num_samples=len(points))
+    return dataclasses.replace(p, dataset=p.dataset + suffix, num_samples=len(points))
 
 
-def _make_confirm_tuner(plan, p, trainable, points: list[dict[str, Any]], *, callbacks, verbose: bool):
-    """Every (configuration, seed) point once, at full budget: no sampler, no early stopping."""
+def fixed_points_tuner(plan, p, trainable, points: list[dict[str, Any]], suffix: str, *, callbacks,
+                       verbose: bool):
+    """Every point once, at full budget, as experiment `<dataset><suffix>`: no sampler, no early
+    stopping (the confirmation's reruns, the baseline arm)."""
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -177,5 +185,5 @@ def _make_confirm_tuner(plan, p, trainable, points: list[dict[str, Any]], *, cal
             reuse_actors=cfg.resources.reuse_actors and not cfg.resources.distributed,
             trial_dirname_creator=_trial_dirname,
         ),
-        run_config=_run_config(plan, p.dataset + CONFIRM_SUFFIX, callbacks=callbacks, verbose=verbose),
+        run_config=_run_config(plan, p.dataset + suffix, callbacks=callbacks, verbose=verbose),
     )

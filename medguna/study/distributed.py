@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from medguna.config import TrialConfig, apply_method_params, from_dict, to_dict
+from medguna.config import TrialConfig, apply_method_params, from_dict
+from medguna.results import PAPER_POINT, method_params
 
 DRIVER_RESOURCES: dict[str, float] = {"cpu": 0, "memory": 256 * 2**20}
 """What the Tune trial driving a TorchTrainer reserves. It only waits on the trainer, whose
@@ -53,7 +54,7 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
 
     from medguna.study.description_sets import install_sets
     from medguna.study.runner import _TaggedReporter
-    from medguna.study.space import is_reference_config
+    from medguna.study.space import is_paper_point
     from medguna.trial.loop import run_trial
 
     cfg = from_dict(TrialConfig, loop_config["base"])
@@ -64,7 +65,7 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
         cfg.runtime.cpu = True  # keeps accelerate multi-process on CPU (ACCELERATE_USE_CPU)
     rank = ray.train.get_context().get_world_rank()
     reporter = _TaggedReporter(TrainReporter(), {
-        "study": loop_config["study"], "is_reference_config": is_reference_config(params)})
+        "study": loop_config["study"], PAPER_POINT: is_paper_point(params)})
     run_trial(cfg, reporter, log_dir=loop_config["log_dir"] if rank == 0 else None,
               params=loop_config["config"])
 
@@ -81,8 +82,7 @@ def distributed_trainable(config: dict[str, Any], *, base: dict[str, Any], study
     from medguna.versions import CODE_VERSION_ENV
 
     context = tune.get_context()
-    method_names = set(to_dict(from_dict(TrialConfig, base).method))
-    params = {k: v for k, v in config.items() if k in method_names}
+    params = method_params(config)
     if not use_gpu:
         os.environ["ACCELERATE_USE_CPU"] = "1"
     trainer = TorchTrainer(

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from medguna.atomic import write_text_atomic
 from medguna.errors import CheckpointError, ConfigError, DataError, DescriptionError, MedgunaError
 
 INPUT_ERRORS = (DataError, ConfigError, CheckpointError, DescriptionError)
@@ -35,6 +36,5 @@ def input_errors_not_retried(trial_dir: str | Path) -> Iterator[None]:
     try:
         yield
     except INPUT_ERRORS as error:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(f"{type(error).__name__}: {error}\n")
+        write_text_atomic(marker, f"{type(error).__name__}: {error}\n")
         raise

@@ -10,9 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-# What the analysis reads of a study (medguna/analysis/layout.py) plus the runner's markers.
-REPORT_INPUT_FILES = frozenset({"study.json", "params.json", "result.json", "error.txt", "optuna.db",
-                                "medguna_complete.json"})
+from medguna.results import (
+    COMPLETE_MARKER,
+    ERROR_FILE,
+    OPTUNA_FILE,
+    PARAMS_FILE,
+    RESULT_FILE,
+    STUDY_FILE,
+)
+
+# What the analysis reads of a study plus the runner's markers.
+REPORT_INPUT_FILES = frozenset({STUDY_FILE, PARAMS_FILE, RESULT_FILE, ERROR_FILE, OPTUNA_FILE, COMPLETE_MARKER})
 
 
 def filesystem(uri: str):

@@ -20,6 +20,7 @@ from typing import Any
 
 from medguna.config import to_dict
 from medguna.errors import ConfigError
+from medguna.study.inputs import changed_inputs
 
 # Settings that do not change what a trial computes: changing them between runs is a resume.
 NOT_SHAPING_RESULTS = ("data.cache_dir", "runtime.eval_batch_size", "runtime.caches", "runtime.log_every_steps",
@@ -42,6 +43,16 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+@dataclass(frozen=True)
+class InputChange:
+    """A file behind an unchanged value changed (medguna.study.inputs)."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
 @dataclass
 class DatasetDecision:
     dataset: str
@@ -58,7 +69,11 @@ def dataset_record(plan, p) -> dict[str, Any]:
     for dotted in NOT_SHAPING_RESULTS:
         section, key = dotted.split(".")
         shaping["trial"][section].pop(key, None)
-    return {"shaping": shaping, "num_samples": p.num_samples, "budget": plan.budget}
+    record = {"shaping": shaping, "num_samples": p.num_samples, "budget": plan.budget}
+    inputs = getattr(plan, "inputs", {}).get(p.dataset)
+    if inputs:
+        record["inputs"] = inputs  # content hashes of the files behind the values (medguna.study.inputs)
+    return record
 
 
 def changes_between(old: Any, new: Any, prefix: str = "") -> list[Change]:
@@ -101,6 +116,7 @@ def decide(plan, previous: dict[str, Any] | None, restart: list[str] | tuple[str
         new = dataset_record(plan, p)
         changed = [Change(_override_name(c.key), c.old, c.new)
                    for c in changes_between(record["shaping"], new["shaping"])]
+        changed += [InputChange(text) for text in changed_inputs(record.get("inputs"), new.get("inputs"), p.dataset)]
         kept = int(record.get("num_samples", 0))
         if changed:
             refused.append((p.dataset, changed))
@@ -112,12 +128,12 @@ def decide(plan, previous: dict[str, Any] | None, restart: list[str] | tuple[str
 
 
 def _refusal(plan, refused: list[tuple[str, list[Change]]]) -> str:
-    lines = [(f"study '{plan.config.study.name}' in {plan.study_dir} was run with other settings; "
+    lines = [(f"study '{plan.config.study.name}' in {plan.study_dir} was run with other settings or input files; "
               "its kept results would mix two configurations:")]
     for dataset, changes in refused:
         lines.append(f"  {dataset}: " + "; ".join(str(c) for c in changes))
     names = " ".join(f"--restart {d}" for d, _ in refused)
-    lines.append(f"Run with the earlier values to resume; or {names} to start those datasets over "
+    lines.append(f"Run with the earlier values (and files) to resume; or {names} to start those datasets over "
                  "(the other datasets' results are kept); or --fresh to start the whole study over; "
                  "or set another study.name.")
     return "\n".join(lines)

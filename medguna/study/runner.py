@@ -1,8 +1,6 @@
 """A MedUnA study: per dataset, one Ray Tune experiment whose trials Optuna proposes.
 
-Layout of results (the contract with analysis/): <storage>/<study>/study.json and, per dataset,
-<storage>/<study>/<dataset>/ holding Ray's experiment files, one `t<NNNN>_<trial id>/` folder per trial (t0001_3a09613b)
-(params.json, result.json, TensorBoard events, checkpoints, error.txt) and `optuna.db`.
+Where results land is medguna.results' layout.
 """
 
 from __future__ import annotations
@@ -11,8 +9,8 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
-import math
 import os
+import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import torch
 
+from medguna.atomic import write_bytes_atomic
 from medguna.config import (
     StudyConfig,
     TrialConfig,
@@ -31,12 +30,28 @@ from medguna.config import (
 from medguna.data.shifts import acquisition_text, check_shift
 from medguna.errors import ConfigError
 from medguna.models.demo_encoder import encoder_description
+from medguna.results import (
+    COMPLETE_MARKER,
+    OBJECTIVE_BEST_SO_FAR,
+    PAPER_POINT,
+    STUDY_FILE,
+    TrialOutcome,
+    method_params,
+    outcome_of,
+    trial_dirname,
+)
+from medguna.study.baseline import run_baseline
 from medguna.study.confirm import run_confirmation
-from medguna.study.space import define_by_run, fixed_params, is_reference_config, reference_point
+from medguna.study.space import define_by_run, fixed_params, is_paper_point, paper_point
 from medguna.study.warm_start import enqueue_order, warm_points
 
-COMPLETE_MARKER = "medguna_complete.json"
-TUNE_METRIC = "objective_value"  # best-so-far of runtime.objective, reported every epoch
+TUNE_METRIC = OBJECTIVE_BEST_SO_FAR  # reported every epoch
+
+
+# A reused worker waits for the previous trial's thread to end before the next trial; Ray's 2 s
+# default fails the next trial ("Trainable runner reuse requires reset_config()") when a loaded
+# machine takes longer to close the last trial's files.
+REUSED_WORKER_ENV = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "120"}
 
 
 @dataclass
@@ -58,6 +73,8 @@ class StudyPlan:
     budget: str  # "real" | "demo"
     datasets: list[DatasetPlan]
     description_sets: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # name -> provenance
+    inputs: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # medguna.study.inputs
+    resource_wait_s: float | None = None  # medguna.study.resource_wait: None, the cluster can run a trial now
 
     @property
     def study_dir(self) -> str:
@@ -147,7 +164,7 @@ def banner(plan: StudyPlan) -> str:
         _confirm_line(plan.datasets[0]),
         f"  resources  {r.cpus_per_trial:g} CPU + {r.gpus_per_trial:g} GPU per trial, Ray at {r.address}",
         f"  storage    {plan.study_dir}",
-        f"  TensorBoard: tensorboard --logdir {plan.study_dir}",
+        f"  TensorBoard: tensorboard --logdir {shlex.quote(plan.study_dir)}",
     ]
     return "\n".join(lines)
 
@@ -201,10 +218,10 @@ def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: st
 
     cfg = from_dict(TrialConfig, base)
     install_sets(sets, cfg.data.cache_dir, cfg.data.dataset)
-    params = {k: v for k, v in config.items() if k in to_dict(cfg.method)}
+    params = method_params(config)
     cfg.method = apply_method_params(cfg.method, params)
     reporter = _TaggedReporter(TuneReporter(), {
-        "study": study, "is_reference_config": is_reference_config(params)})
+        "study": study, PAPER_POINT: is_paper_point(params)})
     trial_dir = tune.get_context().get_trial_dir()
     with input_errors_not_retried(trial_dir):
         run_trial(cfg, reporter, log_dir=trial_dir, params=config)
@@ -228,7 +245,7 @@ def _trial_dirname(trial) -> str:
     ordered by the searcher's trial number, which Tune puts first in the experiment tag."""
     head = str(getattr(trial, "experiment_tag", "")).split("_", 1)[0]
     number = int(head) if head.isdigit() else 0
-    return f"t{number:04d}_{trial.trial_id}"
+    return trial_dirname(number, trial.trial_id)
 
 
 def _max_concurrent(cfg: StudyConfig) -> int:
@@ -245,16 +262,37 @@ def _max_concurrent(cfg: StudyConfig) -> int:
     return max(1, by_cpu)
 
 
-def _callbacks(plan: StudyPlan, p: DatasetPlan, verbose: bool) -> list:
-    """Ray's TensorBoard scalars without its HParams entry, and (unless verbose) medguna's display."""
-    from medguna.study.progress import StudyProgress
-    from medguna.study.tensorboard import ScalarsOnlyTBXLogger
+# Without this Ray adds its TensorBoard logger, whose `ray/tune/<metric>` scalars repeat every
+# number the trial writes itself under medguna's tags; its JSON and CSV loggers are passed explicitly.
+NO_DEFAULT_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 
-    callbacks = [ScalarsOnlyTBXLogger()]
+
+def _callbacks(plan: StudyPlan, p: DatasetPlan, verbose: bool) -> list:
+    """Ray's result.json and progress.csv writers (not its TensorBoard logger: each trial writes its
+    own events) and, unless verbose, medguna's display."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from medguna.study.confirm import CONFIRM_SUFFIX
+    from medguna.study.optuna_storage import OptunaRecorder, study_name
+    from medguna.study.progress import StudyProgress
+
+    # p.dataset is `<dataset>_confirm` for the confirmation stage: its own study, the same database.
+    dataset = p.dataset.removesuffix(CONFIRM_SUFFIX)
+    recorder = OptunaRecorder(join(plan.study_dir, dataset), p.dataset,
+                              study_name(plan.config.study.name, dataset, confirm=dataset != p.dataset),
+                              plan.config.search.space, TUNE_METRIC, plan.config.runtime.objective,
+                              p.trial.method.stage2_epochs)
+    callbacks = [JsonLoggerCallback(), CSVLoggerCallback(), recorder]
+    if plan.resource_wait_s is not None:
+        from medguna.study.resource_wait import WaitForResources
+
+        r = plan.config.resources
+        callbacks.append(WaitForResources(plan.resource_wait_s, f"{r.gpus_per_trial:g} GPU(s) for one trial"))
     if not verbose:
         callbacks.append(StudyProgress(
             p.dataset, p.num_samples, list(plan.config.search.space), metric=TUNE_METRIC,
-            objective=plan.config.runtime.objective, epochs=p.trial.method.stage2_epochs))
+            objective=plan.config.runtime.objective, epochs=p.trial.method.stage2_epochs,
+            cache_dir=p.trial.data.cache_dir))
     return callbacks
 
 
@@ -263,8 +301,22 @@ def fit(tuner, *, stop, verbose: bool):
     console unless verbose, and a Ctrl-C forwarded to Tune as a graceful stop."""
     from medguna.study.progress import ray_console
 
-    with ray_console(verbose), stop.fitting():
+    with ray_console(verbose), stop.fitting(), _without_default_loggers():
         return tuner.fit()
+
+
+@contextlib.contextmanager
+def _without_default_loggers():
+    """Tune reads NO_DEFAULT_LOGGERS when fit() builds its callbacks; the process's value comes back after."""
+    before = os.environ.get(NO_DEFAULT_LOGGERS)
+    os.environ[NO_DEFAULT_LOGGERS] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(NO_DEFAULT_LOGGERS, None)
+        else:
+            os.environ[NO_DEFAULT_LOGGERS] = before
 
 
 def _use_this_console(tuner, plan: StudyPlan, p: DatasetPlan, verbose: bool) -> None:
@@ -298,11 +350,11 @@ def _make_tuner(plan: StudyPlan, p: DatasetPlan, trainable, max_concurrent: int,
     cfg = plan.config
     space = cfg.search.space
     constants = fixed_params(p.trial.method, space, dataset=p.dataset)
-    point = reference_point(space) if cfg.search.enqueue_reference else None
+    point = paper_point(space) if cfg.search.enqueue_reference else None
     searcher = StudySearch(
         define_by_run(space, constants), metric=TUNE_METRIC, mode="max",
         points_to_evaluate=enqueue_order(point, p.warm_points), seed=cfg.search.sampler_seed,
-        study_name=f"{cfg.study.name}-{p.dataset}", export_dir=join(plan.study_dir, p.dataset),
+        study_name=f"{cfg.study.name}-{p.dataset}",
     )
     scheduler = None
     if cfg.search.scheduler == "asha" and not cfg.resources.distributed:
@@ -371,19 +423,26 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, restart: tuple[str, ...]
     Folders are checked and the study's lock taken before Ray starts, so a second driver on the
     same study, or an unwritable storage path, stops at once.
     """
+    from medguna.study.guards import check_before_ray
     from medguna.study.interrupt import stop_on_interrupt
     from medguna.study.lock import study_lock
-    from medguna.study.resume import decide, read_previous
+    from medguna.study.readback import read_study_record
+    from medguna.study.resume import decide
 
     plan = plan_study(cfg)
     log(banner(plan))
     _check_local_folders(plan)
-    previous = None if fresh else read_previous(_read_text(join(plan.study_dir, "study.json")))
+    check_before_ray(plan, fresh=fresh, restart=restart, log=log)
+    previous = None if fresh else read_study_record(plan, restart, _read_text, log=log)
     decisions = decide(plan, previous, restart)  # a changed configuration stops here, before Ray
-    lock = study_lock(plan.study_dir, log=log) if not is_uri(plan.storage) else contextlib.nullcontext()
+    lock = study_lock(plan.study_dir, log=log, kind=cfg.storage.lock) if not is_uri(plan.storage) else contextlib.nullcontext()
     with lock, stop_on_interrupt() as stop:
-        _run_planned(plan, fresh=fresh, log=log, stop=stop, verbose=verbose, previous=previous,
-                     decisions=decisions, restart=restart)
+        try:
+            _run_planned(plan, fresh=fresh, log=log, stop=stop, verbose=verbose, previous=previous,
+                         decisions=decisions, restart=restart)
+        except StudyInterrupted as interrupted:
+            interrupted.exit_code = stop.exit_code  # 130 after Ctrl-C, 143 after SIGTERM
+            raise
     return plan
 
 
@@ -411,6 +470,8 @@ def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop, verbose: bool, prev
     cfg = plan.config
     # Ray reports usage statistics over the network unless told not to; medguna asks for no network.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    for name, value in REUSED_WORKER_ENV.items():  # workers of a local Ray inherit the driver's env
+        os.environ.setdefault(name, value)
     from medguna.study.progress import quiet_libraries
 
     if not verbose:
@@ -418,11 +479,16 @@ def _run_planned(plan: StudyPlan, *, fresh: bool, log, stop, verbose: bool, prev
     if not ray.is_initialized():
         address = cfg.resources.address
         ray.init(address=address if address != "local" else "local", include_dashboard=False,
-                 log_to_driver=verbose, configure_logging=False)
+                 log_to_driver=verbose, configure_logging=False,
+                 runtime_env={"env_vars": dict(REUSED_WORKER_ENV)})
+    stop.own_sigterm()
     autoscaling_config = cfg.resources.autoscaling_config
     check_storage_for_cluster(plan.storage, expected_cluster_nodes(autoscaling_config) if autoscaling_config
                               else count_alive_nodes())
     concurrency = study_concurrency(cfg.resources)
+    from medguna.study.resource_wait import cluster_can_run
+
+    plan.resource_wait_s = cluster_can_run(cfg.resources, log)
     if fresh and not is_uri(plan.storage) and Path(plan.study_dir).exists():
         from medguna.study.fresh import clear_study_folder
 
@@ -453,13 +519,15 @@ def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, ver
     """Run one dataset's experiment to its end; False if every one of its trials failed."""
     from ray import tune
 
+    from medguna.study.error_text import first_error_message
     from medguna.study.resume import raise_sample_target
 
     cfg, exp_dir = plan.config, join(plan.study_dir, p.dataset)
     trainable = _trainable(plan, p)
-    if _completed_samples(exp_dir) >= p.num_samples:
+    if _completed_samples(exp_dir, log) >= p.num_samples:
         log(f"[{p.dataset}] already complete in {exp_dir}: nothing rerun (use --fresh to start over)")
         run_confirmation(plan, p, trainable, None, log, stop=stop, verbose=verbose)
+        run_baseline(plan, p, trainable, log, stop=stop, verbose=verbose)
         return True
     if _restorable(exp_dir):
         earlier = raise_sample_target(exp_dir, p.num_samples)
@@ -490,24 +558,23 @@ def _run_dataset(plan: StudyPlan, p: DatasetPlan, concurrency, log, *, stop, ver
             f"results so far are kept in {exp_dir}. Run the same command again to resume.")
         raise StudyInterrupted(p.dataset)
     if _all_failed(exp_dir):
-        error = next((str(r.error) for r in results if r.error), "")[:300]
+        error = first_error_message(r.error for r in results if r.error)
         log(f"[{p.dataset}] all {p.num_samples} trials failed, so it is not complete (first error: {error}). "
             "Fix the cause and run the same command again: these trials rerun.")
         return False
     _write_text(join(exp_dir, COMPLETE_MARKER), json.dumps({**summary, "num_samples": p.num_samples}, indent=2))
     log(f"[{p.dataset}] done: {summary['counts']}")
     run_confirmation(plan, p, trainable, results, log, stop=stop, verbose=verbose)
+    run_baseline(plan, p, trainable, log, stop=stop, verbose=verbose)
     return True
 
 
-def _completed_samples(exp_dir: str) -> int:
-    """The number of trials the dataset's completion marker covers; 0 without a marker."""
-    text = _read_text(join(exp_dir, COMPLETE_MARKER))
-    if text is None:
-        return 0
-    marker = json.loads(text)
-    # Markers written before the count was recorded: every trial they counted.
-    return int(marker.get("num_samples", sum(marker.get("counts", {}).values())))
+def _completed_samples(exp_dir: str, log=print) -> int:
+    """The number of trials the dataset's completion marker covers; 0 without a marker (or an
+    unreadable one, which resuming rebuilds)."""
+    from medguna.study.readback import completed_samples
+
+    return completed_samples(_read_text, join(exp_dir, COMPLETE_MARKER), log)
 
 
 def _all_failed(exp_dir: str) -> bool:
@@ -524,7 +591,9 @@ class StudyFailed(Exception):
 
 
 class StudyInterrupted(Exception):
-    """The study stopped before every trial of a dataset finished (Ctrl-C, lost driver)."""
+    """The study stopped before every trial of a dataset finished (Ctrl-C, SIGTERM, lost driver)."""
+
+    exit_code = 130
 
 
 FINISHED_STATUSES = ("TERMINATED", "ERROR")
@@ -577,60 +646,23 @@ def _experiment_states(exp_dir: str) -> list[str]:
                   if Path(e.path).name.startswith("experiment_state-") and e.path.endswith(".json"))
 
 
-def trial_budget(metrics: dict[str, Any], error: Any, epochs: int) -> str:
-    if error is not None:
-        return "failed"
-    if metrics.get("status") == "completed":
-        return "full"
-    return "stopped_early" if metrics.get("epoch", 0) < epochs else "incomplete"
-
-
 def export_optuna(plan: StudyPlan, p: DatasetPlan, results) -> dict[str, Any]:
-    """Write <experiment>/optuna.db from Tune's results (one Optuna trial per Tune trial).
+    """Complete <experiment>/optuna.db from Tune's results: the live database the study wrote as its
+    trials ran (medguna.study.optuna_storage) gains only what it lacks, never replaced."""
+    from medguna.study.optuna_storage import study_name, sync_results
 
-    Built from the results rather than copied from the searcher, so a resumed experiment exports
-    the same study; ASHA-stopped trials carry user attr budget="stopped_early" and are not COMPLETE.
-    """
-    import optuna
-
-    from medguna.study.space import distributions
-
-    space = plan.config.search.space
-    dists = distributions(space)
-    name = f"{plan.config.study.name}-{p.dataset}"
-    counts = {"full": 0, "stopped_early": 0, "failed": 0, "incomplete": 0}
-    outside_space = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "optuna.db"
-        study = optuna.create_study(storage=f"sqlite:///{db}", study_name=name, direction="maximize")
-        for result in results:
-            metrics = result.metrics or {}
-            config = result.config or {}
-            budget = trial_budget(metrics, result.error, p.trial.method.stage2_epochs)
-            counts[budget] += 1
-            value = metrics.get(TUNE_METRIC)
-            complete = budget == "full" and value is not None and math.isfinite(value)
-            params = {k: config[k] for k in space if k in config}
-            if set(params) != set(dists):
-                continue  # a trial that never received its parameters
-            try:
-                trial = optuna.trial.create_trial(
-                    params=params, distributions=dists,
-                    value=float(value) if complete else None,
-                    state=optuna.trial.TrialState.COMPLETE if complete else (
-                        optuna.trial.TrialState.FAIL if budget == "failed" else optuna.trial.TrialState.PRUNED),
-                    user_attrs={"trial_id": metrics.get("trial_id", ""), "budget": budget,
-                                "error": str(result.error)[:500] if result.error else ""},
-                )
-            except ValueError:
-                # A value outside today's space (a study from before resume compared settings, run
-                # again with a narrowed space): its results stay in its folder; only Optuna's copy skips it.
-                outside_space += 1
-                continue
-            study.add_trial(trial)
-        del study
-        _copy_to(db, join(plan.study_dir, p.dataset, "optuna.db"))
-    return {"optuna_study": name, "counts": counts, "not_in_optuna_outside_space": outside_space,
+    name = study_name(plan.config.study.name, p.dataset)
+    counts = dict.fromkeys(TrialOutcome, 0)
+    for result in results:
+        counts[outcome_of(result.metrics, failed=result.error is not None,
+                          epochs=p.trial.method.stage2_epochs)] += 1
+    # Only what Tune saved as finished: a trial stopped by Ctrl-C runs again on resume.
+    saved = saved_trials(join(plan.study_dir, p.dataset))
+    finished = None if saved is None else {t["trial_id"] for t in saved if t.get("status") in FINISHED_STATUSES}
+    added = sync_results(join(plan.study_dir, p.dataset), p.dataset, name, plan.config.search.space,
+                         results, TUNE_METRIC, p.trial.method.stage2_epochs, finished)
+    return {"optuna_study": name, "counts": {str(k): n for k, n in counts.items()},
+            "optuna_trials_added_at_end": added,
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
@@ -666,7 +698,7 @@ def _write_study_json(plan: StudyPlan, previous: dict[str, Any] | None, restart=
         info["data_source"][p.dataset] = p.data_source
     info.setdefault("runs", []).append({"started": now, **versions,
                                         "num_samples": {p.dataset: p.num_samples for p in plan.datasets}})
-    _write_text(join(plan.study_dir, "study.json"), json.dumps(info, indent=2))
+    _write_text(join(plan.study_dir, STUDY_FILE), json.dumps(info, indent=2))
 
 
 def _filesystem(path: str):
@@ -690,14 +722,10 @@ def _write_text(path: str, text: str) -> None:
 
 
 def _write_bytes(path: str, data: bytes) -> None:
+    if not is_uri(path):  # an object store publishes a whole object at once; a local file needs the rename
+        write_bytes_atomic(path, data)
+        return
     fs, inner = _filesystem(path)
     fs.create_dir(inner.rsplit("/", 1)[0] if is_uri(path) else str(Path(inner).parent), recursive=True)
     with fs.open_output_stream(inner) as f:
         f.write(data)
-
-
-def _copy_to(local: Path, dest: str) -> None:
-    fs, inner = _filesystem(dest)
-    fs.create_dir(inner.rsplit("/", 1)[0] if is_uri(dest) else str(Path(inner).parent), recursive=True)
-    with fs.open_output_stream(inner) as f:
-        f.write(local.read_bytes())

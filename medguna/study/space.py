@@ -28,7 +28,7 @@ PAPER_STAGE2_POINT: dict[str, Any] = {
     "stage2_optimizer": "sgd",
     "strong_view_augmentation": "reference",
 }
-REFERENCE_POINT: dict[str, Any] = {**PAPER_DESIGN_POINT, **PAPER_STAGE2_POINT}
+PAPER_POINT_VALUES: dict[str, Any] = {**PAPER_DESIGN_POINT, **PAPER_STAGE2_POINT}
 
 
 def distribution(spec: dict[str, Any]) -> optuna.distributions.BaseDistribution:
@@ -94,14 +94,15 @@ def define_by_run(space: dict[str, dict], constants: dict[str, Any]) -> Callable
     return DefineByRun(space, constants)
 
 
-def reference_point(space: dict[str, dict]) -> dict[str, Any] | None:
+def paper_point(space: dict[str, dict]) -> dict[str, Any] | None:
     """The paper's values of the searched dimensions, or None if the space cannot express them."""
-    if not set(space) <= set(REFERENCE_POINT):
+    if not set(space) <= set(PAPER_POINT_VALUES):
         return None  # the space searches something the paper point does not pin
-    point = {name: REFERENCE_POINT[name] for name in space}
+    point = {name: PAPER_POINT_VALUES[name] for name in space}
     return point if inside_space(space, point) else None
 
 
-def is_reference_config(params: dict[str, Any]) -> bool:
+def is_paper_point(params: dict[str, Any]) -> bool:
+    """Whether `params` run the paper's hyperparameters (in medguna's pipeline, any variant)."""
     return (all(params.get(k) == v for k, v in PAPER_DESIGN_POINT.items())
             and all(params.get(k, v) == v for k, v in PAPER_STAGE2_POINT.items()))

@@ -14,10 +14,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ray.tune.logger import TBXLoggerCallback
+from medguna.results import OBJECTIVE_SELECTED
+from medguna.trial.reporting import tensorboard_tag
 
-# The metrics every trial writes under `hparam/` when it ends; the objective comes first.
-HPARAM_METRICS = ("objective_value", "test_balanced_accuracy", "zeroshot_test_balanced_accuracy",
+# The result columns the HParams tab shows as metrics (the last value of each one's scalar tag in
+# the trial's run); the objective comes first.
+HPARAM_METRICS = (OBJECTIVE_SELECTED, "test_balanced_accuracy", "zeroshot_test_balanced_accuracy",
                   "test_accuracy")
 # A fixed name, so a resumed experiment overwrites its declaration instead of adding a second one.
 CONFIG_EVENTS_FILE = "events.out.tfevents.0.medguna-hparams"
@@ -52,8 +54,8 @@ def hparam_infos(space: dict[str, dict[str, Any]], constants: dict[str, Any]) ->
 def metric_infos(objective: str) -> list:
     from tensorboard.plugins.hparams import api_pb2
 
-    names = {"objective_value": f"objective ({objective}, best epoch)"}
-    return [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=f"hparam/{m}"),
+    names = {OBJECTIVE_SELECTED: f"objective ({objective}, selected epoch)"}
+    return [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tensorboard_tag(m)),
                                display_name=names.get(m, m)) for m in HPARAM_METRICS]
 
 
@@ -79,18 +81,6 @@ def hparams_config_event(space: dict[str, dict[str, Any]], constants: dict[str, 
         writer.close()
         (written,) = Path(tmp).glob("events.out.tfevents.*")
         return written.read_bytes()
-
-
-class ScalarsOnlyTBXLogger(TBXLoggerCallback):
-    """Ray's TensorBoard logger without its HParams entry.
-
-    Ray's logger still writes the `ray/tune/<metric>` scalars (they reach the storage path from the
-    driver even when a trial ran on another node), but its HParams session, whose metric columns
-    are all ~100 `ray/tune/...` keys, would sit in the HParams tab beside medguna's own.
-    """
-
-    def _try_log_hparams(self, trial, result) -> None:
-        return None
 
 
 def _describe(spec: dict[str, Any]) -> str:

@@ -14,6 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from medguna.errors import ConfigError
+from medguna.results import (
+    OBJECTIVE_SELECTED,
+    PARAMS_FILE,
+    RESULT_FILE,
+    STUDY_FILE,
+    is_final_row,
+    upgrade_row,
+)
 from medguna.study.space import inside_space
 
 
@@ -21,7 +29,7 @@ def parse_source(source: str) -> tuple[Path, str | None]:
     """`PATH` or `PATH:DATASET` -> (study folder, dataset or None), checked to exist."""
     path, _, dataset = source.rpartition(":") if ":" in Path(source).name else (source, "", "")
     folder = Path(path).expanduser()
-    if not (folder / "study.json").is_file():
+    if not (folder / STUDY_FILE).is_file():
         raise ConfigError(f"search.warm_start={source!r}: {folder} is not a finished study folder "
                           "(no study.json); name <storage.path>/<study>, optionally :<dataset>")
     if dataset and not (folder / dataset).is_dir():
@@ -38,7 +46,10 @@ def _final_row(result_file: Path) -> dict[str, Any] | None:
         row = json.loads(lines[-1]) if lines else None
     except json.JSONDecodeError:
         return None  # a torn last line: the trial did not finish cleanly
-    return row if isinstance(row, dict) and row.get("status") == "completed" else None
+    if not isinstance(row, dict):
+        return None
+    row = upgrade_row(row)
+    return row if is_final_row(row) else None
 
 
 def warm_points(source: str, dataset: str, space: dict[str, dict], top: int) -> tuple[list[dict], str]:
@@ -50,9 +61,9 @@ def warm_points(source: str, dataset: str, space: dict[str, dict], top: int) -> 
     experiment = folder / (source_dataset or dataset)
     ranked = []
     for trial in sorted(experiment.glob("t*_*")) if experiment.is_dir() else []:
-        final = _final_row(trial / "result.json")
-        params_file = trial / "params.json"
-        value = (final or {}).get("objective_value")
+        final = _final_row(trial / RESULT_FILE)
+        params_file = trial / PARAMS_FILE
+        value = (final or {}).get(OBJECTIVE_SELECTED)
         if not params_file.is_file() or not isinstance(value, (int, float)) or not math.isfinite(value):
             continue
         params = json.loads(params_file.read_text())

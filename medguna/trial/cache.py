@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -24,6 +23,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+
+from medguna.data.rebuilds import note_rebuild
 
 _REPORTED: set[tuple] = set()  # bad entry versions already reported by this process
 
@@ -72,7 +73,7 @@ def _report_rebuild(path: Path, reason: str) -> None:
         seen = (str(path),)
     if seen not in _REPORTED:  # once per bad version of the file, however many trials meet it
         _REPORTED.add(seen)
-        print(f"[medguna] cache entry {path} is {reason}: rebuilding it", file=sys.stderr)
+        note_rebuild(path.parent, f"cache entry {path} is {reason}: rebuilding it")
 
 
 def cached_tensors(

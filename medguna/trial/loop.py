@@ -18,8 +18,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from medguna.config import TrialConfig, to_dict
+from medguna.config import STAGE1_BY_CONSTRUCTION, TrialConfig, to_dict
 from medguna.errors import TrialError
+from medguna.results import (
+    FINAL_STATUS,
+    OBJECTIVE,
+    OBJECTIVE_BEST_SO_FAR,
+    OBJECTIVE_SELECTED,
+    STATUS,
+    VARIANT,
+)
 from medguna.trial.compile import StudentForward, compile_backend, use_inductor_cache
 from medguna.trial.memory import release_memory
 from medguna.trial.prepare import SharedWork, feature_bank, image_cache_dir, prepare_shared_work
@@ -109,7 +117,7 @@ def provenance(cfg: TrialConfig, shared: SharedWork) -> dict[str, Any]:
         "encoder": info.get("encoder", cfg.model.encoder),
         "checkpoint": str(info.get("checkpoint", cfg.model.checkpoint)),
         "checkpoint_sha256": str(info.get("checkpoint_sha256", ""))[:12],
-        "method_variant": cfg.method.variant,
+        VARIANT: cfg.method.variant,
         "control": cfg.runtime.control,  # "none", or a control (negative or oracle) that is not a result
         # Traces a row to its sentences: a description set's provenance records the same hash.
         "descriptions_sha256": shared.descriptions_sha256[:16],
@@ -212,6 +220,14 @@ def _split_metrics(probs, labels, spec, prefix: str, teacher=None, threshold: fl
     free = label_free_metrics(probs, teacher_labels=teacher, collapse_threshold=threshold)
     merged = {**_prefixed(prefix, metrics), **_prefixed(prefix, free)}
     return merged, metrics.get("confusion_matrix")
+
+
+def stage1_candidate(objective: str, stage1_metrics: dict[str, float]) -> float | None:
+    """Stage 1 alone's objective when it competes in selection: None when it did not run on
+    validation, or on an objective it meets by construction (it would always win)."""
+    if objective in STAGE1_BY_CONSTRUCTION:
+        return None
+    return stage1_metrics.get(objective)
 
 
 def _best_so_far(history: list[dict[str, Any]], objective: str, stage1: float | None = None) -> float:
@@ -562,7 +578,8 @@ def _stage2_epoch(ctx: TrialContext, stage1: Stage1Result, state: Stage2State, e
     state.history.append(row)
     # Tune's metric: the best objective so far, so ASHA and Optuna judge a trial by the epoch
     # that selection would keep, not by whichever epoch happened to come last.
-    row["objective_value"] = _best_so_far(state.history, r.objective, stage1.val_metrics.get(r.objective))
+    row[OBJECTIVE_BEST_SO_FAR] = _best_so_far(state.history, r.objective,
+                                              stage1_candidate(r.objective, stage1.val_metrics))
     state.epoch_states.append({k: v.detach().cpu().clone()
                                for k, v in state.plain_student.state_dict().items()})
     if ctx.tb is not None:
@@ -620,7 +637,8 @@ def _select_and_test(ctx: TrialContext, stage1: Stage1Result, state: Stage2State
     """Select an epoch on validation (or a label-free score), then touch the test split once.
 
     Epoch 0 is stage 1 alone (runtime.selection_includes_stage1): kept only when it is strictly
-    better on the objective than every stage-2 epoch, so a stage 2 that hurts is not reported."""
+    better on the objective than every stage-2 epoch, so a stage 2 that hurts is not reported;
+    never on an objective stage 1 meets by construction (stage1_candidate)."""
     from medguna.method.selection import select_epoch
 
     r = ctx.cfg.runtime
@@ -633,8 +651,9 @@ def _select_and_test(ctx: TrialContext, stage1: Stage1Result, state: Stage2State
         trained_digests = gather_object(trained_digests)
     selected = select_epoch(state.history, r.objective) + 1  # 1-based epoch number
     objective_value = state.history[selected - 1].get(r.objective, math.nan)
-    stage1_value = stage1.val_metrics.get(r.objective, math.nan)
-    if stage1_value > objective_value:  # select_epoch never picks a NaN epoch; a NaN stage 1 loses
+    stage1_value = stage1_candidate(r.objective, stage1.val_metrics)
+    # select_epoch never picks a NaN epoch; a NaN stage 1 loses.
+    if stage1_value is not None and stage1_value > objective_value:
         selected, objective_value = 0, stage1_value
         test_probs = stage1.probs(ctx.shared.clean_features["test"])
     else:
@@ -651,10 +670,10 @@ def _select_and_test(ctx: TrialContext, stage1: Stage1Result, state: Stage2State
         # Stage 1 alone on validation, beside the epochs it competed with (absent when it did not).
         **_prefixed("stage1_", stage1.val_metrics),
         "selected_epoch": selected,
-        "objective": r.objective,
-        "objective_value": objective_value,
+        OBJECTIVE: r.objective,
+        OBJECTIVE_SELECTED: objective_value,
         "trial_seconds": time.perf_counter() - ctx.started,
-        "status": "completed",
+        STATUS: FINAL_STATUS,
         "student_sha256_by_rank": ",".join(d[:16] for d in trained_digests),
     }
     final["setup_share"] = setup_seconds / max(final["trial_seconds"], 1e-9)
@@ -667,10 +686,11 @@ def _write_final_logs(ctx: TrialContext, final: dict[str, Any], confusion, selec
     if ctx.tb is None:
         return
     m, spec = ctx.cfg.method, ctx.shared.spec
-    ctx.tb.scalars({k: v for k, v in final.items() if k.startswith(("test_", "zeroshot_test_"))},
-                   m.stage2_epochs)
+    # The selected epoch's objective too: the HParams tab reads it as the trial's objective.
+    ctx.tb.scalars({k: v for k, v in final.items()
+                    if k.startswith(("test_", "zeroshot_test_")) or k == OBJECTIVE_SELECTED}, m.stage2_epochs)
     hp = {**to_dict(m), **params, "dataset": ctx.cfg.data.dataset}
-    ctx.tb.hparams(hp, {k: final[k] for k in ("objective_value", "test_accuracy", "test_balanced_accuracy",
+    ctx.tb.hparams(hp, {k: final[k] for k in (OBJECTIVE_SELECTED, "test_accuracy", "test_balanced_accuracy",
                                               "zeroshot_test_balanced_accuracy", "test_ece") if k in final})
     if confusion is not None:
         which = f"epoch {selected}" if selected else "stage 1 alone (epoch 0)"

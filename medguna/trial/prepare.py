@@ -8,6 +8,7 @@ determines it (see medguna.trial.cache).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -32,17 +33,27 @@ _ENCODER_LOCK = threading.Lock()
 def synthetic_root(cache_dir: str | os.PathLike, dataset: str, scale: float, seed: int = 0,
                    shift: str = "none") -> Path:
     """The synthetic stand-in of `dataset` under acquisition `shift`, written once (atomically)."""
+    from medguna.data.rebuilds import note_rebuild
     from medguna.data.shifts import check_shift, shift_slug
-    from medguna.data.synthetic import synthesize
+    from medguna.data.synthetic import stand_in_problem, synthesize
 
     shift = check_shift(shift, dataset)
     root = Path(cache_dir).resolve() / "synthetic" / f"{dataset}-scale{scale:g}-seed{seed}{shift_slug(shift)}"
+    damaged = ""
     if root.is_dir():
-        return root
+        damaged = stand_in_problem(root, dataset, seed=seed, scale=scale, shift=shift)
+        if not damaged:
+            return root
+        note_rebuild(root.parent, f"synthetic stand-in {root} is {damaged}: writing it again")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
     try:
         synthesize(dataset, tmp, seed=seed, scale=scale, shift=shift)
+        if damaged:  # moved aside, not deleted first: a reader never finds the folder missing for long
+            old = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.damaged."))
+            with contextlib.suppress(OSError):  # another process replaced it first
+                root.rename(old / "stand-in")
+            shutil.rmtree(old, ignore_errors=True)
         try:
             tmp.rename(root)
         except OSError:  # another trial finished the same stand-in first: theirs is identical

@@ -1,7 +1,10 @@
 """Where a trial's numbers go: TensorBoard events beside Tune's result rows, or JSON lines on stdout.
 
-Tags are the result column names (`val_balanced_accuracy`, `loss_entropy`, ...), so what a user
-sees in TensorBoard, in result.json and in the leaderboards is named the same.
+TensorBoard tags are the result column names grouped by what they measure, so TensorBoard shows one
+section per group: the column's prefix becomes a folder (`val_balanced_accuracy` -> `val/balanced_accuracy`,
+`zeroshot_val_ece` -> `zeroshot/val_ece`, `stage1_val_auroc` -> `stage1/val_auroc`,
+`test_accuracy` -> `test/accuracy`) and training columns go under `train/` (`loss` -> `train/loss`).
+`tensorboard_tag` is that rule, the one place it is written.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import sys
 import textwrap
 from pathlib import Path
 from typing import Any, Protocol
+
+from medguna.results import EPOCH, OBJECTIVE_BEST_SO_FAR, OBJECTIVE_SELECTED
 
 
 class Reporter(Protocol):
@@ -76,6 +81,25 @@ def is_scalar(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+# Column prefix -> TensorBoard folder; the longest prefix wins (zeroshot_val_ before val_).
+TAG_GROUPS = (("zeroshot_", "zeroshot/"), ("stage1_", "stage1/"), ("val_", "val/"), ("test_", "test/"))
+TRAIN_GROUP = "train/"
+# Columns with no prefix that are validation figures, not training ones.
+VALIDATION_COLUMNS = {OBJECTIVE_BEST_SO_FAR: f"val/{OBJECTIVE_BEST_SO_FAR}",
+                      OBJECTIVE_SELECTED: f"val/{OBJECTIVE_SELECTED}"}
+NOT_LOGGED = (EPOCH,)  # the step itself
+
+
+def tensorboard_tag(column: str) -> str:
+    """The TensorBoard tag of a result column: its group folder, then the rest of its name."""
+    if column in VALIDATION_COLUMNS:
+        return VALIDATION_COLUMNS[column]
+    for prefix, folder in TAG_GROUPS:
+        if column.startswith(prefix):
+            return folder + column[len(prefix):]
+    return TRAIN_GROUP + column
+
+
 class TensorBoardLog:
     """Scalars, HPARAMS and a confusion-matrix image for one trial."""
 
@@ -86,13 +110,15 @@ class TensorBoardLog:
         self.writer = SummaryWriter(log_dir=str(self.log_dir))
 
     def scalars(self, values: dict[str, Any], step: int) -> None:
-        for tag, value in values.items():
-            if is_scalar(value) and math.isfinite(float(value)):
-                self.writer.add_scalar(tag, float(value), step)
+        for column, value in values.items():
+            if column not in NOT_LOGGED and is_scalar(value) and math.isfinite(float(value)):
+                self.writer.add_scalar(tensorboard_tag(column), float(value), step)
 
     def hparams(self, params: dict[str, Any], final_metrics: dict[str, Any]) -> None:
+        """This trial's HParams session. Its metrics are the run's own scalar tags (the HParams tab
+        reads their last value), so no extra `hparam/...` scalar is written beside them."""
         hp = {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool))}
-        metrics = {f"hparam/{k}": float(v) for k, v in final_metrics.items()
+        metrics = {tensorboard_tag(k): float(v) for k, v in final_metrics.items()
                    if is_scalar(v) and math.isfinite(float(v))}
         from torch.utils.tensorboard.summary import hparams
 
@@ -102,8 +128,6 @@ class TensorBoardLog:
         _, session_start, session_end = hparams(hp, metrics)
         self.writer.file_writer.add_summary(session_start)
         self.writer.file_writer.add_summary(session_end)
-        for tag, value in metrics.items():
-            self.writer.add_scalar(tag, value)
 
     def confusion_matrix(self, matrix: list[list[int]], class_names: list[str], title: str,
                          step: int) -> None:

@@ -4,7 +4,7 @@
 
 study "handmade", objective val_balanced_accuracy (max), stage2_epochs 3, seeds 1..3
 configurations (adapter_width, prompt_length, entropy_weight, description_source):
-  A = (0, 113, 1.5, "lafter")   the paper's configuration (is_reference_config on shenzhen t0000)
+  A = (0, 113, 1.5, "lafter")   the paper's hyperparameters (is_paper_point on shenzhen t0000)
   B = (64, 16, 0.5, "llm")
   C = (128, 0, 1.0, "class_name")
 shenzhen (real, zero-shot test balanced accuracy 0.55):
@@ -111,13 +111,16 @@ def write_trial(
     reference: bool = False,
     error: str | None = None,
     objective: str = "val_balanced_accuracy",
+    control: str = "none",
+    protocol: str = "validation",
+    selected_epoch: int | None = None,
 ) -> Path:
     """One trial folder. `test` given: the trial completed all its epochs (final row written)."""
     study = json.loads((study_dir / "study.json").read_text())["study"]
     trial_id = f"abcd{number:04d}_{number:05d}"
     folder = study_dir / dataset / f"t{number:04d}_{trial_id}"
     folder.mkdir(parents=True)
-    params = {**FIXED, **config, "seed": seed, "dataset": dataset, "is_reference_config": reference}
+    params = {**FIXED, **config, "seed": seed, "dataset": dataset, "is_paper_point": reference}
     (folder / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True))
     lines = []
     for epoch, value in enumerate(val, start=1):
@@ -128,7 +131,9 @@ def write_trial(
             "encoder": "medclip-vit",
             "checkpoint": checkpoint,
             "checkpoint_sha256": "0123abcd",
-            "method_variant": params["variant"],
+            "variant": params["variant"],
+            "control": control,
+            "protocol": protocol,
             "code_version": "test",
             "epoch": epoch,
             "loss": 1.0 / epoch,
@@ -165,9 +170,9 @@ def write_trial(
             best = max(range(len(val)), key=lambda i: values[i])
             row.update(
                 {
-                    "selected_epoch": best + 1,
+                    "selected_epoch": best + 1 if selected_epoch is None else selected_epoch,
                     "objective": objective,
-                    "objective_value": values[best],
+                    "objective_selected": values[best],
                     "test_accuracy": test,
                     "test_balanced_accuracy": test,
                     "test_macro_f1": test,
@@ -192,7 +197,7 @@ def write_trial(
 
 
 def write_optuna_db(study_dir: Path, dataset: str, trials: list[dict]) -> Path:
-    """`trials`: dicts with config, value, budget, trial_id; as the runner exports them."""
+    """`trials`: dicts with config, value, outcome, trial_id; as the runner exports them."""
     study = json.loads((study_dir / "study.json").read_text())["study"]
     path = study_dir / dataset / "optuna.db"
     storage = f"sqlite:///{path}"
@@ -208,14 +213,14 @@ def write_optuna_db(study_dir: Path, dataset: str, trials: list[dict]) -> Path:
         ),
     }
     for spec in trials:
-        failed = spec["budget"] == "failed"
+        failed = spec["outcome"] == "failed"
         optuna_study.add_trial(
             optuna.trial.create_trial(
                 params=spec["config"],
                 distributions=distributions,
                 value=None if failed else spec["value"],
                 state=optuna.trial.TrialState.FAIL if failed else optuna.trial.TrialState.COMPLETE,
-                user_attrs={"trial_id": spec["trial_id"], "budget": spec["budget"]},
+                user_attrs={"trial_id": spec["trial_id"], "outcome": spec["outcome"]},
             )
         )
     return path
@@ -268,17 +273,17 @@ def write_hand_study(root: Path, with_optuna: bool = True) -> Path:
     if with_optuna:
         full = [("A", 0.70, 0), ("B", 0.80, 1), ("C", 0.60, 2), ("B", 0.76, 5), ("B", 0.78, 6)]
         specs = [
-            {"config": CONFIGS[c], "value": v, "budget": "full", "trial_id": f"abcd{n:04d}_{n:05d}"}
+            {"config": CONFIGS[c], "value": v, "outcome": "completed", "trial_id": f"abcd{n:04d}_{n:05d}"}
             for c, v, n in full
         ]
         specs.append(
-            {"config": C, "value": 0.90, "budget": "stopped_early", "trial_id": "abcd0003_00003"}
+            {"config": C, "value": 0.90, "outcome": "stopped_early", "trial_id": "abcd0003_00003"}
         )
-        specs.append({"config": A, "value": None, "budget": "failed", "trial_id": "abcd0004_00004"})
+        specs.append({"config": A, "value": None, "outcome": "failed", "trial_id": "abcd0004_00004"})
         write_optuna_db(study_dir, "shenzhen", specs)
         write_optuna_db(
             study_dir,
             "montgomery",
-            [{"config": A, "value": 0.90, "budget": "full", "trial_id": "abcd0000_00000"}],
+            [{"config": A, "value": 0.90, "outcome": "completed", "trial_id": "abcd0000_00000"}],
         )
     return study_dir

@@ -99,7 +99,7 @@ def test_leaderboard_rows_ranks_and_tensorboard_runs(page):
     assert [r[col["trial"]] for r in rows][:3] == [
         "t0001_abcd0001_00001", "t0006_abcd0006_00006", "t0005_abcd0005_00005"]  # 0.80, 0.78, 0.76
     assert rows[0][col["tensorboard_run"]] == "shenzhen/t0001_abcd0001_00001"
-    assert rows[0][col["objective_value"]] == "0.800"
+    assert rows[0][col["objective_selected"]] == "0.800"
     assert {r[col["trial_status"]] for r in rows[-2:]} == {"stopped_early", "failed"}
     assert len(rows) == 7
 
@@ -128,3 +128,30 @@ def test_parallel_coordinates_draw_each_completed_trial(page):
     assert by_trial["t0000_abcd0000_00000"]["points"].split()[-1].endswith(f",{PC_HEIGHT - PC_MARGIN:.1f}") \
         or worst["points"].split()[-1].endswith(f",{PC_HEIGHT - PC_MARGIN:.1f}")
     assert "rgb({},{},{})".format(*LOW_COLOUR) in {line["stroke"] for line in shenzhen}
+
+
+def _text(fragment: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", fragment).split())
+
+
+def test_the_page_opens_with_the_answer_per_dataset(page):
+    _, text, parsed = page
+    # The summary comes first, right under the banner, before any table.
+    assert text.index('id="synthetic-banner"') < text.index('id="summary"') < text.index('<table')
+    answers = dict(re.findall(r'<article class="answer" data-dataset="(\w+)">(.*?)</article>', text, re.DOTALL))
+    assert list(answers) == ["shenzhen", "guangzhou", "montgomery"]  # the study's own order
+    shenzhen = _text(answers["shenzhen"])
+    # The leaderboard's rank 1 (validation 0.80), its test score and both gains, and the counts.
+    assert shenzhen.startswith("shenzhen 0.740 test balanced_accuracy")
+    assert "t0001_abcd0001_00001 , stage-2 epoch 2, validation 0.800" in shenzhen
+    assert "vs zero-shot (0.550): +0.190" in shenzhen
+    assert "vs the paper's hyperparameters (0.680): +0.060" in shenzhen
+    assert "7 search trials ran: 5 completed, 1 stopped early, 1 failed; 0 kept stage 1 alone" in shenzhen
+    assert "SYNTHETIC DATA" in _text(answers["montgomery"])  # labelled in its block too
+    # The leaderboard's leading columns: rank, trial, ★, the configuration, the test score...
+    head = parsed.tables["table-leaderboard_shenzhen-lead-real"][0]
+    assert head[:3] == ["rank", "trial", "★"] and head[3:7] == [
+        "adapter_width", "prompt_length", "entropy_weight", "description_source"]
+    assert head[7:9] == ["test balanced accuracy", "gain vs zero-shot"]  # no interval without predictions
+    states = parsed.tables["table-states"]
+    assert states[0][:4] == ["cohort", "study", "dataset", "stage"] and {r[3] for r in states[1:]} == {"search"}

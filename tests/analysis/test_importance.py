@@ -44,7 +44,7 @@ def test_constant_objective_is_skipped_not_crashed(tmp_path):
     configs = [{"adapter_width": w, "prompt_length": p, "entropy_weight": e, "description_source": "llm"}
                for w, p, e in ((0, 0, 0.5), (64, 8, 1.0), (128, 32, 1.5))]
     write_optuna_db(study_dir, "shenzhen", [
-        {"config": c, "value": 0.5, "budget": "full", "trial_id": f"t{i}"} for i, c in enumerate(configs)])
+        {"config": c, "value": 0.5, "outcome": "completed", "trial_id": f"t{i}"} for i, c in enumerate(configs)])
     result = param_importance(read_study_info(study_dir), "shenzhen")
     assert result.table.height == 0
     assert "the objective is the same (0.5) in all 3 full-budget trials" in result.note

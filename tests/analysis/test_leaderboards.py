@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -26,7 +27,7 @@ def test_dataset_leaderboard_order_gains_and_reference(hand_results):
     assert board["gain_balanced_accuracy"].to_list()[:5] == pytest.approx(
         [0.19, 0.23, 0.15, 0.13, 0.03]
     )
-    assert board["reference"].to_list()[3] == "★ reference"
+    assert board["paper_hparams"].to_list()[3] == "★ paper's hyperparameters"
     notes = board["note"].to_list()
     assert notes[5] == "stopped after epoch 1 of 3 (best val so far 0.9)"
     assert notes[6].startswith("TrialError: loss became NaN")
@@ -45,22 +46,58 @@ def test_across_datasets_by_mean_rank_then_gain(hand_results):
     assert real["mean_rank"].to_list() == [1.5, 2.0, 2.5]
     assert real["mean_gain_balanced_accuracy"].to_list() == pytest.approx([0.115, 0.065, 0.095])
     assert real["coverage"].to_list() == ["2/2", "2/2", "2/2"]
-    assert real["reference"].to_list() == ["", "", "★ reference"]
+    assert real["paper_hparams"].to_list() == ["", "", "★ paper's hyperparameters"]
     synthetic = across.filter(pl.col("cohort") == "synthetic")
     assert synthetic.height == 1 and synthetic["ranks"][0] == "montgomery:1"
 
 
-def test_seed_confidence_interval(hand_results):
+def test_seed_spread_is_the_range_below_five_seeds(hand_results):
     seeds = seeds_table(hand_results.trials, hand_results.param_names)
     assert seeds.height == 1  # only B on shenzhen ran with several seeds
     row = seeds.row(0, named=True)
     assert row["seeds"] == "1, 2, 3" and row["n"] == 3
+    # Tests 0.74, 0.70, 0.78: mean 0.74, the range (not a t interval) 0.70-0.78.
     assert row["test_balanced_accuracy_mean"] == pytest.approx(0.74)
-    assert row["test_balanced_accuracy_ci_low"] == pytest.approx(0.6406345, abs=1e-7)
-    assert row["test_balanced_accuracy_ci_high"] == pytest.approx(0.8393655, abs=1e-7)
+    assert row["interval_over_seeds"] == "range"
+    assert (row["test_balanced_accuracy_low_seeds"], row["test_balanced_accuracy_high_seeds"]) == (
+        pytest.approx(0.70), pytest.approx(0.78))
+    assert row["test_balanced_accuracy_over_seeds"] == "0.700-0.780 (range of 3 seeds)"
     assert row["gain_balanced_accuracy_mean"] == pytest.approx(0.19)
-    # Objectives 0.80, 0.76, 0.78: sd 0.02, half width 4.302653 * 0.02 / sqrt 3 = 0.0496828.
-    assert row["objective_ci_high"] == pytest.approx(0.78 + 0.0496828, abs=1e-7)
+    assert row["objective_high_seeds"] == pytest.approx(0.80) and row["seeds_note"] == ""
+    assert "test_balanced_accuracy_ci_low" not in seeds.columns
+
+
+def test_two_seeds_show_their_range_and_agreeing_seeds_say_so():
+    from medguna.analysis.stats import seed_summary
+
+    two = seed_summary([0.78, 0.80])
+    assert (two.kind, two.low, two.high) == ("range", 0.78, 0.80)
+    assert two.text() == "0.780-0.800 (range of 2 seeds)"
+    # The t interval over these two would be 0.79 +- 12.706 * 0.01414 / sqrt 2: [0.663, 0.917];
+    # over 0.5 and 0.95 it would leave [0, 1]. The range never does.
+    wide = seed_summary([0.5, 0.95])
+    assert (wide.low, wide.high) == (0.5, 0.95)
+    agree = seed_summary([0.783, 0.783])
+    assert agree.zero_width and agree.text() == "0.783-0.783 (range of 2 seeds; seeds agree, zero width)"
+    # Float summation puts numpy's mean of three of the confirmation's 0.8333333333333333 one ulp
+    # above them.
+    value = 0.8333333333333333
+    assert np.array([value] * 3).mean() > value
+    same = seed_summary([value] * 3)
+    assert same.low <= same.mean <= same.high
+    one = seed_summary([0.7])
+    assert (one.low, one.high, one.text()) == (None, None, "0.700 (one seed: no spread)")
+
+
+def test_five_seeds_get_a_percentile_bootstrap_inside_the_values():
+    from medguna.analysis.stats import seed_summary
+
+    values = [0.90, 0.95, 0.99, 1.0, 1.0]
+    summary = seed_summary(values)
+    assert summary.kind == "percentile bootstrap" and summary.mean == pytest.approx(0.968)
+    # Every resample mean lies within [min, max], so the interval cannot leave [0, 1].
+    assert 0.90 <= summary.low < summary.mean < summary.high <= 1.0
+    assert summary.text().endswith("(95% percentile bootstrap over 5 seeds)")
 
 
 def test_effect_of_description_source(hand_results):

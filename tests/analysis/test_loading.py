@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from analysis_fixtures import CONFIGS, write_study_json, write_trial
+from analysis_fixtures import CONFIGS, write_hand_study, write_study_json, write_trial
 
 from medguna.analysis.loading import load_results
 from medguna.errors import DataError, MedgunaError
@@ -43,7 +43,7 @@ def test_one_row_per_trial_and_epoch_with_config_names(hand_results):
         "prompt_length",
         "entropy_weight",
         "description_source",
-        "method_variant",
+        "variant",
         "seed",
         "data_source",
         "encoder",
@@ -53,7 +53,7 @@ def test_one_row_per_trial_and_epoch_with_config_names(hand_results):
         "val_balanced_accuracy",
     ):
         assert column in epochs.columns
-    assert "variant" not in epochs.columns  # params.json's `variant` is read as method_variant
+    assert "method_variant" not in epochs.columns  # one name, from config to column
     t0001 = epochs.filter((pl.col("dataset") == "shenzhen") & (pl.col("trial_number") == 1))
     assert t0001["epoch"].to_list() == [1, 2, 3]
     assert t0001["val_balanced_accuracy"].to_list() == [0.70, 0.80, 0.75]
@@ -65,14 +65,14 @@ def test_final_row_metrics_and_objective(hand_results):
         (pl.col("dataset") == "shenzhen") & (pl.col("trial_number") == 5)
     ).row(0, named=True)
     assert row["selected_epoch"] == 3
-    assert row["objective_final"] == pytest.approx(0.76)
+    assert row["objective_selected"] == pytest.approx(0.76)
     assert row["test_balanced_accuracy"] == pytest.approx(0.70)
     assert row["zeroshot_test_balanced_accuracy"] == pytest.approx(0.55)
     stopped = hand_results.trials.filter(pl.col("trial_status") == "stopped_early").row(
         0, named=True
     )
-    assert stopped["objective_final"] is None  # never ranked
-    assert stopped["best_val_objective"] == pytest.approx(0.90)
+    assert stopped["objective_selected"] is None  # never ranked
+    assert stopped["objective_best_epoch"] == pytest.approx(0.90)
 
 
 def test_synthetic_rows_get_their_own_cohort(hand_results):
@@ -150,6 +150,19 @@ def test_partial_trial_folder_names_the_file(tmp_path):
         load_results(study, progress=False)
 
 
+def test_a_trial_that_failed_before_it_started_is_a_failed_row(tmp_path):
+    # Ray writes only error.txt when a trial fails before it starts (an actor it could not reuse).
+    study = write_study_json(tmp_path / "s", "s", ["shenzhen"], {"shenzhen": "real"})
+    write_trial(study, "shenzhen", 0, CONFIGS["A"], 1, [0.5], zeroshot=0.5)
+    broken = study / "shenzhen" / "t0001_abcd0001_00001"
+    broken.mkdir()
+    (broken / "error.txt").write_text("Failure # 1\nTrainable runner reuse requires reset_config() to be "
+                                      "implemented and return True.\n")
+    trials = load_results(study, progress=False).trials.sort("trial_number")
+    assert trials.height == 2 and trials["trial_status"][1] == "failed"
+    assert trials["error_reason"][1].startswith("Trainable runner reuse requires reset_config()")
+
+
 def test_corrupt_result_line_names_file_and_line(tmp_path):
     study = write_study_json(tmp_path / "s", "s", ["shenzhen"], {"shenzhen": "real"})
     folder = write_trial(study, "shenzhen", 0, CONFIGS["A"], 1, [0.5, 0.6], zeroshot=0.5)
@@ -186,3 +199,18 @@ def test_a_study_whose_trials_all_failed_before_any_epoch_loads_as_failed(tmp_pa
     assert results.trials["trial_status"].to_list() == ["failed", "failed"]
     assert results.trials["error_reason"].to_list() == ["CheckpointError: checkpoint path /nowhere does not exist"] * 2
     assert results.epochs.height == 2 and results.epochs["epoch"].null_count() == 2
+
+
+def test_analysis_ranks_an_earlier_study_by_its_selected_objective(tmp_path):
+    study = write_hand_study(tmp_path, with_optuna=False)
+    for result in study.glob("*/t*/result.json"):  # back to the names rows had before
+        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        for row in rows:
+            if "objective_selected" in row:
+                row["objective_value"] = row.pop("objective_selected")
+            row["method_variant"] = row.pop("variant")
+        result.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    trials = load_results(study, progress=False).trials
+    row = trials.filter((pl.col("dataset") == "shenzhen") & (pl.col("trial_number") == 5)).row(0, named=True)
+    assert row["objective_selected"] == pytest.approx(0.76) and row["variant"] == "medguna"
+    assert "objective_value" not in trials.columns and "method_variant" not in trials.columns

@@ -1,4 +1,5 @@
-"""Bootstrap intervals, McNemar and paired bootstraps on constructed predictions."""
+"""Bootstrap intervals, exact McNemar and sign-flip tests, and paired bootstraps on constructed
+predictions, against hand-computed values."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from scipy import stats
 from medguna.analysis.paired import (
     BETTER,
     NOT_DISTINGUISHABLE,
+    SIGN_FLIP_DRAWS,
     WORSE,
+    balanced_accuracy_contributions,
     bootstrap_ci,
     compare,
     mcnemar,
     metric_on_resamples,
     paired_bootstrap,
+    sign_flip_test,
     stratified_resamples,
 )
 from medguna.method.metrics import classification_metrics
@@ -81,23 +85,108 @@ def test_metric_on_all_images_equals_classification_metrics(num_classes):
         assert metric_on_resamples(metric, labels, probs, whole)[0] == pytest.approx(expected[metric])
 
 
-def test_paired_bootstrap_verdicts():
+def test_paired_bootstrap_interval_is_a_size_not_a_verdict():
     rng = np.random.default_rng(0)
     labels = np.array([0] * 60 + [1] * 60)
     perfect = _probs_from(labels, 2)
     coin = _probs_from(rng.integers(0, 2, 120), 2)
     same = paired_bootstrap("balanced_accuracy", labels, coin, coin, n_resamples=500)
-    assert (same.difference, same.p_value, same.verdict) == (0.0, 1.0, NOT_DISTINGUISHABLE)
+    assert (same.difference, same.low, same.high) == (0.0, 0.0, 0.0)
     better = paired_bootstrap("balanced_accuracy", labels, perfect, coin, n_resamples=500)
-    assert better.verdict == BETTER and better.low > 0 and better.p_value == pytest.approx(2 / 501)
-    assert paired_bootstrap("auroc", labels, coin, perfect, n_resamples=500).verdict == WORSE
+    assert better.low > 0 and not hasattr(better, "verdict")
     # One image of 120 apart: far inside the noise.
     nudged = perfect.copy()
     nudged[0] = [0.2, 0.8]
     row = compare(labels, nudged, perfect, n_resamples=500)
     assert row["verdict"] == NOT_DISTINGUISHABLE
     assert (row["mcnemar_a_only"], row["mcnemar_b_only"], row["mcnemar_p"]) == (0, 1, 1.0)
+    assert (row["discordant"], row["balanced_accuracy_p"]) == (1, 1.0)  # 2 patterns, both |d| = 1/120
     assert row["balanced_accuracy_diff"] == pytest.approx(-1 / 120)
+
+
+def _pair(a_only: int, b_only: int, agree: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two classes of (agree + a_only + b_only) images each; A alone right on a_only images of each
+    class, B alone right on b_only, both right elsewhere."""
+    per_class = agree + a_only + b_only
+    labels = np.repeat([0, 1], per_class)
+    a, b = labels.copy(), labels.copy()
+    for c in (0, 1):
+        start = c * per_class + agree
+        b[start:start + a_only] = 1 - c  # B wrong where only A is right
+        a[start + a_only:start + a_only + b_only] = 1 - c  # A wrong where only B is right
+    return labels, _probs_from(a, 2), _probs_from(b, 2)
+
+
+def test_four_discordant_images_all_for_the_trial_are_not_distinguishable():
+    # 2 images of each class where only A is right: 4 discordant, all for A.
+    labels, a, b = _pair(a_only=2, b_only=0)
+    row = compare(labels, a, b, n_resamples=200)
+    assert row["discordant"] == 4 and (row["mcnemar_a_only"], row["mcnemar_b_only"]) == (4, 0)
+    # Exact McNemar: 2 * (1/2)^4 = 0.125. Sign flips: of the 16 patterns only all + and all -
+    # reach |d| = 4 / (2 * 42), so p = 2 / 16 = 0.125 as well.
+    assert row["mcnemar_p"] == pytest.approx(0.125, abs=1e-12)
+    assert row["balanced_accuracy_p"] == pytest.approx(0.125, abs=1e-12)
+    assert row["balanced_accuracy_test"].startswith("sign-flip exact (16 sign patterns)")
+    assert row["verdict"] == NOT_DISTINGUISHABLE and row["verdict_p"] == pytest.approx(0.125)
+    # The paired bootstrap, kept as the size, excludes 0 here: the reason it is not the test.
+    assert row["balanced_accuracy_diff_ci95_test_images_low"] > 0
+
+
+def test_twelve_discordant_images_all_for_the_trial_are_better():
+    labels, a, b = _pair(a_only=6, b_only=0)
+    row = compare(labels, a, b, n_resamples=200)
+    assert row["discordant"] == 12
+    # 2 / 2^12 = 1 / 2048 = 0.00048828125, for McNemar and for the sign flips.
+    assert row["mcnemar_p"] == pytest.approx(2 / 4096, abs=1e-15)
+    assert row["balanced_accuracy_p"] == pytest.approx(2 / 4096, abs=1e-15)
+    assert row["balanced_accuracy_p"] < 0.001 and row["verdict"] == BETTER
+    assert compare(labels, b, a, n_resamples=200)["verdict"] == WORSE
+    accuracy = compare(labels, a, b, n_resamples=200, verdict_metric="accuracy")
+    assert accuracy["verdict"] == BETTER and accuracy["verdict_test"] == "exact McNemar (accuracy)"
+
+
+@pytest.mark.parametrize("discordant", range(6))
+def test_five_or_fewer_discordant_images_never_give_a_verdict(discordant):
+    # Whatever the split of the discordant images between A and B and between the classes.
+    for a_only in range(discordant + 1):
+        labels = np.array([0] * 30 + [1] * 10)
+        a, b = labels.copy(), labels.copy()
+        rng = np.random.default_rng(discordant * 10 + a_only)
+        where = rng.choice(40, size=discordant, replace=False)
+        b[where[:a_only]] = 1 - labels[where[:a_only]]
+        a[where[a_only:]] = 1 - labels[where[a_only:]]
+        row = compare(labels, _probs_from(a, 2), _probs_from(b, 2), n_resamples=50)
+        assert row["discordant"] == discordant
+        assert row["balanced_accuracy_p"] >= 2 / 2**5 > 0.05
+        assert row["verdict"] == NOT_DISTINGUISHABLE
+
+
+def test_sign_flip_exact_by_hand_and_monte_carlo_beyond_the_exact_limit():
+    # Contributions +3, +1, -1: |sums| of the 8 patterns are 3,5,1,3,3,1,5,3 -> |obs| = 3 is reached
+    # by 6 of 8 (all but the two with |sum| 1).
+    result = sign_flip_test([3.0, 1.0, -1.0, 0.0])
+    assert (result.discordant, result.draws, result.p_value) == (3, 0, 6 / 8)
+    # 30 images all one way: Monte Carlo, seeded; no draw of 20000 reaches |30| (chance 2^-29),
+    # so p = (1 + 0) / (1 + 20000).
+    mc = sign_flip_test(np.ones(30))
+    assert mc.draws == SIGN_FLIP_DRAWS and mc.p_value == pytest.approx(1 / (1 + SIGN_FLIP_DRAWS))
+    assert "Monte Carlo" in mc.method and sign_flip_test(np.ones(30)).p_value == mc.p_value
+    # Monte Carlo agrees with the exact binomial tail where both apply (40 for, 20 against).
+    from scipy.stats import binomtest
+
+    mixed = sign_flip_test(np.r_[np.ones(40), -np.ones(20)])
+    assert mixed.p_value == pytest.approx(binomtest(40, 60).pvalue, abs=0.004)
+
+
+def test_balanced_accuracy_contributions_sum_to_the_difference():
+    labels = np.array([0] * 7 + [1] * 3 + [2] * 5)
+    rng = np.random.default_rng(8)
+    a, b = rng.integers(0, 3, 15), rng.integers(0, 3, 15)
+    share = balanced_accuracy_contributions(labels, a == labels, b == labels, 3)
+    whole = np.arange(15)[None]
+    expected = (metric_on_resamples("balanced_accuracy", labels, _probs_from(a, 3), whole)[0]
+                - metric_on_resamples("balanced_accuracy", labels, _probs_from(b, 3), whole)[0])
+    assert share.sum() == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("num_classes", [2, 3])

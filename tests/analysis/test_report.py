@@ -55,7 +55,8 @@ def test_markdown_sections_keep_synthetic_apart(report_dir):
     montgomery = (report_dir / "leaderboard_montgomery.md").read_text()
     assert "SYNTHETIC DATA" in montgomery and "Real data" not in montgomery
     shenzhen = (report_dir / "leaderboard_shenzhen.md").read_text()
-    assert "| 4 | t0000_abcd0000_00000 | completed | ★ reference |" in shenzhen
+    assert "| 4 | t0000_abcd0000_00000 | completed | ★ paper's hyperparameters |" in shenzhen
+    assert "★ reference" not in shenzhen
     assert "| +0.190 |" in shenzhen
 
 
@@ -88,7 +89,7 @@ def test_short_leaderboard(hand_study):
     )
     assert lines[shenzhen + 2].startswith("  #2 t0006")
     assert lines[shenzhen + 3].startswith("  #4 t0000") and lines[shenzhen + 3].endswith(
-        "★ reference"
+        "★ paper's hyperparameters"
     )
     assert any(line.startswith("montgomery [SYNTHETIC DATA") for line in lines)
 
@@ -96,8 +97,8 @@ def test_short_leaderboard(hand_study):
 def test_a_row_that_kept_stage1_alone_says_so():
     from medguna.analysis.report import _short_row
 
-    row = {"rank": 1, "trial": "t0001", "trial_status": "completed", "reference": False,
-           "test_balanced_accuracy": 0.8, "gain_balanced_accuracy": 0.1, "objective_value": 0.7,
+    row = {"rank": 1, "trial": "t0001", "trial_status": "completed", "paper_hparams": "",
+           "test_balanced_accuracy": 0.8, "gain_balanced_accuracy": 0.1, "objective_selected": 0.7,
            "selected_epoch": 0}
     assert _short_row(row, ["adapter_width"], "balanced_accuracy").startswith(
         "#1 t0001: test 0.800 (+0.100), val 0.700 (stage 1 alone) [adapter_width=")
@@ -155,7 +156,7 @@ def test_command_line(hand_study, tmp_path, capsys):
 
 def test_a_study_whose_every_trial_failed_at_start_reports_the_reasons(tmp_path):
     # What Ray leaves when a trial fails before its first report: params.json without the
-    # is_reference_config tag, an empty result.json, and error.txt.
+    # is_paper_point tag, an empty result.json, and error.txt.
     import json
 
     study = write_study_json(tmp_path / "broken", "broken", ["montgomery"], {"montgomery": "real"})

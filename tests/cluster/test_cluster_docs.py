@@ -72,3 +72,27 @@ def test_the_walkthrough_goes_from_up_to_down() -> None:
              "tensorboard --logdir s3://", "ray down cluster.yaml"]
     positions = [DOC.index(step) for step in steps]
     assert positions == sorted(positions)
+
+
+def _section(title: str) -> str:
+    start = DOC.index(f"## {title}\n")
+    return DOC[start:DOC.index("\n## ", start + 1)]
+
+
+def test_the_slurm_section_names_exactly_the_variables_the_script_reads() -> None:
+    script = (REPO / "cluster" / "slurm.sbatch").read_text()
+    read = set(re.findall(r"\$\{(MEDGUNA_\w+)", script))
+    named = set(re.findall(r"MEDGUNA_\w+", _section("SLURM"))) - {"MEDGUNA_SHARED_STORAGE_ROOTS"}
+    assert named == read
+    assert "MEDGUNA_SHARED_STORAGE_ROOTS" in (REPO / "medguna" / "study" / "storage.py").read_text()
+
+
+def test_the_kuberay_section_names_the_manifests_volumes_and_image_recipe() -> None:
+    job = yaml.safe_load((REPO / "cluster" / "kuberay-rayjob.yaml").read_text())
+    head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    section = _section("Kubernetes (KubeRay)")
+    for mount in head["containers"][0]["volumeMounts"]:
+        assert f"`{mount['name']}`" in section and f"`{mount['mountPath']}`" in section
+    assert "cluster/Dockerfile" in section and "runtimeEnvYAML" in section
+    for route in ("`ray up cluster.yaml`", "`cluster/slurm.sbatch`", "`cluster/kuberay-rayjob.yaml`"):
+        assert route in DOC.split("\n## ", 1)[0]  # the table of routes at the top

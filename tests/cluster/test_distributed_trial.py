@@ -57,7 +57,7 @@ def test_two_workers_train_one_model_on_split_batches(
 
     experiment_dir = tmp_path / "runs" / "fundus" / "idrid"
     complete = json.loads((experiment_dir / "medguna_complete.json").read_text())
-    assert complete["counts"] == {"full": 1, "stopped_early": 0, "failed": 0, "incomplete": 0}
+    assert complete["counts"] == {"completed": 1, "stopped_early": 0, "failed": 0, "incomplete": 0}
     (trial_dir,) = experiment_dir.glob("t*_*")
     rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))

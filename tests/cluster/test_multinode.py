@@ -163,7 +163,7 @@ def test_study_spreads_over_nodes_and_survives_losing_one(
     assert killer.removed_node_id in worker_ids, "no trial checkpointed: no node was removed"
     survivor = (worker_ids - {killer.removed_node_id}).pop()
     complete = json.loads((experiment_dir / "medguna_complete.json").read_text())
-    assert complete["counts"] == {"full": NUM_TRIALS, "stopped_early": 0, "failed": 0,
+    assert complete["counts"] == {"completed": NUM_TRIALS, "stopped_early": 0, "failed": 0,
                                   "incomplete": 0}
     trial_dirs = sorted(experiment_dir.glob("t*_*"))
     assert len(trial_dirs) == NUM_TRIALS

@@ -100,3 +100,37 @@ def _wait_for_runs(url: str, proc: subprocess.Popen, log, timeout_s: float) -> N
             log.seek(0)
             raise RuntimeError(f"TensorBoard did not start at {url}: {log.read().decode()[-2000:]}")
         time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def optuna_dashboard_server(database: Path, timeout_s: float = 60.0):
+    """`optuna-dashboard sqlite:///<database>` on 127.0.0.1 and a free port; yields its URL.
+    Skips when the `dashboard` extra is not installed."""
+    pytest.importorskip("optuna_dashboard", reason="the `dashboard` extra is not installed")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            # The console script's own entry point, run by this interpreter.
+            [sys.executable, "-c", "import sys; from optuna_dashboard._cli import main; sys.exit(main())",
+             f"sqlite:///{database}", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/api/studies", timeout=2):
+                        break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"optuna-dashboard did not start at {url}: {log.read().decode()[-2000:]}")
+                time.sleep(0.3)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()

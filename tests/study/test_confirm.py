@@ -27,13 +27,13 @@ SEEDS = [7778, 7779, 7780]  # method.seed 7777 + 1..3
 
 def test_best_configurations_skip_unfinished_and_repeated_configurations():
     results = [
-        ({"status": "completed", "objective_value": 0.6}, {"adapter_width": 0, "seed": 1, "dataset": "x"}),
-        ({"epoch": 1, "objective_value": 0.99}, {"adapter_width": 8, "seed": 1}),  # stopped early
-        ({"status": "completed", "objective_value": 0.7}, {"adapter_width": 64, "seed": 1}),
-        ({"status": "completed", "objective_value": 0.65}, {"adapter_width": 64, "seed": 2}),  # same config
-        ({"status": "completed", "objective_value": float("nan")}, {"adapter_width": 128, "seed": 1}),
+        ({"status": "completed", "objective_selected": 0.6}, {"adapter_width": 0, "seed": 1, "dataset": "x"}),
+        ({"epoch": 1, "objective_selected": 0.99}, {"adapter_width": 8, "seed": 1}),  # stopped early
+        ({"status": "completed", "objective_selected": 0.7}, {"adapter_width": 64, "seed": 1}),
+        ({"status": "completed", "objective_selected": 0.65}, {"adapter_width": 64, "seed": 2}),  # same config
+        ({"status": "completed", "objective_selected": float("nan")}, {"adapter_width": 128, "seed": 1}),
     ]
-    assert best_configurations(results, 2, "objective_value") == [{"adapter_width": 64}, {"adapter_width": 0}]
+    assert best_configurations(results, 2) == [{"adapter_width": 64}, {"adapter_width": 0}]
     plan = confirm_plan(2, 3, 7777)
     assert plan.seeds == SEEDS and confirm_plan(0, 3, 7777) is None
     points = confirmation_points([{"adapter_width": 64}, {"adapter_width": 0}], plan.seeds)
@@ -83,7 +83,7 @@ def test_confirm_top_2_with_3_seeds_gives_3_rows_per_configuration(tmp_path, sha
     assert not [r.getMessage() for r in tune_warnings.buffer if "Pre-set value" in r.getMessage()]
     # The confirmation shows medguna's progress display, as the search does, not Ray's own console.
     console = capsys.readouterr().out
-    assert "[montgomery_confirm] [########################] 6/6 finished" in console
+    assert "[montgomery_confirm] [############] 6/6 finished" in console
     assert "Configuration for experiment" not in console and "To visualize your results" not in console
     study_dir = Path(plan.study_dir)
     confirm_dir = study_dir / "montgomery_confirm"
@@ -109,16 +109,28 @@ def test_confirm_top_2_with_3_seeds_gives_3_rows_per_configuration(tmp_path, sha
     assert by_rank["rank"][0] == 1 and by_rank["objective_mean"].is_sorted(descending=True)
     for row in confirmed.iter_rows(named=True):
         assert row["seeds"] == ", ".join(str(s) for s in SEEDS)
-        low, mean, high = (row[f"test_balanced_accuracy_{k}"] for k in ("ci_low", "mean", "ci_high"))
-        assert low <= mean <= high
+        low, mean, high = (row[f"test_balanced_accuracy_{k}"] for k in ("low_seeds", "mean", "high_seeds"))
+        # 3 seeds: their range (no t interval), inside [0, 1] by construction.
+        assert 0 <= low <= mean <= high <= 1 and row["interval_over_seeds"] == "range"
     assert report.tables["seeds"].height == 2  # never empty once confirmation ran
     # Search leaderboard: the 2 search trials only, each with a test interval and a verdict.
     board = report.tables["leaderboard_montgomery"]
     assert board.height == 2
-    assert board["test_balanced_accuracy_ci_low"].null_count() == 0
+    assert board["test_balanced_accuracy_ci95_test_images_low"].null_count() == 0
     assert set(board["vs_zeroshot_verdict"].to_list()) <= {"better", "worse", "not distinguishable"}
     figures = {path.name for path in report.figures}
     assert {"reliability_montgomery_synthetic-demo.png", "pareto_montgomery_synthetic-demo.png"} <= figures
+
+    # The confirmation is a study of its own in the dataset's optuna.db, beside the search's.
+    import optuna
+
+    database = f"sqlite:///{study_dir / 'montgomery' / 'optuna.db'}"
+    assert set(optuna.get_all_study_names(database)) == {"chestxray-montgomery", "chestxray-montgomery-confirm"}
+    reruns = optuna.load_study(study_name="chestxray-montgomery-confirm", storage=database).trials
+    assert len(reruns) == 6 and sorted(t.user_attrs["seed"] for t in reruns) == sorted(SEEDS * 2)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE and t.datetime_start < t.datetime_complete
+               for t in reruns)
+    assert {t.user_attrs["tensorboard_run"].split("/")[0] for t in reruns} == {"montgomery_confirm"}
 
     again: list[str] = []
     run_study(cfg, log=again.append)

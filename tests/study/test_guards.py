@@ -183,7 +183,7 @@ def test_ctrl_c_after_one_dataset_finished_stops_the_whole_study(tmp_path, monke
                         lambda resources: SimpleNamespace(limit=1, reason="this test"))
     monkeypatch.setattr(runner, "_trainable", lambda plan, p: None)
     monkeypatch.setattr(runner, "_make_tuner", lambda plan, p, trainable, *args: _TuneLikeFit(p.dataset))
-    monkeypatch.setattr(runner, "export_optuna", lambda plan, p, results: {"counts": {"full": 3}})
+    monkeypatch.setattr(runner, "export_optuna", lambda plan, p, results: {"counts": {"completed": 3}})
     monkeypatch.setattr(runner, "_unfinished_trials", lambda exp_dir, results, n: 0)
     cfg = compose_study([f"storage.path={tmp_path / 'runs'}", f"storage.cache_dir={tmp_path / 'cache'}",
                          "study.datasets=[montgomery,shenzhen]", "study.demo_confirm_top=0"])

@@ -64,7 +64,7 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path, s
     assert "resuming the interrupted experiment" in second.stdout
     # The resumed run shows medguna's progress (not Ray's tables), counting the trials finished
     # before Ctrl-C as well.
-    assert "[idrid] [########################] 4/4 finished | " in second.stdout
+    assert "[idrid] [############] 4/4 finished | " in second.stdout
     assert "Trial status" not in second.stdout and "== Status ==" not in second.stdout
     final = _completed(exp)
     assert len(final) == 4
@@ -72,3 +72,12 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path, s
         assert final[name] == rows
         assert (exp / name / "result.json").stat().st_mtime_ns == mtimes[name]
     assert (exp / "medguna_complete.json").is_file()
+    # The Optuna database written as the trials ran survives the kill and the resume: every trial
+    # once, completed, with each epoch's value and a start before its completion.
+    import optuna
+
+    stored = optuna.load_study(study_name="fundus-idrid", storage=f"sqlite:///{exp / 'optuna.db'}").trials
+    assert sorted(t.user_attrs["medguna_trial"] for t in stored) == sorted(n.split("_")[0] for n in final)
+    for t in stored:
+        assert t.state == optuna.trial.TrialState.COMPLETE, (t.number, t.state)
+        assert sorted(t.intermediate_values) == [1, 2] and t.datetime_start < t.datetime_complete

@@ -86,10 +86,10 @@ def test_the_optuna_export_skips_values_outside_a_narrowed_space(tmp_path):
 
     plan = _plan(tmp_path, "search.space.entropy_weight.high=0.2")
     params = {"adapter_width": 0, "prompt_length": 0, "description_source": "curated+templates"}
-    rows = {"status": "completed", "objective_value": 0.5, "epoch": 2}
+    rows = {"status": "completed", "objective_best_so_far": 0.5, "objective_selected": 0.5, "epoch": 2}
     results = [SimpleNamespace(metrics=rows, config={**params, "entropy_weight": w}, error=None) for w in (1.5, 0.1)]
     summary = export_optuna(plan, plan.datasets[0], results)
-    assert summary["counts"]["full"] == 2 and summary["not_in_optuna_outside_space"] == 1
+    assert summary["counts"]["completed"] == 2 and summary["not_in_optuna_outside_space"] == 1
     db = tmp_path / "runs" / "chestxray" / "shenzhen" / "optuna.db"
     (kept,) = optuna.load_study(study_name="chestxray-shenzhen", storage=f"sqlite:///{db}").trials
     assert kept.params["entropy_weight"] == 0.1

@@ -38,7 +38,7 @@ def test_a_one_node_job_starts_ray_runs_the_study_and_stops_ray(tmp_path, shared
     env = {**os.environ, "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
            "SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "localhost", "SLURM_CPUS_PER_TASK": "2",
            "SLURM_GPUS_ON_NODE": "0", "RAY_TMPDIR": str(ray_tmp), "MEDGUNA_RAY_TMP": str(ray_tmp / "r"),
-           "MEDGUNA_RAY_PORT": str(free_port()), "MEDGUNA_RAY_HEAD_WAIT": "5", "MEDGUNA_PYTHON": sys.executable}
+           "MEDGUNA_RAY_PORT": str(free_port()), "MEDGUNA_RAY_HEAD_WAIT": "120", "MEDGUNA_PYTHON": sys.executable}
     args = ["--study", "chestxray", "--no-report", *tiny_overrides(tmp_path, shared_cache),
             "study.datasets=[montgomery]", "study.demo_num_samples=1",
             "resources.gpus_per_trial=0", "resources.cpus_per_trial=1"]  # this machine has no GPU

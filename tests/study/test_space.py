@@ -3,7 +3,7 @@
 import optuna
 
 from medguna.config import MethodConfig
-from medguna.study.space import define_by_run, fixed_params, is_reference_config, reference_point
+from medguna.study.space import define_by_run, fixed_params, is_paper_point, paper_point
 
 SPACE = {
     "adapter_width": {"type": "categorical", "choices": [0, 64]},
@@ -32,26 +32,26 @@ def test_define_by_run_suggests_each_distribution_and_returns_the_fixed_rest():
     assert dists["stage2_lr"].log is True
 
 
-def test_reference_point_only_when_the_space_can_express_it():
-    assert reference_point({"prompt_length": {"type": "categorical", "choices": [0, 113]},
+def test_paper_point_only_when_the_space_can_express_it():
+    assert paper_point({"prompt_length": {"type": "categorical", "choices": [0, 113]},
                             "entropy_weight": {"type": "float", "low": 0, "high": 2}}) == {
         "prompt_length": 113, "entropy_weight": 1.5}
-    assert reference_point({"prompt_length": {"type": "categorical", "choices": [0, 8]}}) is None
+    assert paper_point({"prompt_length": {"type": "categorical", "choices": [0, 8]}}) is None
     # Stage-2 dimensions have paper values too (SGD at 5e-4 on the reference's views) ...
-    assert reference_point({"stage2_lr": {"type": "log", "low": 1e-4, "high": 1e-2},
+    assert paper_point({"stage2_lr": {"type": "log", "low": 1e-4, "high": 1e-2},
                             "stage2_optimizer": {"type": "categorical", "choices": ["sgd", "adamw"]},
                             "strong_view_augmentation": {"type": "categorical", "choices": ["reference", "crop_flip"]}}) == {
         "stage2_lr": 5e-4, "stage2_optimizer": "sgd", "strong_view_augmentation": "reference"}
-    assert reference_point({"stage2_lr": {"type": "log", "low": 1e-3, "high": 1e-2}}) is None
+    assert paper_point({"stage2_lr": {"type": "log", "low": 1e-3, "high": 1e-2}}) is None
     # ... but not every hyperparameter does.
-    assert reference_point({"ce_weight": {"type": "float", "low": 0.1, "high": 1.0}}) is None
+    assert paper_point({"ce_weight": {"type": "float", "low": 0.1, "high": 1.0}}) is None
 
 
-def test_is_reference_config():
+def test_is_paper_point():
     paper = {"adapter_width": 0, "entropy_weight": 1.5, "prompt_length": 113, "description_source": "curated+templates"}
-    assert is_reference_config({**paper, "seed": 1})
-    assert not is_reference_config({**paper, "prompt_length": 8})
+    assert is_paper_point({**paper, "seed": 1})
+    assert not is_paper_point({**paper, "prompt_length": 8})
     # Unnamed stage-2 dimensions run at the paper's values; named ones must match them.
-    assert is_reference_config({**paper, "stage2_lr": 5e-4, "stage2_optimizer": "sgd"})
-    assert not is_reference_config({**paper, "stage2_optimizer": "adamw"})
-    assert not is_reference_config({k: v for k, v in paper.items() if k != "prompt_length"})
+    assert is_paper_point({**paper, "stage2_lr": 5e-4, "stage2_optimizer": "sgd"})
+    assert not is_paper_point({**paper, "stage2_optimizer": "adamw"})
+    assert not is_paper_point({k: v for k, v in paper.items() if k != "prompt_length"})

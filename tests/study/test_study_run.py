@@ -68,20 +68,20 @@ def test_every_trial_completed_with_results_checkpoints_and_params(small_study):
         assert final["checkpoint"] == "demo" and final["selected_epoch"] in (0, 1, 2)  # 0: stage 1 alone
         assert final["code_version"] == info["code_version"] and final["torch_version"] == torch.__version__
         assert 0.0 <= final["test_balanced_accuracy"] <= 1.0
-        assert final["objective_value"] == max([*rows["val_balanced_accuracy"].to_list(),
+        assert final["objective_selected"] == final["objective_best_so_far"] == max([*rows["val_balanced_accuracy"].to_list(),
                                                 final["stage1_val_balanced_accuracy"]])
         assert list(trial.glob("checkpoint_*")), f"no epoch checkpoint in {trial}"
     assert (exp / COMPLETE_MARKER).is_file()
 
 
-def test_reference_configuration_runs_first(small_study):
+def test_the_paper_point_runs_first(small_study):
     _, study_dir, _ = small_study
     first = _trial_dirs(study_dir / "montgomery")[0]
     params = json.loads((first / "params.json").read_text())
     paper = (params["adapter_width"], params["entropy_weight"], params["prompt_length"],
              params["description_source"])
     assert paper == (0, 1.5, 113, "curated+templates")
-    flags = [pl.read_ndjson(t / "result.json")["is_reference_config"].to_list()
+    flags = [pl.read_ndjson(t / "result.json")["is_paper_point"].to_list()
              for t in _trial_dirs(study_dir / "montgomery")]
     assert flags[0] == [True, True] and not any(any(f) for f in flags[1:])
 
@@ -95,14 +95,19 @@ def test_tensorboard_events_hold_the_trial_tags(small_study):
     events = EventAccumulator(str(trial), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    for tag in ("loss", "loss_ce", "loss_entropy", "lr", "images_per_second", "pseudo_label_accuracy",
-                "val_balanced_accuracy", "val_information_maximization", "zeroshot_val_balanced_accuracy",
-                "test_balanced_accuracy", "ray/tune/val_balanced_accuracy"):
+    for tag in ("train/loss", "train/loss_ce", "train/loss_entropy", "train/lr", "train/images_per_second",
+                "train/pseudo_label_accuracy", "val/balanced_accuracy", "val/information_maximization",
+                "val/objective_best_so_far", "val/objective_selected", "zeroshot/val_balanced_accuracy",
+                "test/balanced_accuracy", "zeroshot/test_balanced_accuracy", "stage1/final_loss"):
         assert tag in scalars, tag
-    assert [e.step for e in events.Scalars("val_balanced_accuracy")] == [1, 2]
+    # Every tag in one of the five groups: no Ray duplicates (ray/tune/...), no lone hparam/ points.
+    assert {tag.split("/")[0] for tag in scalars} == {"train", "val", "test", "stage1", "zeroshot"}, scalars
+    assert [e.step for e in events.Scalars("val/balanced_accuracy")] == [1, 2]
+    assert all(e.step > 0 for tag in scalars for e in events.Scalars(tag))  # epochs count from 1
     assert "test_confusion_matrix" in events.Tags()["images"]
-    hparams = glob.glob(str(trial / "**" / "events.out.tfevents.*"), recursive=True)
-    assert len(hparams) >= 2  # scalars and the HPARAMS summary
+    # One events file, the trial's own (none from Ray's logger), holding its HParams session too.
+    assert len(glob.glob(str(trial / "**" / "events.out.tfevents.*"), recursive=True)) == 1
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
 
 
 def test_optuna_study_exported_to_sqlite(small_study):
@@ -110,10 +115,23 @@ def test_optuna_study_exported_to_sqlite(small_study):
     storage = f"sqlite:///{study_dir / 'montgomery' / 'optuna.db'}"
     study = optuna.load_study(study_name="chestxray-montgomery", storage=storage)
     assert len(study.trials) == 3
-    assert {t.user_attrs["budget"] for t in study.trials} == {"full"}
+    assert {t.user_attrs["outcome"] for t in study.trials} == {"completed"}
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     assert set(study.trials[0].params) == {"adapter_width", "entropy_weight", "prompt_length",
                                            "description_source"}
+    # The database the study wrote while it ran, kept whole: each epoch's value, real times, and
+    # what ties a trial to medguna's results.
+    folders = [t.name for t in _trial_dirs(study_dir / "montgomery")]
+    for t in study.trials:
+        assert sorted(t.intermediate_values) == [1, 2]
+        assert t.datetime_start < t.datetime_complete
+        assert t.user_attrs["tensorboard_run"] == f"montgomery/{Path(t.user_attrs['trial_folder']).name}"
+        assert "test_balanced_accuracy" in t.user_attrs
+    assert sorted(Path(t.user_attrs["trial_folder"]).name for t in study.trials) == folders
+    assert sorted(t.user_attrs["medguna_trial"] for t in study.trials) == ["t0001", "t0002", "t0003"]
+    # The paper's point is the first trial Tune launched (t0001); Optuna numbers trials as they start.
+    by_number = sorted(study.trials, key=lambda t: t.user_attrs["medguna_trial"])
+    assert [t.user_attrs["paper_point"] for t in by_number] == [True, False, False]
 
 
 def test_rerun_of_a_finished_study_reruns_nothing(small_study, shared_cache):
@@ -172,8 +190,8 @@ def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path, shared_cach
     status = [line for line in printed if "/4 finished | " in line]
     assert status[-1].startswith("[montgomery] [") and f"{len(failed)} failed" in status[-1]
     study = optuna.load_study(study_name="chestxray-montgomery", storage=f"sqlite:///{exp / 'optuna.db'}")
-    budgets = sorted(t.user_attrs["budget"] for t in study.trials)
-    assert "failed" in budgets and "full" in budgets
+    outcomes = sorted(t.user_attrs["outcome"] for t in study.trials)
+    assert "failed" in outcomes and "completed" in outcomes
 
 
 def test_config_errors_are_reported_before_ray_starts(tmp_path, no_ray):
@@ -216,25 +234,41 @@ def test_a_trial_under_tune_equals_the_same_trial_run_directly(tmp_path, shared_
 # ---- the report and TensorBoard in a real browser (tests/study/browser_tools.py) ----
 
 def test_report_html_in_a_browser(small_study, study_report, tmp_path):
+    import re
+
     from browser_tools import browser_page, screenshot_dir
 
     _, study_dir, _ = small_study
     page_path = study_report / "report.html"
     trials = [t.name for t in _trial_dirs(study_dir / "montgomery")]
+    datasets = json.loads((study_dir / "study.json").read_text())["datasets"]
     requests: list[str] = []
-    with browser_page() as page:
+    with browser_page(width=1400, height=1000) as page:
         page.on("request", lambda request: requests.append(request.url))
         page.goto(page_path.as_uri())
         assert "SYNTHETIC DATA" in page.locator("#synthetic-banner").inner_text()
-        board = page.locator("#leaderboard_montgomery table")
-        assert "SYNTHETIC DATA" in page.locator("#leaderboard_montgomery h4").inner_text()
+        # The answer in the first screenful: every dataset, its score and 95% interval, visible
+        # without scrolling in a 1400 x 1000 window.
+        for dataset in datasets:
+            answer = page.locator(f'.answer[data-dataset="{dataset}"]')
+            assert dataset in answer.locator("h3").inner_text()
+            score = answer.locator(".score")
+            assert re.fullmatch(r"0\.\d{3} test balanced_accuracy 95% CI \[[01]\.\d{3}, [01]\.\d{3}\]",
+                                score.inner_text().strip()), score.inner_text()
+            box = score.bounding_box()
+            assert box is not None and box["y"] + box["height"] <= 1000, box
+            assert "vs zero-shot" in answer.inner_text() and "search trials ran" in answer.inner_text()
+        space = page.locator("#table-search-space").inner_text()
+        assert "adapter_width" in space and "a diversity term" in space
+        # The leaderboard leads with the answer's columns and fits the window.
+        board = page.locator("#leaderboard_montgomery table.lead")
+        assert "SYNTHETIC DATA" in page.locator("#leaderboard_montgomery h4").first.inner_text()
         headers = board.locator("th").all_inner_texts()
+        assert headers[:3] == ["rank", "trial", "★"] and "95% CI" in headers and "vs zero-shot" in headers
+        assert board.evaluate("t => t.scrollWidth <= t.clientWidth + 1")  # no horizontal scrolling
         column = {name: i for i, name in enumerate(headers)}
         rows = board.locator("tbody tr")
         assert rows.count() == 3
-        runs = sorted(rows.nth(i).locator("td").nth(column["tensorboard_run"]).inner_text()
-                      for i in range(3))
-        assert runs == [f"montgomery/{name}" for name in trials]
         # A click sorts by that column, a second click reverses it.
         board.locator("th", has_text="entropy_weight").click()
         ascending = [float(rows.nth(i).locator("td").nth(column["entropy_weight"]).inner_text())
@@ -243,6 +277,14 @@ def test_report_html_in_a_browser(small_study, study_report, tmp_path):
         descending = [float(rows.nth(i).locator("td").nth(column["entropy_weight"]).inner_text())
                       for i in range(3)]
         assert ascending == sorted(ascending) and descending == sorted(ascending, reverse=True)
+        # Every column, the TensorBoard run among them, one click away.
+        page.locator("#leaderboard_montgomery details summary").click()
+        full = page.locator("#leaderboard_montgomery details table")
+        full_headers = full.locator("th").all_inner_texts()
+        full_rows = full.locator("tbody tr")
+        runs = sorted(full_rows.nth(i).locator("td").nth(full_headers.index("tensorboard_run")).inner_text()
+                      for i in range(3))
+        assert runs == [f"montgomery/{name}" for name in trials]
         assert page.locator("svg.parallel polyline.pc-line").count() == 3
         figures = page.locator("figure img")
         assert figures.count() >= 3
@@ -291,3 +333,24 @@ def test_tensorboard_hparams_in_a_browser(small_study, tmp_path):
             page.wait_for_timeout(200)
         assert len(widths) == len(cards) and min(widths) > 100, widths
         page.screenshot(path=str(screenshot_dir(tmp_path) / "tensorboard_images.png"))
+
+
+def test_optuna_dashboard_serves_the_study(small_study, tmp_path):
+    import urllib.request
+
+    from browser_tools import browser_page, optuna_dashboard_server, screenshot_dir
+
+    _, study_dir, _ = small_study
+    with optuna_dashboard_server(study_dir / "montgomery" / "optuna.db") as url:
+        with urllib.request.urlopen(f"{url}/api/studies") as response:
+            (summary,) = json.loads(response.read())["study_summaries"]
+        assert summary["study_name"] == "chestxray-montgomery"
+        with urllib.request.urlopen(f"{url}/api/studies/{summary['study_id']}?after=0") as response:
+            trials = json.loads(response.read())["trials"]
+        assert len(trials) == 3 and {t["state"] for t in trials} == {"Complete"}
+        assert all(len(t["intermediate_values"]) == 2 for t in trials)  # one value per epoch
+        with browser_page() as page:
+            page.goto(f"{url}/dashboard/studies/{summary['study_id']}")
+            page.get_by_text("Intermediate values").first.wait_for(timeout=60_000)
+            assert "chestxray-montgomery" in page.inner_text("body")
+            page.screenshot(path=str(screenshot_dir(tmp_path) / "optuna_dashboard.png"), full_page=True)

@@ -42,16 +42,17 @@ def test_declaration_lists_searched_dimensions_first_with_their_domains(tmp_path
     assert [v.string_value for v in infos[2].domain_discrete.values] == ["reference", "curated"]
     assert infos[2].type == api_pb2.DATA_TYPE_STRING and infos[5].type == api_pb2.DATA_TYPE_STRING
     metrics = [(m.name.tag, m.display_name) for m in experiment.metric_infos]
-    assert metrics[0] == ("hparam/objective_value", "objective (val_balanced_accuracy, best epoch)")
-    assert [tag for tag, _ in metrics[1:]] == ["hparam/test_balanced_accuracy",
-                                               "hparam/zeroshot_test_balanced_accuracy",
-                                               "hparam/test_accuracy"]
+    # The metrics are the trial's own scalar tags, grouped as TensorBoard shows them.
+    assert metrics[0] == ("val/objective_selected", "objective (val_balanced_accuracy, selected epoch)")
+    assert [tag for tag, _ in metrics[1:]] == ["test/balanced_accuracy",
+                                               "zeroshot/test_balanced_accuracy",
+                                               "test/accuracy"]
 
 
 def test_a_trial_writes_its_session_but_no_declaration(tmp_path):
     log = TensorBoardLog(tmp_path)
     log.hparams({"adapter_width": 64, "description_source": "curated", "schedule": [1]},
-                {"objective_value": 0.625, "test_accuracy": float("nan")})
+                {"objective_selected": 0.625, "test_accuracy": float("nan")})
     log.close()
     contents = _plugin_contents(tmp_path)
     assert metadata.EXPERIMENT_TAG not in contents
@@ -60,5 +61,25 @@ def test_a_trial_writes_its_session_but_no_declaration(tmp_path):
     assert start.hparams["description_source"].string_value == "curated"
     events = EventAccumulator(str(tmp_path))
     events.Reload()
-    assert [e.value for e in events.Scalars("hparam/objective_value")] == [0.625]
-    assert "hparam/test_accuracy" not in events.Tags()["scalars"]  # NaN is not written
+    # The session names the metrics; their values are the run's scalars, so no lone hparam/ points.
+    end = metadata.parse_session_end_info_plugin_data(contents[metadata.SESSION_END_INFO_TAG])
+    assert end is not None and events.Tags()["scalars"] == []
+
+
+def test_tags_are_grouped_by_what_they_measure(tmp_path):
+    from medguna.trial.reporting import tensorboard_tag
+
+    assert [tensorboard_tag(c) for c in ("loss", "lr", "val_balanced_accuracy", "zeroshot_val_ece",
+                                         "zeroshot_test_auroc", "stage1_val_auroc", "test_accuracy",
+                                         "objective_best_so_far", "objective_selected")] == [
+        "train/loss", "train/lr", "val/balanced_accuracy", "zeroshot/val_ece", "zeroshot/test_auroc",
+        "stage1/val_auroc", "test/accuracy", "val/objective_best_so_far", "val/objective_selected"]
+    log = TensorBoardLog(tmp_path)
+    log.scalars({"epoch": 1, "loss": 0.5, "val_balanced_accuracy": 0.7, "dataset": "x",
+                 "val_collapsed": False, "val_ece": float("nan")}, 1)
+    log.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    # The step is not a tag; text, booleans and NaN are not scalars.
+    assert sorted(events.Tags()["scalars"]) == ["train/loss", "val/balanced_accuracy"]
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(1, 0.5)]

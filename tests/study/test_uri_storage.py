@@ -52,7 +52,7 @@ def test_a_file_uri_study_runs_reports_extends_and_starts_fresh(tmp_path, shared
     assert new.startswith("t0002_")  # the searcher's numbering goes on
     assert json.loads((exp / "medguna_complete.json").read_text())["num_samples"] == 2
     trials = optuna.load_study(study_name="chestxray-montgomery", storage=f"sqlite:///{exp / 'optuna.db'}").trials
-    assert [t.user_attrs["budget"] for t in trials] == ["full", "full"]
+    assert [t.user_attrs["outcome"] for t in trials] == ["completed", "completed"]
 
     assert study_command.main(["--fresh", "--no-report", *args, "study.demo_num_samples=1"]) == 0
     assert f"--fresh: removed the earlier results in file://{study}" in capsys.readouterr().out

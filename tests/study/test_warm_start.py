@@ -23,9 +23,9 @@ def _trial(exp: Path, number: int, width: int, weight: float, value: float | Non
     folder.mkdir(parents=True)
     (folder / "params.json").write_text(json.dumps(
         {"adapter_width": width, "entropy_weight": weight, **OTHERS, "seed": seed, "dataset": exp.name}))
-    rows = [{"epoch": 1, "objective_value": 0.99}]  # an epoch row: never ranked on its own
+    rows = [{"epoch": 1, "objective_best_so_far": 0.99}]  # an epoch row: never ranked on its own
     if value is not None:
-        rows.append({"epoch": 2, "status": "completed", "objective_value": value})
+        rows.append({"epoch": 2, "status": "completed", "objective_selected": value})
     (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 

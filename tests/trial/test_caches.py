@@ -181,7 +181,7 @@ def _trial_record(cfg: TrialConfig) -> dict:
     return {
         "losses": [row["loss"] for row in reporter.rows],  # epoch 1, then the final row (epoch 2)
         "final": {k: final[k] for k in ("val_accuracy", "test_accuracy", "test_balanced_accuracy",
-                                        "objective_value", "selected_epoch", "pseudo_label_accuracy")},
+                                        "objective_selected", "selected_epoch", "pseudo_label_accuracy")},
         # the student after epoch 1 of 2 (prompts and adapter) and the per-epoch students kept
         "student": {name: tensor_digest(value) for name, value in reporter.states[-1]["student"].items()},
         "epoch_states": [{name: tensor_digest(value) for name, value in state.items()}

@@ -67,7 +67,7 @@ def test_reference_protocol_trains_on_all_non_test_images_and_reports_test_selec
     # The objective and test_* stay validation-selected; evaluation is deterministic, so the test
     # figure at the validation-selected epoch equals that epoch's own test reading.
     selected = final["selected_epoch"]
-    assert final["objective_value"] == epochs[selected - 1]["val_balanced_accuracy"]
+    assert final["objective_selected"] == epochs[selected - 1]["val_balanced_accuracy"]
     assert final["test_accuracy"] == pytest.approx(epochs[selected - 1]["test_epoch_accuracy"])
     # The reference variant crops strong views from whole images, cached at 448 px with their sizes.
     whole = sorted(p.name for p in (cache / "images").glob("images_whole_clip_448_*.npy"))
@@ -87,6 +87,21 @@ def test_validation_protocol_trains_on_train_only_and_never_reads_test_per_epoch
 def test_unknown_protocol_is_refused_with_the_choices(tmp_path: Path):
     with pytest.raises(ConfigError, match=r"runtime.protocol='test'.*'validation', 'reference'"):
         TrialConfig(runtime=RuntimeConfig(protocol="test")).validate()
+
+
+@pytest.mark.parametrize("control", ["oracle_pseudo_labels", "shuffled_pseudo_labels"])
+def test_a_pseudo_label_control_is_refused_under_the_reference_protocol(tmp_path: Path, control):
+    # Stage 2 would also train on validation images, which keep the teacher's labels.
+    with pytest.raises(ConfigError, match=rf"runtime.control={control} with runtime.protocol=reference.*"
+                                          "runtime.protocol=validation"):
+        TrialConfig(runtime=RuntimeConfig(protocol="reference", control=control)).validate()
+    # The same refusal reaches a study before Ray starts (composition validates).
+    from medguna.compose import compose_study
+
+    with pytest.raises(ConfigError, match="half|partial"):
+        compose_study([f"storage.path={tmp_path}", f"runtime.control={control}", "runtime.protocol=reference"])
+    TrialConfig(runtime=RuntimeConfig(protocol="validation", control=control)).validate()
+    TrialConfig(runtime=RuntimeConfig(protocol="reference", control="shuffled_description_labels")).validate()
 
 
 def test_training_set_gathers_across_splits_in_index_order():

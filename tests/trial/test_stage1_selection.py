@@ -37,7 +37,7 @@ def _trial(cache_dir, tmp_path, *overrides: str) -> dict:
 def test_a_stage2_that_hurts_on_validation_reports_stage1_alone(cache_dir, tmp_path):
     final = _trial(cache_dir, tmp_path / "with")
     assert final["selected_epoch"] == 0
-    assert final["objective_value"] == final["stage1_val_balanced_accuracy"] > final["val_balanced_accuracy"]
+    assert final["objective_selected"] == final["stage1_val_balanced_accuracy"] > final["val_balanced_accuracy"]
     assert final["stage1_val_teacher_agreement"] == 1.0  # stage 1 alone is the teacher
     # Its test figures and predictions are the teacher's on the clean test features.
     preds = read_predictions(tmp_path / "with" / "predictions.parquet")
@@ -58,3 +58,15 @@ def test_the_objective_so_far_counts_stage1_when_it_competes():
     assert _best_so_far(history, "val_balanced_accuracy") == 0.7
     assert _best_so_far(history, "val_balanced_accuracy", 0.8) == 0.8
     assert _best_so_far(history[:1], "val_balanced_accuracy", 0.5) == 0.6
+
+
+def test_stage1_never_competes_on_a_criterion_it_meets_by_construction():
+    from medguna.trial.loop import stage1_candidate
+
+    stage1 = {"val_balanced_accuracy": 0.7, "val_teacher_agreement": 1.0}
+    assert stage1_candidate("val_balanced_accuracy", stage1) == 0.7
+    # Stage 1 agrees with its own labels: 1.0 would beat every stage-2 epoch, whatever it does.
+    assert stage1_candidate("val_teacher_agreement", stage1) is None
+    history = [{"val_teacher_agreement": 0.8}, {"val_teacher_agreement": 0.9}]
+    assert _best_so_far(history, "val_teacher_agreement",
+                        stage1_candidate("val_teacher_agreement", stage1)) == 0.9

@@ -56,10 +56,10 @@ def test_trial_prints_final_metrics_and_writes_tensorboard(tmp_path, capsys):
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     scalars = events.Tags()["scalars"]
-    # One value per epoch under the result column's own name.
-    assert [e.step for e in events.Scalars("val_balanced_accuracy")] == [1, 2]
-    assert {"loss", "loss_entropy", "pseudo_label_accuracy"} <= set(scalars)
-    assert events.Scalars("loss")[-1].value == pytest.approx(final["loss"], rel=1e-5)
+    # One value per epoch under the result column's name, grouped by its prefix.
+    assert [e.step for e in events.Scalars("val/balanced_accuracy")] == [1, 2]
+    assert {"train/loss", "train/loss_entropy", "train/pseudo_label_accuracy"} <= set(scalars)
+    assert events.Scalars("train/loss")[-1].value == pytest.approx(final["loss"], rel=1e-5)
 
 
 def test_data_root_shorthand_reads_the_given_folder(tmp_path, capsys):
@@ -128,7 +128,7 @@ def test_reference_trial_ignores_the_study_search_space(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0, captured.err
     final = _final_row(captured.out)
-    assert final["method_variant"] == "reference"
+    assert final["variant"] == "reference"
     # fp32 as the reference, even where bf16 is available, unless runtime.mixed_precision says otherwise
     assert "protocol validation; mixed precision no" in captured.err and final["mixed_precision"] == "no"
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
+from medguna.atomic import write_text_atomic
 from medguna.text.describe.backends import Completion, SamplingSettings
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,7 @@ class CompletionCache:
 
     def put(self, fields: dict[str, Any], completion: Completion) -> None:
         path = self._path(cache_key(fields))
-        path.parent.mkdir(parents=True, exist_ok=True)
         entry = {"fields": fields, "text": completion.text,
                  "finish_reason": completion.finish_reason}
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps(entry, ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(partial, path)  # atomic: a kill mid-write never leaves a half entry
+        # atomic: a kill mid-write never leaves a half entry
+        write_text_atomic(path, json.dumps(entry, ensure_ascii=False, indent=1))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import medguna
+from medguna.atomic import write_bytes_atomic
 
 
 def provenance_path(description_file: str | Path) -> Path:
@@ -20,10 +20,7 @@ def provenance_path(description_file: str | Path) -> Path:
 def write_json(path: Path, payload: Any) -> bytes:
     """Write JSON atomically (temporary file, then rename); return the bytes written."""
     data = (json.dumps(payload, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    write_bytes_atomic(path, data)
     return data
 
 
