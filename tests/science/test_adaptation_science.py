@@ -37,8 +37,10 @@ def trial(cache_dir, dataset: str, control: str = "none", **method) -> dict:
     return run_trial(cfg.validate(), PrintReporter(verbose=False))
 
 
-# The stage-1 teacher's accuracy on Shenzhen's training images (0.886 measured; 0.514 shuffled).
-TEACHER_FLOOR = 0.75
+# The stage-1 teacher's accuracy on Shenzhen's training images: 0.695 measured under the rebuilt
+# chest preset (exposure=0.11; 0.886 under the earlier one), against 0.514 with the
+# descriptions' class labels shuffled.
+TEACHER_FLOOR = 0.66
 # Zero-shot floors on the shifted stand-ins, a little below what the shipped encoder measures here
 # (0.719, 0.861, 0.558 under the chest preset exposure=0.11, measured with
 # benchmarks/stand_in_validity.py --scale 2 --draw-seed 0 --split-seed 0; 0.321, 0.411) and above
