@@ -3,7 +3,8 @@
 
     python benchmarks/shift_benchmark.py [--datasets shenzhen,...] [--seeds 3] [--first-seed 0]
                                          [--study-trials 6] [--scale 2] [--draw-seed 0]
-                                         [--warm-point name=value,...] [--work DIR]
+                                         [--warm-point name=value,...] [--entropy-arms W,...]
+                                         [--skip-arms ARM,...] [--work DIR]
 
 Per dataset (all five by default) and seed, on the SYNTHETIC stand-in under its modality's `demo`
 acquisition shift, with the shipped DEMONSTRATION encoder (pretrained on the unshifted drawings):
@@ -11,6 +12,9 @@ acquisition shift, with the shipped DEMONSTRATION encoder (pretrained on the uns
   reference       method=reference at the paper's settings (113 prompts, linear adapter, entropy
                   1.5, the reference's sentences, CLIP preprocessing);
   medguna         the corrected variant's defaults;
+  medguna entropy W  only with --entropy-arms: the corrected defaults with entropy_weight=W (the
+                  row of the default weight is the `medguna` arm's, not run twice); the closing
+                  lines compare each weight with 0 over the (dataset, seed) pairs;
   medguna prompt-free  the same with prompt_length=0 (stage 2 tunes the adapter only), a point of
                   the study's search space;
   study best      the best of a small Optuna TPE search over the study's search space (the same
@@ -25,14 +29,18 @@ acquisition shift, with the shipped DEMONSTRATION encoder (pretrained on the uns
                   labels (runtime.control=oracle_pseudo_labels): not label-free and not a result,
                   the most that better pseudo-labels could buy with this student and budget.
 Every arm runs at the demonstration's budget (the study's demo_method: stage-1 steps, stage-2
-epochs, batch size), as a study on synthetic data does. Each seed sets method.seed and
+epochs, batch size, stage 2's optimiser and learning rate), as a study on synthetic data does; the
+reference arm takes its step counts but keeps the paper's optimiser (SGD at 5e-4). Each seed sets method.seed and
 data.split_seed; --draw-seed (data.synthetic_seed) picks which draw of the stand-ins' images is used,
 so a finding made on one draw can be checked on new images; --draw-per-seed gives each seed its own
 draw, so the intervals also cover which images were drawn (on one draw they cover only the split and
 training). The gain is test balanced accuracy minus zero-shot's on the same test images; the table
 gives its mean over seeds with a 95% t interval, and in how many runs selection kept stage 1 alone
 (no stage-2 epoch beat the teacher on validation). Writes results.csv and results.md under --work
-and prints the Markdown table and the wall time.
+and prints the Markdown table and the wall time. --entropy-prompt-free and --prompt-free-oracle run
+those arms at prompt_length=0 (cheap: a cached bank of view features); --skip-arms leaves optional
+arms out to fit a time budget; --merge prints the table of several earlier --work folders together
+(one process per dataset, run side by side, then merged).
 Nothing here is a MedCLIP result: synthetic data, demonstration encoder.
 """
 
@@ -120,8 +128,28 @@ def parse_warm_point(text: str | None) -> dict:
     return params
 
 
+# What the reference arm takes of the demonstration's budget: how long it trains, not how (its
+# optimiser and learning rate stay the paper's).
+STEP_COUNTS = ("stage1_steps", "stage2_epochs", "batch_size")
+
+
+# Arms a run may leave out (--skip-arms), to fit a time budget; zero-shot, the defaults and the
+# oracle always run.
+OPTIONAL_ARMS = ("reference", "medguna prompt-free", "study best", "study best (wide space)")
+
+
+def weight_text(weight: float) -> str:
+    return f"{weight:+g}" if weight else "0"
+
+
+def entropy_arm(weight: float, prompt_free: bool = False) -> str:
+    return f"medguna{' prompt-free' if prompt_free else ''} entropy {weight_text(weight)}"
+
+
 def run_dataset_seed(dataset: str, seed: int, study_trials: int, cache_dir: str, scale: float,
-                     draw_seed: int = 0, warm: dict | None = None) -> list[dict]:
+                     draw_seed: int = 0, warm: dict | None = None,
+                     entropy_weights: tuple[float, ...] = (), skip: frozenset[str] = frozenset(),
+                     entropy_prompt_free: bool = False, oracle_prompt_free: bool = False) -> list[dict]:
     """Rows of one dataset and seed: one per arm, each with its test and zero-shot figures."""
     overrides = [f"storage.cache_dir={cache_dir}", f"data.split_seed={seed}", f"method.seed={seed}",
                  f"data.synthetic_scale={scale}", f"data.synthetic_seed={draw_seed}"]
@@ -132,7 +160,7 @@ def run_dataset_seed(dataset: str, seed: int, study_trials: int, cache_dir: str,
     # synthetic data uses, so the benchmark measures the runs a user's first study makes.
     budget = corrected.study.demo_method
     corrected_method = apply_method_params(corrected.method, budget)
-    reference_method = apply_method_params(reference.method, budget)
+    reference_method = apply_method_params(reference.method, {k: v for k, v in budget.items() if k in STEP_COUNTS})
     rows = []
 
     def record(arm: str, final: dict, params: dict | None = None) -> None:
@@ -148,10 +176,22 @@ def run_dataset_seed(dataset: str, seed: int, study_trials: int, cache_dir: str,
             "trial_seconds": final["trial_seconds"],
         })
 
-    record("reference", trial_row(reference.trial_config(dataset, reference_method)))
-    record("medguna", trial_row(corrected.trial_config(dataset, corrected_method)))
+    if "reference" not in skip:
+        record("reference", trial_row(reference.trial_config(dataset, reference_method)))
+    default_final = trial_row(corrected.trial_config(dataset, corrected_method))
+    record("medguna", default_final)
     prompt_free = apply_method_params(corrected_method, {"prompt_length": 0})
-    record("medguna prompt-free", trial_row(corrected.trial_config(dataset, prompt_free)))
+    prompt_free_final = None
+    if "medguna prompt-free" not in skip or entropy_prompt_free:
+        prompt_free_final = trial_row(corrected.trial_config(dataset, prompt_free))
+        record("medguna prompt-free", prompt_free_final)
+    # The entropy arms: the defaults (or the prompt-free point) at each weight; the default weight's
+    # row is the arm already run, not a second run of the same trial.
+    base_method, base_final = (prompt_free, prompt_free_final) if entropy_prompt_free else (corrected_method, default_final)
+    for weight in entropy_weights:
+        final = base_final if weight == base_method.entropy_weight else trial_row(
+            corrected.trial_config(dataset, apply_method_params(base_method, {"entropy_weight": weight})))
+        record(entropy_arm(weight, entropy_prompt_free), final, {"entropy_weight": weight})
 
     wide_warm = None
     if warm:
@@ -161,12 +201,16 @@ def run_dataset_seed(dataset: str, seed: int, study_trials: int, cache_dir: str,
 
     for arm, searched, warm_start in (("study best", corrected, None),
                                       ("study best (wide space)", wide, wide_warm)):
+        if arm in skip:
+            continue
         best = validation_best(searched, dataset, corrected_method, study_trials, seed, warm_start)
         if best is not None:  # selected on validation only; its test figure is read once, here
             record(arm, best[1], best[2])
     # An upper bound, not an arm a user can run on unlabelled data: last in the table.
     oracle = compose_study([*overrides, "runtime.control=oracle_pseudo_labels"], search=False)
-    record("oracle pseudo-labels", trial_row(oracle.trial_config(dataset, corrected_method)))
+    oracle_method = prompt_free if oracle_prompt_free else corrected_method
+    record("oracle pseudo-labels" + (" (prompt-free)" if oracle_prompt_free else ""),
+           trial_row(oracle.trial_config(dataset, oracle_method)))
     return rows
 
 
@@ -185,6 +229,34 @@ def summarise(rows: pl.DataFrame) -> pl.DataFrame:
             "stage1_kept": int((group["selected_epoch"] == 0).sum()),
         })
     return pl.DataFrame(out)
+
+
+def entropy_comparison(rows: pl.DataFrame, weights: tuple[float, ...], prompt_free: bool = False) -> str:
+    """Each entropy weight's gain minus weight 0's, paired over the (dataset, seed) pairs: mean and
+    95% t interval over the pairs (it covers seeds, draws and datasets together, not test images
+    within a run), and the decision rule fixed before the run (docs/demonstration.md)."""
+    if 0.0 not in weights:
+        return ""
+    gains = {w: rows.filter(pl.col("arm") == entropy_arm(w, prompt_free)).sort(["dataset", "seed"]) for w in weights}
+    base = gains[0.0]["gain"].to_list()
+    lines = ["| entropy weight | mean gain | paired difference to 0 (95% t interval over pairs) | pairs |",
+             "|---|---|---|---|"]
+    means, intervals = {}, {}
+    for w in weights:
+        mine = gains[w]["gain"].to_list()
+        means[w] = sum(mine) / len(mine)
+        diff = mean_ci([a - b for a, b in zip(mine, base, strict=True)])
+        intervals[w] = diff
+        ci = "" if diff.low is None else f" [{diff.low:+.3f}, {diff.high:+.3f}]"
+        lines.append(f"| {weight_text(w)} | {means[w]:+.3f} | {diff.mean:+.3f}{ci} | {diff.n} |")
+    best = max(weights, key=lambda w: means[w])
+    holds = best != 0.0 and intervals[best].low is not None and intervals[best].low > 0
+    chosen = best if holds else 0.0
+    lines.append("")
+    lines.append(f"Highest mean gain: entropy weight {weight_text(best)}. Decision rule: it becomes the default "
+                 f"only if its paired difference to 0 has a 95% interval above zero; otherwise 0. "
+                 f"Outcome: {weight_text(chosen)}.")
+    return "\n".join(lines)
 
 
 def markdown(summary: pl.DataFrame) -> str:
@@ -219,18 +291,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-point", default=None,
                         help="a configuration fixed in advance, e.g. prompt_length=0,stage2_optimizer=adamw: "
                              "an arm of its own, and the wide study's second point")
+    parser.add_argument("--entropy-arms", default="",
+                        help="comma-separated entropy weights, each an arm of the corrected defaults, "
+                             "compared with weight 0 at the end, e.g. 1.5,0,-1.5")
+    parser.add_argument("--entropy-prompt-free", action="store_true",
+                        help="run the entropy arms at prompt_length=0 (adapter-only stage 2 on cached views: cheap)")
+    parser.add_argument("--prompt-free-oracle", action="store_true",
+                        help="run the oracle arm at prompt_length=0 (the adapter's upper bound; cheap)")
+    parser.add_argument("--merge", default="",
+                        help="comma-separated --work folders of earlier runs: print their results.csv together "
+                             "(table and entropy comparison) instead of running anything")
+    parser.add_argument("--skip-arms", default="",
+                        help=f"comma-separated arms not to run, of: {', '.join(OPTIONAL_ARMS)}")
     parser.add_argument("--work", type=Path, default=None, help="where caches and results go (default: a temp dir)")
     args = parser.parse_args(argv)
     warm = parse_warm_point(args.warm_point)
+    entropy_weights = tuple(float(w) for w in args.entropy_arms.split(",") if w.strip())
+    skip = frozenset(a.strip() for a in args.skip_arms.split(",") if a.strip())
+    if skip - set(OPTIONAL_ARMS):
+        raise SystemExit(f"--skip-arms: {sorted(skip - set(OPTIONAL_ARMS))} are not arms that can be skipped "
+                         f"({', '.join(OPTIONAL_ARMS)})")
     work = args.work or Path(tempfile.mkdtemp(prefix="medguna-shift-"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     rows: list[dict] = []
-    for dataset in args.datasets.split(","):
+    merged = [Path(folder.strip()) for folder in args.merge.split(",") if folder.strip()]
+    for folder in merged:
+        rows += pl.read_csv(folder / "results.csv").to_dicts()
+    for dataset in ([] if merged else args.datasets.split(",")):
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             t0 = time.perf_counter()
             new = run_dataset_seed(dataset, seed, args.study_trials, str(work / "cache"), args.scale,
-                                   seed if args.draw_per_seed else args.draw_seed, warm)
+                                   seed if args.draw_per_seed else args.draw_seed, warm, entropy_weights, skip,
+                                   args.entropy_prompt_free, args.prompt_free_oracle)
             rows += new
             print(f"[shift-benchmark] {dataset} seed {seed}: " + "; ".join(
                 f"{r['arm']} {r['test_balanced_accuracy']:.3f} (zero-shot {r['zeroshot_test_balanced_accuracy']:.3f})"
@@ -238,12 +331,19 @@ def main(argv: list[str] | None = None) -> int:
             pl.DataFrame(rows).write_csv(work / "results.csv")  # kept as it grows: nothing lost on Ctrl-C
     summary = summarise(pl.DataFrame(rows))
     table = markdown(summary)
+    entropy = entropy_comparison(pl.DataFrame(rows), entropy_weights, args.entropy_prompt_free)
+    if entropy:
+        table += "\n\n" + entropy
     minutes = (time.perf_counter() - started) / 60
     header = (f"SYNTHETIC stand-ins under the `demo` shift, DEMONSTRATION encoder (not MedCLIP); "
               f"scale {args.scale:g}, image draw {'= seed' if args.draw_per_seed else args.draw_seed}, "
               f"seeds {args.first_seed}-"
               f"{args.first_seed + args.seeds - 1}, {args.study_trials} study trials"
               + (f", warm point {args.warm_point}" if warm else "")
+              + (f", entropy arms {args.entropy_arms}" if entropy_weights else "")
+              + (" (prompt-free)" if entropy_weights and args.entropy_prompt_free else "")
+              + (f", merged from {args.merge}" if merged else "")
+              + (f", arms skipped: {args.skip_arms}" if skip else "")
               + f"; {minutes:.1f} min on {os.cpu_count()} CPU cores")
     (work / "results.md").write_text(header + "\n\n" + table + "\n")
     summary.write_csv(work / "summary.csv")

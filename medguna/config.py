@@ -113,7 +113,7 @@ class MethodConfig:
     variant: str = "medguna"
     adapter_width: int = 0
     prompt_length: int = 16
-    entropy_weight: float = -1.5  # the corrected default; the reference variant uses +1.5 (docs/method.md §4)
+    entropy_weight: float = 0.0  # no entropy term: the pre-registered comparison found no weight better (docs/method.md §4)
     ce_weight: float = 0.7
     confident_ratio: float = 0.1
     label_smoothing: float = 0.1

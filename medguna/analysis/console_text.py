@@ -52,8 +52,10 @@ def leaderboard_text(results: ResultSet, top: int = 3, metric: str = DEFAULT_MET
             )
             zeroshot = part[f"zeroshot_test_{metric}"].drop_nulls()
             zs_text = format_cell(zeroshot[0], "") if zeroshot.len() else "—"
-            lines.append(f"{dataset}{cohort_title(cohort)}: {states}; zero-shot test {zs_text}")
-            ranked = part.filter(pl.col("trial_status") == COMPLETED).head(top)
+            completed = part.filter(pl.col("trial_status") == COMPLETED)
+            kept = stage1_alone_text(completed)
+            lines.append(f"{dataset}{cohort_title(cohort)}: {states}; zero-shot test {zs_text}{kept}")
+            ranked = completed.head(top)
             for row in ranked.iter_rows(named=True):
                 lines.append("  " + short_row(row, params, metric))
             if ranked.height == 0:
@@ -63,6 +65,14 @@ def leaderboard_text(results: ResultSet, top: int = 3, metric: str = DEFAULT_MET
                 if row["trial_status"] != COMPLETED or row["rank"] is None or row["rank"] > top:
                     lines.append("  " + short_row(row, params, metric))
     return "\n".join(lines)
+
+
+def stage1_alone_text(completed: pl.DataFrame) -> str:
+    """'; K of N completed kept stage 1 alone' (selected epoch 0), or '' without completed trials."""
+    if completed.height == 0 or "selected_epoch" not in completed.columns:
+        return ""
+    kept = int((completed["selected_epoch"] == 0).sum())
+    return f"; {kept} of {completed.height} completed trials kept stage 1 alone"
 
 
 def _failure_lines(board: pl.DataFrame) -> list[str]:

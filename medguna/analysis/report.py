@@ -16,6 +16,7 @@ import polars as pl
 from medguna.analysis.cohorts import cohort_heading, cohort_title, sorted_cohorts
 from medguna.analysis.configurations import searched_params
 from medguna.analysis.confirmed import board_trials, confirmed_leaderboard, search_trials
+from medguna.analysis.console_text import stage1_alone_text
 from medguna.analysis.effects import effect_table, kept_stage2
 from medguna.analysis.html_report import TableSection, write_html_report
 from medguna.analysis.importance import param_importance
@@ -150,7 +151,9 @@ def build_report(results: ResultSet, out_dir: Path, metric: str = DEFAULT_METRIC
                 *leaderboard_uncertainty_columns(board, metric),
                 *(f"{kind}_{m}" for m in CALIBRATION_METRICS for kind in ("test", "zeroshot_test")),
             ],
-            [objective_note, UNCERTAINTY_NOTE],
+            [objective_note, UNCERTAINTY_NOTE,
+             *([f"{kept.removeprefix('; ')} (selected_epoch 0)."]
+               if (kept := stage1_alone_text(board.filter(pl.col("trial_status") == COMPLETED))) else [])],
         )
         reliability += _reliability_figures(board, results.predictions, out_dir / "figures")
     checks = selection_check(trials, epochs, metric)

@@ -49,6 +49,33 @@ def _blur(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.nd
     return _from_pil(_to_pil(image).filter(ImageFilter.GaussianBlur(radius)), image)
 
 
+def _response_curve(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Another detector's characteristic curve: an S-shaped (film-like) response instead of a linear
+    one, steeper with strength. Monotone, so every grey level stays distinguishable."""
+    steepness = 10.0 * strength
+    if steepness <= 0:
+        return image
+    low, high = _sigmoid(-0.5 * steepness), _sigmoid(0.5 * steepness)
+    return (_sigmoid(steepness * (image - 0.5)) - low) / (high - low)
+
+
+def _window(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Another site's window and level at export: a narrower window set lower, values outside it
+    clipped (up to the darkest 20% and the brightest 15% of the range at strength 1)."""
+    low, high = 0.2 * strength, 1.0 - 0.15 * strength
+    return (image - low) / (high - low)
+
+
+def _exposure(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """A lower exposure (an underexposed film): dark regions lifted towards white, up to half the
+    way at strength 1, so aerated lungs look hazier; linear, so every structure stays visible."""
+    return 1.0 - (1.0 - image) * (1.0 - 0.5 * strength)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
 def _vignetting(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Lens fall-off: corners darker than the centre."""
     height, width = image.shape[:2]
@@ -100,19 +127,24 @@ SHIFTS: dict[str, Shift] = {
     "noise": _noise,
     "blur": _blur,
     "vignetting": _vignetting,
+    "response_curve": _response_curve,
+    "window": _window,
+    "exposure": _exposure,
     "field_of_view": _field_of_view,
     "colour_cast": _colour_cast,
     "jpeg": _jpeg,
 }
 
-# The demonstration's target domains, one per modality: a detector with another response curve,
-# lower dose and softer resolution for X-rays; another fundus camera (white balance, lens fall-off,
-# focus, exposure); another dermoscope and archive (white balance, framing, compression). Moderate
-# strengths, what separates two sites rather than a broken device, set once from the demonstration
-# encoder's zero-shot alone (to leave it clearly above chance and clearly below its unshifted score)
-# before the shift benchmark ran, and never changed after seeing an adaptation result.
+# The demonstration's target domains, one per modality: an underexposed film for X-rays; another
+# fundus camera (white balance, lens fall-off, focus, exposure); another dermoscope and archive
+# (white balance, framing, compression). The chest X-ray preset was redesigned against a validity
+# rule fixed beforehand (docs/demonstration.md: zero-shot in range, a supervised linear probe's
+# headroom, a validation split that can select), measured on a design draw with the probe alone;
+# the earlier one (gamma, contrast, noise and blur at 0.4) left no headroom. Fundus and dermoscopy
+# were set once from the encoder's zero-shot before the shift benchmark first ran. None was
+# changed after seeing an adaptation result.
 PRESETS: dict[str, str] = {
-    "chest_xray": "gamma=0.4,contrast=0.4,noise=0.4,blur=0.4",
+    "chest_xray": "exposure=0.11",
     "fundus": "colour_cast=0.5,vignetting=0.5,blur=0.3,gamma=0.3",
     "dermoscopy": "colour_cast=0.7,field_of_view=0.5,noise=0.4,jpeg=0.7",
 }

@@ -29,11 +29,13 @@ from medguna.errors import ConfigError, DataError
 # Images per official split and class (label order) at scale 1.0. Ratios follow the real sets:
 # Shenzhen 326/336, Montgomery 80/58, Guangzhou train 1341/3875 + test 234/390 (+ Kaggle val 8/8),
 # IDRiD train 134/20/136/74/49 + test 34/5/32/19/10, ISIC 2018 train/val/test (rare classes raised
-# so each has >= 4 train, 2 val and 2 test images).
+# so each has >= 4 train, 2 val and 2 test images). Guangzhou's normal training films are raised
+# from 16 to 18 so that at the demonstration's scale (5) its validation split holds >= 20 normal
+# films (docs/demonstration.md, rule (c)).
 DEFAULT_COUNTS: dict[str, dict[str, tuple[int, ...]]] = {
     "shenzhen": {"train": (40, 42)},
     "montgomery": {"train": (44, 32)},
-    "guangzhou": {"train": (16, 44), "val": (2, 2), "test": (12, 20)},
+    "guangzhou": {"train": (18, 44), "val": (2, 2), "test": (12, 20)},
     "idrid": {"train": (24, 8, 24, 14, 10), "test": (7, 3, 7, 4, 3)},
     "isic2018": {
         "train": (8, 40, 5, 4, 8, 4, 4),

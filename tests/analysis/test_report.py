@@ -83,7 +83,8 @@ def test_index_links_tables_figures_and_notes(report_dir):
 def test_short_leaderboard(hand_study):
     text = short_leaderboard(hand_study, top=2)
     lines = text.splitlines()
-    shenzhen = lines.index("shenzhen: 5 completed, 1 stopped_early, 1 failed; zero-shot test 0.550")
+    shenzhen = lines.index("shenzhen: 5 completed, 1 stopped_early, 1 failed; zero-shot test 0.550; "
+                           "0 of 5 completed trials kept stage 1 alone")
     assert lines[shenzhen + 1].startswith(
         "  #1 t0001_abcd0001_00001: test 0.740 (+0.190), val 0.800"
     )
@@ -174,3 +175,13 @@ def test_a_study_whose_every_trial_failed_at_start_reports_the_reasons(tmp_path)
     out = write_report([study], None)
     assert "| real | broken | montgomery | 0 | 0 | 3 | 0 | 3 |" in out.read_text()
     assert "image file not found: b.png" in (out.parent / "leaderboard_montgomery.md").read_text()
+
+
+def test_the_console_says_how_many_trials_kept_stage1_alone():
+    import polars as pl
+
+    from medguna.analysis.console_text import stage1_alone_text
+
+    completed = pl.DataFrame({"selected_epoch": [0, 2, 0]})
+    assert stage1_alone_text(completed) == "; 2 of 3 completed trials kept stage 1 alone"
+    assert stage1_alone_text(completed.head(0)) == ""

@@ -80,8 +80,26 @@ def test_shifted_stand_in_shows_the_same_anatomy_acquired_differently(tmp_path):
     b = np.asarray(Image.open(target / "CXR_png" / names[0]), dtype=np.float32)
     assert a.shape == b.shape and not np.array_equal(a, b)
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.8  # same drawing under another acquisition
-    assert b.mean() < a.mean()  # the demo X-ray shift darkens midtones (gamma)
+    # The demo X-ray shift is an underexposed film: every grey level lifted towards white by 5.5%
+    # of its distance (1 - 0.5 * 0.11), up to rounding to 8 bits.
+    assert np.abs(b - (255 - (255 - a) * (1 - 0.5 * 0.11))).max() <= 1.0
+    assert b.mean() > a.mean()
     # the folder is reusable only with the same shift
     assert synthesize("shenzhen", tmp_path / "target", seed=0, scale=0.1, shift="demo") == target
     with pytest.raises(DataError, match="shift"):
         synthesize("shenzhen", tmp_path / "target", seed=0, scale=0.1, shift="none")
+
+
+def test_the_acquisition_curves_keep_every_grey_level_in_order():
+    from medguna.data.shifts import SHIFTS
+
+    rng = np.random.default_rng(0)
+    levels = np.linspace(0.0, 1.0, 11, dtype=np.float32)
+    # exposure 0.5: 1 - (1 - x) * 0.75, so 0 -> 0.25, 0.2 -> 0.4, 1 -> 1.
+    assert np.allclose(SHIFTS["exposure"](levels, 0.5, rng)[[0, 2, 10]], [0.25, 0.4, 1.0])
+    # window 1.0: (x - 0.2) / 0.65, so 0.2 -> 0 and 0.85 -> 1 (apply_shifts clips beyond).
+    assert np.allclose(SHIFTS["window"](np.array([0.2, 0.85]), 1.0, rng), [0.0, 1.0])
+    # response_curve: an S-curve through the ends, 0.5 fixed, steeper in the middle than linear.
+    curve = SHIFTS["response_curve"](levels, 0.6, rng)
+    assert np.allclose(curve[[0, 5, 10]], [0.0, 0.5, 1.0], atol=1e-6)
+    assert np.all(np.diff(curve) > 0) and curve[6] - curve[4] > 0.2

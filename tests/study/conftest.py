@@ -15,6 +15,7 @@ TINY = [
     "search.space.prompt_length.choices=[0,4]",
     "runtime.eval_batch_size=32",
     "study.demo_confirm_top=0",  # the confirmation stage has its own test (test_confirm.py)
+    "data.synthetic_scale=1",  # stand-ins a fifth of the demonstration's size
 ]
 
 

@@ -106,8 +106,9 @@ def test_reference_study_with_the_default_space_is_refused_with_the_bad_choice_n
 def test_entropy_weight_takes_either_sign_and_the_default_search_spans_both():
     space = compose_study().search.space["entropy_weight"]
     assert space["low"] < 0 and space["high"] >= 1.5  # diversity, off, and the reference's 1.5
-    # The corrected variant's default is the diversity sign; the reference variant keeps its +1.5.
-    assert compose_study().method.entropy_weight == -1.5 == MethodConfig().entropy_weight
+    # The corrected variant's default is no entropy term (docs/demonstration.md §4); the reference
+    # variant keeps its +1.5.
+    assert compose_study().method.entropy_weight == 0.0 == MethodConfig().entropy_weight
     assert compose_study(["method=reference", REFERENCE_PROMPTS]).method.entropy_weight == 1.5
     assert apply_method_params(MethodConfig(), {"entropy_weight": -1.0}).entropy_weight == -1.0
     with pytest.raises(ConfigError, match="method.entropy_weight=nan is invalid: expected a finite number"):

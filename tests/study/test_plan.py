@@ -55,7 +55,7 @@ def test_another_image_draw_reaches_the_trials_and_the_banner(tmp_path):
     plan = plan_study(compose_study([f"storage.path={tmp_path}", "study.datasets=[montgomery]",
                                      "data.synthetic_seed=4"]))
     assert plan.datasets[0].trial.data.synthetic_seed == 4
-    assert "acquisition shift gamma=0.4,contrast=0.4,noise=0.4,blur=0.4, image draw 4" in banner(plan)
+    assert "acquisition shift exposure=0.11, image draw 4" in banner(plan)
     default = plan_study(compose_study([f"storage.path={tmp_path}", "study.datasets=[montgomery]"]))
     assert "image draw" not in banner(default)  # draw 0, the one every study uses, goes unsaid
 

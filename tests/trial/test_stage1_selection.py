@@ -28,7 +28,7 @@ def cache_dir(tmp_path_factory):
 
 def _trial(cache_dir, tmp_path, *overrides: str) -> dict:
     study = compose_study([f"storage.cache_dir={cache_dir}", "runtime.control=shuffled_pseudo_labels",
-                           *overrides], search=False)
+                           "data.synthetic_scale=1", *overrides], search=False)
     params = {**study.study.demo_method, "prompt_length": 0, "stage2_lr": 0.5, "stage2_optimizer": "adamw"}
     cfg = study.trial_config("shenzhen", apply_method_params(study.method, params)).validate()
     return run_trial(cfg, PrintReporter(verbose=False), log_dir=tmp_path)

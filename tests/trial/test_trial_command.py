@@ -16,7 +16,7 @@ from medguna.cli import main
 from medguna.data.synthetic import synthesize
 
 TINY = ["method.stage1_steps=20", "method.stage2_epochs=2", "method.batch_size=8",
-        "method.prompt_length=4", "runtime.eval_batch_size=32"]
+        "method.prompt_length=4", "runtime.eval_batch_size=32", "data.synthetic_scale=1"]
 # What accelerate picks with runtime.mixed_precision=auto: bf16 on a GPU that has it (GPU runs of the suite).
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 PRECISION = "bf16" if DEVICE == "cuda" and torch.cuda.is_bf16_supported() else "no"
