@@ -63,7 +63,10 @@ def test_controls_and_protocols_are_labelled_everywhere(with_oracle, tmp_path):
     assert "shenzhen [CONTROL runtime.control=oracle_pseudo_labels — not a real result]" in text
     # The console's ordinary shenzhen line still starts from the ordinary study's best.
     lines = text.splitlines()
-    first = lines[lines.index("shenzhen: 5 completed, 1 stopped_early, 1 failed; zero-shot test 0.550") + 1]
+    heading = next(i for i, line in enumerate(lines)
+                   if line.startswith("shenzhen: 5 completed, 1 stopped_early, 1 failed; zero-shot test 0.550"))
+    assert lines[heading].endswith("completed trials kept stage 1 alone")  # the count follows
+    first = lines[heading + 1]
     assert first.startswith("  #1 t0001_abcd0001_00001: test 0.740")
 
 
