@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+from itertools import takewhile
 from pathlib import Path
 
 import optuna
@@ -186,10 +187,13 @@ def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path, shared_cach
     assert outcomes == {8: {"failed"}, 16: {"completed"}}
     # The progress display named each failure with its reason and counted it.
     printed = capsys.readouterr().out.splitlines()
-    failed = [line for line in printed if line.startswith("[montgomery] t0") and " failed " in line]
+    # A finished trial's line wraps at 80 columns onto indented lines: read it whole.
+    failed = [" ".join([line, *(more.strip() for more in takewhile(lambda x: x.startswith(" "), printed[i + 1:]))])
+              for i, line in enumerate(printed) if line.startswith("[montgomery] t0") and " failed " in line]
     assert failed and all("loss became nan" in line.lower() for line in failed)
-    status = [line for line in printed if "/4 finished | " in line]
-    assert status[-1].startswith("[montgomery] [") and f"{len(failed)} failed" in status[-1]
+    # The status: the bar and time on one line, the counts on the next.
+    status = [i for i, line in enumerate(printed) if "/4 finished | " in line]
+    assert printed[status[-1]].startswith("[montgomery] [") and f"{len(failed)} failed" in printed[status[-1] + 1]
     study = optuna.load_study(study_name="chestxray-montgomery", storage=f"sqlite:///{exp / 'optuna.db'}")
     outcomes = sorted(t.user_attrs["outcome"] for t in study.trials)
     assert "failed" in outcomes and "completed" in outcomes
