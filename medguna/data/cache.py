@@ -26,6 +26,7 @@ from medguna.data.images import channels_of, check_preprocessing, load_preproces
 from medguna.data.rebuilds import note_rebuild
 from medguna.data.verify import unreadable_message
 from medguna.errors import DataError
+from medguna.hashing import file_sha256
 
 CACHE_FORMAT_VERSION = 1  # bump when preprocessing code changes what a key's pixels are
 
@@ -82,14 +83,6 @@ def record_file(entry: Path) -> Path:
     return entry.with_name(entry.name + ".json")
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 _VERIFIED: set[tuple] = set()  # (path, inode, size, mtime) of entries this process has checked
 _REPORTED: set[tuple] = set()
 
@@ -109,7 +102,7 @@ def _entry_problem(entry: Path, key: str) -> str:
         return "without a readable record of what it holds"
     if not isinstance(record, dict) or record.get("key") != key or _key_of(record.get("material")) != key:
         return "recorded under another key"
-    if record.get("sha256") != _file_sha256(entry):
+    if record.get("sha256") != file_sha256(entry):
         return "changed on disk since it was written (checksum mismatch)"
     _VERIFIED.add(_signature(entry))
     return ""
@@ -212,7 +205,7 @@ def build_image_cache(
             np.save(sizes_temporary, sizes)
             os.replace(sizes_temporary, sizes_file(target_path))
         # The record goes first: a reader that sees the new .npy then finds its record.
-        _write_record(target_path, {"key": key, "sha256": _file_sha256(Path(temporary)), "material": material})
+        _write_record(target_path, {"key": key, "sha256": file_sha256(Path(temporary)), "material": material})
         os.replace(temporary, target_path)
         _VERIFIED.add(_signature(target_path))  # just hashed: no need to read it again in this process
     except BaseException:

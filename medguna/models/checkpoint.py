@@ -3,7 +3,6 @@ write the release layout back."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import zipfile
@@ -14,6 +13,7 @@ import safetensors.torch
 import torch
 
 from medguna.errors import CheckpointError
+from medguna.hashing import file_sha256
 from medguna.models.checkpoint_keys import (
     TEXT_PREFIX,
     VISION_PREFIX,
@@ -101,14 +101,6 @@ class LoadedMedClip:
     report: LoadReport
     weights_path: Path
     sha256: str
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def find_weights_file(checkpoint: str | Path) -> Path:

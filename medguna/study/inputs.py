@@ -18,6 +18,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from medguna.hashing import file_sha256
+
 SAMPLE_BYTES = 64 * 1024
 
 
@@ -41,14 +43,6 @@ def images_sha256(manifest) -> str:
     for path, label, split in manifest.table.select("path", "label", "split").iter_rows():
         relative = Path(path).relative_to(manifest.root).as_posix()
         digest.update(f"{relative}\t{label}\t{split}\t{sampled_file_sha256(Path(path))}\n".encode())
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
     return digest.hexdigest()
 
 
