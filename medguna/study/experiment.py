@@ -77,7 +77,7 @@ def callbacks(plan: StudyPlan, p: DatasetPlan, verbose: bool) -> list:
     recorder = OptunaRecorder(join(plan.study_dir, dataset), p.dataset,
                               study_name(plan.config.study.name, dataset, confirm=dataset != p.dataset),
                               plan.config.search.space, OBJECTIVE_BEST_SO_FAR, plan.config.runtime.objective,
-                              p.trial.method.stage2_epochs)
+                              p.trial.method.stage2_epochs, fixed=to_dict(p.trial.method))
     found = [JsonLoggerCallback(), CSVLoggerCallback(), recorder]
     if plan.resource_wait_s is not None:
         from medguna.study.resource_wait import WaitForResources

@@ -30,6 +30,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from medguna.config import to_dict
 from medguna.results import (
     EPOCH,
     OBJECTIVE_BEST_SO_FAR,
@@ -280,12 +281,12 @@ def outcome(result: dict[str, Any] | None, failed: bool, epochs: int | None) -> 
 
 
 def trial_attrs(experiment: str, folder: str, trial_dir: str, config: dict[str, Any],
-                result: dict[str, Any] | None) -> dict[str, Any]:
+                result: dict[str, Any] | None, fixed: dict[str, Any] | None = None) -> dict[str, Any]:
     """What ties a stored trial to medguna's results: trial number, folder, TensorBoard run,
     whether it is the paper's point, and its test metrics once it has them."""
     attrs: dict[str, Any] = {ATTR_TRIAL: folder.split("_", 1)[0], ATTR_FOLDER: trial_dir,
                              ATTR_RUN: f"{experiment}/{folder}",
-                             ATTR_PAPER: is_paper_point(method_params(config))}
+                             ATTR_PAPER: is_paper_point(method_params(config), fixed)}
     for key in RESULT_ATTRS:
         value = (result or {}).get(key, config.get(key) if key == "seed" else None)
         if value is not None:
@@ -303,8 +304,10 @@ class OptunaRecorder(Callback):
     """
 
     def __init__(self, directory: str, experiment: str, name: str, space: dict[str, dict],
-                 metric: str, objective: str = "objective", epochs: int | None = None) -> None:
+                 metric: str, objective: str = "objective", epochs: int | None = None,
+                 fixed: dict[str, Any] | None = None) -> None:
         self.directory, self.experiment, self.name = directory, experiment, name
+        self.fixed = fixed  # the study's own method values (medguna.study.space.is_paper_point)
         self.space, self.metric, self.objective, self.epochs = dict(space), metric, objective, epochs
         self._record: StudyRecord | None = None
 
@@ -363,7 +366,7 @@ class OptunaRecorder(Callback):
     def _attrs(self, trial, result) -> dict[str, Any]:
         path = str(getattr(trial, "path", "") or "")
         folder = os.path.basename(path.rstrip("/")) or trial.trial_id
-        return trial_attrs(self.experiment, folder, path, trial.config, result)
+        return trial_attrs(self.experiment, folder, path, trial.config, result, self.fixed)
 
 
 def _error_text(trial) -> str:
@@ -373,7 +376,8 @@ def _error_text(trial) -> str:
 
 
 def sync_results(directory: str, experiment: str, name: str, space: dict[str, dict], results,
-                 metric: str, epochs: int | None = None, finished: set[str] | None = None) -> int:
+                 metric: str, epochs: int | None = None, finished: set[str] | None = None,
+                 fixed: dict[str, Any] | None = None) -> int:
     """Add to the live database every finished trial of Tune's `results` that it lacks (from
     their per-epoch rows), and finish those it holds as RUNNING; returns how many were added.
 
@@ -389,7 +393,8 @@ def sync_results(directory: str, experiment: str, name: str, space: dict[str, di
             continue
         state, ended = outcome(metrics, result.error is not None, epochs)
         folder = os.path.basename(str(result.path).rstrip("/"))
-        attrs = {**trial_attrs(experiment, folder, str(result.path), config, metrics), OUTCOME_ATTR: ended.value}
+        attrs = {**trial_attrs(experiment, folder, str(result.path), config, metrics, fixed),
+                 OUTCOME_ATTR: ended.value}
         if result.error is not None:
             attrs[ATTR_ERROR] = str(result.error)[:500]
         if record.has(tune_id):
@@ -427,7 +432,7 @@ def export_optuna(plan, p, results) -> dict[str, Any]:
     saved = saved_trials(exp_dir)
     finished = None if saved is None else {t["trial_id"] for t in saved if t.get("status") in FINISHED_STATUSES}
     added = sync_results(exp_dir, p.dataset, name, plan.config.search.space, results, OBJECTIVE_BEST_SO_FAR,
-                         p.trial.method.stage2_epochs, finished)
+                         p.trial.method.stage2_epochs, finished, fixed=to_dict(p.trial.method))
     return {"optuna_study": name, "counts": {str(k): n for k, n in counts.items()},
             "optuna_trials_added_at_end": added,
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}

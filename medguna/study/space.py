@@ -103,10 +103,18 @@ def paper_point(space: dict[str, dict]) -> dict[str, Any] | None:
     return point if inside_space(space, point) else None
 
 
-def is_paper_point(params: dict[str, Any]) -> bool:
-    """Whether `params` run the paper's hyperparameters (in medguna's pipeline, any variant)."""
+def is_paper_point(params: dict[str, Any], fixed: dict[str, Any] | None = None) -> bool:
+    """Whether `params` run the paper's hyperparameters (in medguna's pipeline, any variant).
+
+    fixed: the study's own method values. Stage 2's optimiser, learning rate and strong view are
+    the paper's point only where a study searches them; where its budget fixes them for every trial
+    (the demonstration's AdamW), the trial at the paper's design point is still the paper's point."""
+    def stage2_matches(key: str, paper: Any) -> bool:
+        value = params.get(key, paper)
+        return value == paper or (fixed is not None and key in fixed and value == fixed[key])
+
     return (all(params.get(k) == v for k, v in PAPER_DESIGN_POINT.items())
-            and all(params.get(k, v) == v for k, v in PAPER_STAGE2_POINT.items()))
+            and all(stage2_matches(k, v) for k, v in PAPER_STAGE2_POINT.items()))
 
 
 def best_distinct(ranked: list[tuple[float, dict[str, Any]]], top: int,

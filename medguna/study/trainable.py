@@ -67,7 +67,7 @@ def trial_setup(base: dict[str, Any], params: dict[str, Any], study: str,
     cfg = from_dict(TrialConfig, base)
     install_sets(sets, cfg.data.cache_dir, cfg.data.dataset)
     cfg.method = apply_method_params(cfg.method, params)
-    return cfg, {"study": study, PAPER_POINT: is_paper_point(params)}
+    return cfg, {"study": study, PAPER_POINT: is_paper_point(params, fixed=base.get("method"))}
 
 
 def medguna_trainable(config: dict[str, Any], *, base: dict[str, Any], study: str, code_version: str,

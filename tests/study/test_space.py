@@ -55,3 +55,9 @@ def test_is_paper_point():
     assert is_paper_point({**paper, "stage2_lr": 5e-4, "stage2_optimizer": "sgd"})
     assert not is_paper_point({**paper, "stage2_optimizer": "adamw"})
     assert not is_paper_point({k: v for k, v in paper.items() if k != "prompt_length"})
+    # A budget that fixes stage 2 for every trial (the demonstration's AdamW at 1e-3) keeps the paper's
+    # design point the paper's point; a searched stage-2 value off the paper's still is not.
+    demo = {"stage2_optimizer": "adamw", "stage2_lr": 1e-3}
+    assert is_paper_point({**paper, **demo}, fixed=demo)
+    assert not is_paper_point({**paper, **demo}, fixed={"stage2_optimizer": "sgd", "stage2_lr": 5e-4})
+    assert not is_paper_point({**paper, "stage2_lr": 3e-3}, fixed=demo)
