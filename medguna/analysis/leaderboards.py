@@ -21,6 +21,7 @@ from medguna.results import (
     FAILED,
     HEADLINE_METRICS,
     INCOMPLETE,
+    OBJECTIVE_BEST_SO_FAR,
     PAPER_POINT,
     STOPPED_EARLY,
 )
@@ -57,6 +58,29 @@ def check_metric(metric: str) -> str:
 def _signed_objective(column: str = "objective_selected") -> pl.Expr:
     # Ranks below always sort ascending: negate for "max" studies.
     return pl.when(pl.col("study_mode") == "min").then(pl.col(column)).otherwise(-pl.col(column))
+
+
+def _stopped_note() -> pl.Expr:
+    """What a stopped trial was judged by: its best objective so far, which is stage 1 alone where
+    that beat every stage-2 epoch (ASHA compares that value, not the last epoch's), and whether its
+    validation predictions collapsed to one class on the way."""
+    stage2_best = pl.col("objective_best_epoch")
+    so_far = pl.coalesce(pl.col(OBJECTIVE_BEST_SO_FAR), stage2_best)
+    from_stage1 = pl.when(pl.col("study_mode") == "min").then(so_far < stage2_best).otherwise(so_far > stage2_best)
+    stage1 = (
+        pl.when(from_stage1.fill_null(False))
+        .then(pl.format(", stage 1 alone; stage 2's best {}", stage2_best.round(3)))
+        .otherwise(pl.lit(""))
+    )
+    collapsed = (
+        pl.when(pl.col("ever_collapsed").fill_null(0) > 0)
+        .then(pl.lit("; validation collapsed to one class"))
+        .otherwise(pl.lit(""))
+    )
+    return pl.format(
+        "stopped after epoch {} of {} (best val so far {}{}{})",
+        pl.col("epochs_run"), pl.col("stage2_epochs"), so_far.round(3), stage1, collapsed,
+    )
 
 
 def dataset_leaderboard(
@@ -97,14 +121,7 @@ def dataset_leaderboard(
         pl.when(pl.col("trial_status") == FAILED)
         .then(pl.col("error_reason"))
         .when(pl.col("trial_status") == STOPPED_EARLY)
-        .then(
-            pl.format(
-                "stopped after epoch {} of {} (best val so far {})",
-                pl.col("epochs_run"),
-                pl.col("stage2_epochs"),
-                pl.col("objective_best_epoch").round(3),
-            )
-        )
+        .then(_stopped_note())
         .when(pl.col("trial_status") == INCOMPLETE)
         .then(pl.format("no final row yet ({} epochs reported)", pl.col("epochs_run").fill_null(0)))
         .otherwise(pl.lit(""))

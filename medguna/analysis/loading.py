@@ -431,6 +431,9 @@ def _trial_table(epochs: pl.DataFrame) -> pl.DataFrame:
         *(pl.col(c).filter(is_final).last().alias(c) for c in final),
         pl.col("epoch").max().alias("epochs_run"),
         pl.col("objective_this_epoch").sort_by("epoch").drop_nulls().last().alias("objective_last_epoch"),
+        # What ASHA and Optuna judged the trial by (stage 1 alone included where it competes).
+        (pl.col(OBJECTIVE_BEST_SO_FAR).sort_by("epoch").drop_nulls().last()
+         if OBJECTIVE_BEST_SO_FAR in epochs.columns else pl.lit(None, dtype=pl.Float64)).alias(OBJECTIVE_BEST_SO_FAR),
         pl.col("objective_this_epoch").max().alias("objective_max_epoch"),
         pl.col("objective_this_epoch").min().alias("objective_min_epoch"),
         pl.col("zeroshot_val_balanced_accuracy")

@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator
 from medguna.analysis.cohorts import cohort_title
 from medguna.analysis.configurations import searched_params
 from medguna.analysis.leaderboards import with_gains
-from medguna.results import COMPLETED, FAILED, INCOMPLETE, PAPER_POINT, STOPPED_EARLY
+from medguna.results import COMPLETED, FAILED, INCOMPLETE, OBJECTIVE_BEST_SO_FAR, PAPER_POINT, STOPPED_EARLY
 
 STATE_STYLE = {
     COMPLETED: {"color": "tab:blue", "marker": "o", "label": "completed"},
@@ -84,9 +84,13 @@ def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str, 
         part = rows.filter(pl.col("trial_status") == state)
         if part.height == 0:
             continue
-        # Completed trials show their ranked value; the others their best value before stopping.
-        column = "objective_selected" if state == COMPLETED else "objective_best_epoch"
-        values = part[column].to_numpy().astype(float)
+        # Completed trials show their ranked value; the others the best value they were judged by
+        # before stopping (stage 1 alone included where it competes, as for the ranked value).
+        if state == COMPLETED:
+            values = part["objective_selected"].to_numpy().astype(float)
+        else:
+            values = part.select(pl.coalesce(OBJECTIVE_BEST_SO_FAR, "objective_best_epoch")).to_series()
+            values = values.cast(pl.Float64).to_numpy()
         ax.scatter(
             part["trial_number"].to_numpy(),
             values,

@@ -11,7 +11,7 @@ shenzhen (real, zero-shot test balanced accuracy 0.55):
   t0000 A seed 1  completed  val [0.60, 0.70, 0.65] -> selected 2, objective 0.70, test 0.68
   t0001 B seed 1  completed  val [0.70, 0.80, 0.75] -> 0.80, test 0.74
   t0002 C seed 1  completed  val [0.60, 0.55, 0.50] -> selected 1, 0.60, test 0.58
-  t0003 C seed 2  stopped early after epoch 1 (val 0.90: must not be ranked)
+  t0003 C seed 2  stopped early after epoch 1 (val 0.90, stage 1 alone 0.93: must not be ranked)
   t0004 A seed 2  failed at epoch 2 (error.txt: TrialError: loss became NaN ...; val 0.95 at 1)
   t0005 B seed 2  completed  val [0.70, 0.72, 0.76] -> selected 3, 0.76, test 0.70
   t0006 B seed 3  completed  val [0.78, 0.70, 0.70] -> selected 1, 0.78, test 0.78
@@ -114,8 +114,10 @@ def write_trial(
     control: str = "none",
     protocol: str = "validation",
     selected_epoch: int | None = None,
+    stage1: float | None = None,
 ) -> Path:
-    """One trial folder. `test` given: the trial completed all its epochs (final row written)."""
+    """One trial folder. `test` given: the trial completed all its epochs (final row written).
+    `stage1`: stage 1's validation value, where it competes in the best-so-far objective."""
     study = json.loads((study_dir / "study.json").read_text())["study"]
     trial_id = f"abcd{number:04d}_{number:05d}"
     folder = study_dir / dataset / f"t{number:04d}_{trial_id}"
@@ -123,7 +125,9 @@ def write_trial(
     params = {**FIXED, **config, "seed": seed, "dataset": dataset, "is_paper_point": reference}
     (folder / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True))
     lines = []
+    best_so_far = stage1 if stage1 is not None else float("-inf")
     for epoch, value in enumerate(val, start=1):
+        best_so_far = max(best_so_far, value)
         row = {
             "study": study,
             "dataset": dataset,
@@ -136,6 +140,7 @@ def write_trial(
             "protocol": protocol,
             "code_version": "test",
             "epoch": epoch,
+            "objective_best_so_far": best_so_far,
             "loss": 1.0 / epoch,
             "loss_ce": 0.5 / epoch,
             "loss_entropy": -0.5,
@@ -239,7 +244,7 @@ def write_hand_study(root: Path, with_optuna: bool = True) -> Path:
     write_trial(study_dir, "shenzhen", 0, A, 1, [0.60, 0.70, 0.65], test=0.68, reference=True, **sz)
     write_trial(study_dir, "shenzhen", 1, B, 1, [0.70, 0.80, 0.75], test=0.74, **sz)
     write_trial(study_dir, "shenzhen", 2, C, 1, [0.60, 0.55, 0.50], test=0.58, **sz)
-    write_trial(study_dir, "shenzhen", 3, C, 2, [0.90], **sz)
+    write_trial(study_dir, "shenzhen", 3, C, 2, [0.90], stage1=0.93, **sz)
     write_trial(
         study_dir,
         "shenzhen",

@@ -29,13 +29,24 @@ def test_dataset_leaderboard_order_gains_and_reference(hand_results):
     )
     assert board["paper_hparams"].to_list()[3] == "★ paper's hyperparameters"
     notes = board["note"].to_list()
-    assert notes[5] == "stopped after epoch 1 of 3 (best val so far 0.9)"
+    # ASHA judged it by its best so far, stage 1 alone (0.93), not by its epoch 1 (0.90).
+    assert notes[5] == "stopped after epoch 1 of 3 (best val so far 0.93, stage 1 alone; stage 2's best 0.9)"
     assert notes[6].startswith("TrialError: loss became NaN")
     # The searched parameters are columns; fixed ones (batch_size) are not.
     assert {"adapter_width", "prompt_length", "entropy_weight", "description_source"} <= set(
         board.columns
     )
     assert "batch_size" not in board.columns
+
+
+def test_a_stopped_trial_whose_validation_collapsed_says_so(hand_results):
+    trials = hand_results.trials.with_columns(
+        pl.when(pl.col("trial_status") == "stopped_early").then(1.0).otherwise(pl.col("ever_collapsed"))
+        .alias("ever_collapsed"))
+    board = dataset_leaderboard(trials, "shenzhen", hand_results.param_names)
+    stopped = board.filter(pl.col("trial_status") == "stopped_early")["note"].to_list()
+    assert stopped == ["stopped after epoch 1 of 3 (best val so far 0.93, stage 1 alone; stage 2's best 0.9;"
+                       " validation collapsed to one class)"]
 
 
 def test_across_datasets_by_mean_rank_then_gain(hand_results):

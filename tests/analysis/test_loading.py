@@ -72,7 +72,8 @@ def test_final_row_metrics_and_objective(hand_results):
         0, named=True
     )
     assert stopped["objective_selected"] is None  # never ranked
-    assert stopped["objective_best_epoch"] == pytest.approx(0.90)
+    assert stopped["objective_best_epoch"] == pytest.approx(0.90)  # its best stage-2 epoch
+    assert stopped["objective_best_so_far"] == pytest.approx(0.93)  # what ASHA read: stage 1 alone
 
 
 def test_synthetic_rows_get_their_own_cohort(hand_results):
