@@ -119,10 +119,11 @@ def _tune_config(plan: StudyPlan, num_samples: int, **kwargs: Any):
 
 
 def search_tuner(plan: StudyPlan, p: DatasetPlan, trainable, max_concurrent: int, verbose: bool = False):
-    """The search: Optuna proposes (the paper's point and warm-start points first), ASHA stops."""
+    """The search: Optuna proposes (the paper's point and warm-start points first), ASHA stops
+    (all but the paper's point, which completes: medguna.study.scheduler)."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
+    from medguna.study.scheduler import PaperPointASHA
     from medguna.study.searcher import StudySearch
 
     cfg = plan.config
@@ -136,9 +137,9 @@ def search_tuner(plan: StudyPlan, p: DatasetPlan, trainable, max_concurrent: int
     )
     scheduler = None
     if cfg.search.scheduler == "asha" and not cfg.resources.distributed:
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=p.trial.method.stage2_epochs,
-                                  grace_period=cfg.search.grace_period,
-                                  reduction_factor=cfg.search.reduction_factor)
+        scheduler = PaperPointASHA(time_attr="epoch", max_t=p.trial.method.stage2_epochs,
+                                   grace_period=cfg.search.grace_period,
+                                   reduction_factor=cfg.search.reduction_factor)
     return tune.Tuner(
         trainable,
         tune_config=_tune_config(plan, p.num_samples, metric=OBJECTIVE_BEST_SO_FAR, mode="max",
