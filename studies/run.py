@@ -78,6 +78,7 @@ def _report(plan, open_page: bool = False) -> int:
     to rerun just the report."""
     from medguna.errors import MedgunaError
     from medguna.study.end_report import report_study
+    from medguna.study.progress import fit_block
 
     try:
         report = report_study(plan)
@@ -86,7 +87,7 @@ def _report(plan, open_page: bool = False) -> int:
               f"The results are kept in {plan.study_dir}; rerun the same command to retry the report "
               "(nothing is rerun).", file=sys.stderr)
         return 1
-    print(report.leaderboard)
+    print(fit_block(report.leaderboard))
     copied = f" (copied to {report.copied_to})" if report.copied_to else ""
     page = report.index.parent / "report.html"
     print(f"Report: {page}{copied} (tables and figures also under {report.index.parent})\n"

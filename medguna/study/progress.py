@@ -102,6 +102,17 @@ def fit(text: str, width: int, indent: int) -> list[str]:
     return textwrap.wrap(text, width, subsequent_indent=" " * indent, break_on_hyphens=False) or [""]
 
 
+def fit_block(text: str, width: int | None = None) -> str:
+    """Every line of `text` fitted to `width` (line_width() by default), continuation lines
+    indented 4 columns past the line's own indent, so a wrapped row stays under its heading."""
+    width = width or line_width()
+    out = []
+    for line in text.splitlines():
+        indent = len(line) - len(line.lstrip(" "))
+        out += fit(line, width, indent + 4) if line.strip() else [line]
+    return "\n".join(out)
+
+
 def _number(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) and math.isfinite(value) else "—"
 

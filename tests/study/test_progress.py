@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from medguna.study.progress import (
+    fit_block,
     Counts,
     StudyProgress,
     clock,
@@ -95,6 +96,20 @@ def test_every_line_fits_80_columns_with_long_names(monkeypatch):
     joined = " ".join(line.strip() for line in text.splitlines())
     assert "description_source=set:gpt-4o-mini-2024-07-18-generic" in joined
     assert "time left" not in joined and "~" in joined  # one trial finished: an estimate
+
+
+def test_the_end_of_study_leaderboard_fits_80_columns_under_its_headings():
+    text = ("shenzhen [SYNTHETIC DATA + DEMONSTRATION ENCODER (not MedCLIP) — not a real result]: 1 completed,"
+            " 2 stopped_early; zero-shot test 0.650; 0 of 1 completed trials kept stage 1 alone\n"
+            "  #1 t0002_4ecec091: test 0.833 [95% CI over test images 0.762, 0.905] (+0.183, better"
+            " (p=0.0213, 42 discordant) vs zero-shot), val 0.853 [adapter_width=64, prompt_length=32]\n"
+            "  short line")
+    lines = fit_block(text, 79).splitlines()
+    assert max(len(line) for line in lines) <= 79
+    assert lines[0].startswith("shenzhen [SYNTHETIC") and lines[1].startswith("    ") and not lines[1].startswith("     ")
+    row = next(i for i, line in enumerate(lines) if line.startswith("  #1 "))
+    assert lines[row + 1].startswith("      ") and lines[-1] == "  short line"
+    assert " ".join(line.strip() for line in lines).split() == text.split()  # nothing lost or cut
 
 
 def test_terminal_redraws_the_status_in_place(monkeypatch):
