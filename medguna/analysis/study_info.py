@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medguna.analysis.json_records import read_json_record
 from medguna.errors import DataError
 from medguna.results import STUDY_FILE
 
@@ -47,12 +47,7 @@ def read_study_info(study_dir: str | Path) -> StudyInfo:
             "folder <storage>/<study> that holds study.json (or wait until the runner has "
             "written it)"
         )
-    try:
-        raw = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} is not valid JSON ({exc}); rewrite or restore it") from None
-    if not isinstance(raw, dict):
-        raise DataError(f"{path} must hold a JSON object, found {type(raw).__name__}")
+    raw = read_json_record(path, "rewrite or restore it", error=DataError)
     for key in ("study", "datasets", "objective"):
         if key not in raw:
             raise DataError(

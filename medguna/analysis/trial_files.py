@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from medguna.analysis.json_records import read_json_record
 from medguna.errors import DataError
 from medguna.results import ERROR_FILE, LEGACY_PAPER_POINT, PAPER_POINT, PARAMS_FILE
 
@@ -23,14 +24,9 @@ def read_params(path: Path) -> dict:
             "start; "
             "the folder is partial (copy it again or delete the trial folder)"
         )
-    try:
-        params = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(
-            f"{file} is not valid JSON ({exc}); copy it again or delete the trial"
-        ) from None
-    if not isinstance(params, dict):
-        raise DataError(f"{file} must hold a JSON object of hyperparameters")
+    params = read_json_record(
+        file, "it holds the trial's hyperparameters: copy it again or delete the trial", error=DataError
+    )
     if LEGACY_PAPER_POINT in params:  # written before the paper's point had its name
         params.setdefault(PAPER_POINT, params.pop(LEGACY_PAPER_POINT))
     # Nested values (lists, dicts) cannot be table cells that group and compare: keep them as text.

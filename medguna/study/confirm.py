@@ -89,9 +89,10 @@ def run_confirmation(plan, p, trainable, search_results, concurrency, log=print,
     same as the search's, so an autoscaling cluster grows for the confirmation too."""
     from ray import tune
 
+    from medguna.analysis.json_records import parse_json_record
     from medguna.study.errors import StudyInterrupted
     from medguna.study.experiment import as_experiment, fit, fixed_points_tuner, restored_tuner
-    from medguna.study.readback import parse_json_record
+    from medguna.study.readback import UnreadableRecord
     from medguna.study.tune_state import (
         is_complete,
         restorable,
@@ -110,7 +111,7 @@ def run_confirmation(plan, p, trainable, search_results, concurrency, log=print,
     if saved is not None and restorable(exp_dir):
         points = parse_json_record(saved, join(exp_dir, CONFIRM_PLAN_FILE), (
             f"it lists the configurations this confirmation reruns: delete {exp_dir} to make the "
-            "confirmation again from the search's results")).get("points")
+            "confirmation again from the search's results"), error=UnreadableRecord).get("points")
         log(f"[{p.dataset}] resuming the interrupted confirmation in {exp_dir}")
         tuner = restored_tuner(plan, as_experiment(p, CONFIRM_SUFFIX, len(points)), trainable,
                                resume_errored=True, verbose=verbose)

@@ -2,42 +2,22 @@
 
 They are written atomically (medguna.atomic), but a disk that filled, a copy cut short or a hand
 edit can still leave one unreadable: each read here names the file and what repairs it, instead of
-ending in a JSONDecodeError.
+ending in a JSONDecodeError (medguna.analysis.json_records, raising UnreadableRecord).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from medguna.analysis.json_records import decoded_text, parse_json_record
 from medguna.errors import ConfigError
 from medguna.results import STUDY_FILE
 
 
 class UnreadableRecord(ConfigError):
     """A file a study wrote for its next run does not parse."""
-
-
-def parse_json_record(text: str, path: str, repair: str) -> dict[str, Any]:
-    """`text` (read from `path`) as a JSON object, or UnreadableRecord naming the file and `repair`."""
-    try:
-        value = json.loads(text)
-    except ValueError as error:  # JSONDecodeError is a ValueError
-        raise UnreadableRecord(f"{path} is not readable JSON ({error.__class__.__name__}: {error}); "
-                               f"{repair}") from None
-    if not isinstance(value, dict):
-        raise UnreadableRecord(f"{path} holds {type(value).__name__}, not the JSON object medguna wrote; {repair}")
-    return value
-
-
-def read_text_or_unreadable(read_text: Callable[[str], str | None], path: str, repair: str) -> str | None:
-    """read_text(path), turning undecodable bytes into UnreadableRecord."""
-    try:
-        return read_text(path)
-    except UnicodeDecodeError as error:
-        raise UnreadableRecord(f"{path} is not text ({error}); {repair}") from None
 
 
 def read_study_record(plan, restart: Sequence[str], read_text: Callable[[str], str | None], *,
@@ -54,8 +34,8 @@ def read_study_record(plan, restart: Sequence[str], read_text: Callable[[str], s
               f"them. Start the datasets over with {restarts} (the unreadable file is kept beside as "
               f"study.json.unreadable), or use another study.name")
     try:
-        text = read_text_or_unreadable(read_text, path, repair)
-        return parse_json_record(text, path, repair) if text else None
+        text = decoded_text(read_text, path, repair, error=UnreadableRecord)
+        return parse_json_record(text, path, repair, error=UnreadableRecord) if text else None
     except UnreadableRecord:
         if not set(datasets) <= set(restart):
             raise
@@ -75,7 +55,7 @@ def completed_samples(read_text: Callable[[str], str | None], path: str,
         text = read_text(path)
         if text is None:
             return 0
-        marker = parse_json_record(text, path, "")
+        marker = parse_json_record(text, path, "", error=UnreadableRecord)
         # Markers written before the count was recorded: every trial they counted.
         return int(marker.get("num_samples", sum(marker.get("counts", {}).values())))
     except (UnicodeDecodeError, UnreadableRecord, TypeError, ValueError, AttributeError) as error:

@@ -151,6 +151,22 @@ def test_partial_trial_folder_names_the_file(tmp_path):
         load_results(study, progress=False)
 
 
+def test_unreadable_study_json_and_params_name_the_file_and_the_repair(tmp_path):
+    study = write_study_json(tmp_path / "s", "s", ["shenzhen"], {"shenzhen": "real"})
+    folder = write_trial(study, "shenzhen", 0, CONFIGS["A"], 1, [0.5], zeroshot=0.5)
+    (folder / "params.json").write_text('{"lr": 0.0')
+    with pytest.raises(DataError, match=r"t0000_abcd0000_00000/params\.json is not readable JSON "
+                                        r"\(JSONDecodeError: .*\); it holds the trial's hyperparameters: "
+                                        r"copy it again or delete the trial"):
+        load_results(study, progress=False)
+    (folder / "params.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(DataError, match=r"params\.json is not text .*copy it again or delete the trial"):
+        load_results(study, progress=False)
+    (study / "study.json").write_text('["s"]')
+    with pytest.raises(DataError, match=r"s/study\.json holds list, not a JSON object; rewrite or restore it"):
+        load_results(study, progress=False)
+
+
 def test_a_trial_that_failed_before_it_started_is_a_failed_row(tmp_path):
     # Ray writes only error.txt when a trial fails before it starts (an actor it could not reuse).
     study = write_study_json(tmp_path / "s", "s", ["shenzhen"], {"shenzhen": "real"})
