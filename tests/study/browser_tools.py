@@ -67,39 +67,15 @@ def free_port() -> int:
 @contextlib.contextmanager
 def tensorboard_server(logdir: Path, timeout_s: float = 60.0):
     """`tensorboard --logdir logdir` on 127.0.0.1 and a free port; yields its URL, stops it after."""
+    def has_a_run(url: str) -> bool:
+        with urllib.request.urlopen(f"{url}/data/runs", timeout=2) as response:
+            return bool(json.loads(response.read()))
+
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    # Its log goes to a file, not a pipe: a full pipe would block TensorBoard.
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host",
-             "127.0.0.1", "--port", str(port), "--load_fast", "false"],
-            stdout=log, stderr=subprocess.STDOUT)
-        try:
-            _wait_for_runs(url, proc, log, timeout_s)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def _wait_for_runs(url: str, proc: subprocess.Popen, log, timeout_s: float) -> None:
-    """Until the server answers and has loaded at least one run."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/data/runs", timeout=2) as response:
-                if json.loads(response.read()):
-                    return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            log.seek(0)
-            raise RuntimeError(f"TensorBoard did not start at {url}: {log.read().decode()[-2000:]}")
-        time.sleep(0.3)
+    with _local_server("TensorBoard", f"http://127.0.0.1:{port}", has_a_run, timeout_s,
+                       [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host",
+                        "127.0.0.1", "--port", str(port), "--load_fast", "false"]) as url:
+        yield url
 
 
 @contextlib.contextmanager
@@ -107,25 +83,37 @@ def optuna_dashboard_server(database: Path, timeout_s: float = 60.0):
     """`optuna-dashboard sqlite:///<database>` on 127.0.0.1 and a free port; yields its URL.
     Skips when the `dashboard` extra is not installed."""
     pytest.importorskip("optuna_dashboard", reason="the `dashboard` extra is not installed")
+
+    def answers(url: str) -> bool:
+        with urllib.request.urlopen(f"{url}/api/studies", timeout=2):
+            return True
+
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    # The console script's own entry point, run by this interpreter.
+    with _local_server("optuna-dashboard", f"http://127.0.0.1:{port}", answers, timeout_s,
+                       [sys.executable, "-c",
+                        "import sys; from optuna_dashboard._cli import main; sys.exit(main())",
+                        f"sqlite:///{database}", "--host", "127.0.0.1", "--port", str(port)]) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _local_server(name: str, url: str, ready, timeout_s: float, command: list[str]):
+    """Runs `command`, a server at `url`; yields the URL once `ready(url)` is true, stops it after."""
+    # Its log goes to a file, not a pipe: a full pipe would block the server.
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            # The console script's own entry point, run by this interpreter.
-            [sys.executable, "-c", "import sys; from optuna_dashboard._cli import main; sys.exit(main())",
-             f"sqlite:///{database}", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + timeout_s
             while True:
                 try:
-                    with urllib.request.urlopen(f"{url}/api/studies", timeout=2):
+                    if ready(url):
                         break
-                except OSError:
+                except OSError:  # not listening yet
                     pass
                 if proc.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
-                    raise RuntimeError(f"optuna-dashboard did not start at {url}: {log.read().decode()[-2000:]}")
+                    raise RuntimeError(f"{name} did not start at {url}: {log.read().decode()[-2000:]}")
                 time.sleep(0.3)
             yield url
         finally:
