@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from process_tools import end_processes_with
 
 from medguna.results import COMPLETED
 
@@ -84,28 +84,6 @@ def _slurm_conf(root: Path) -> str:
     ])
 
 
-def _marked_processes(marker: bytes) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if marker in (entry / "environ").read_bytes():
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
-def _end(pids: list[int]) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        time.sleep(2)
-
-
 def _job_field(env: dict, job: str, field: str) -> str:
     shown = subprocess.run([CLIENTS["scontrol"], "show", "job", job], check=False, env=env, capture_output=True, text=True)
     found = re.search(rf"\b{field}=(\S+)", shown.stdout)
@@ -146,7 +124,6 @@ def slurm(tmp_path):
 
 def test_a_slurm_job_gives_each_ray_node_the_cpus_it_asked_for_and_runs_the_study_to_its_report(slurm, tmp_path):
     env, slurm_root = slurm
-    marker = f"MEDGUNA_SLURM_TEST={tmp_path}"
     ray_tmp = Path(tempfile.mkdtemp(prefix="mgsc", dir="/tmp"))  # short: Ray's socket paths live under it
     out = tmp_path / "job.out"
     job_env = {**env, "MEDGUNA_SLURM_TEST": str(tmp_path), "PYTHONPATH": str(REPO),
@@ -174,7 +151,7 @@ def test_a_slurm_job_gives_each_ray_node_the_cpus_it_asked_for_and_runs_the_stud
         exit_code = _job_field(env, job, "ExitCode")
     finally:
         subprocess.run([CLIENTS["scancel"], "--full", "--user", "root"], check=False, env=env, capture_output=True)
-        _end(_marked_processes(f"{marker}\0".encode()))
+        end_processes_with("MEDGUNA_SLURM_TEST", tmp_path)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     output = out.read_text() if out.exists() else ""
     logs = "".join(p.read_text()[-1500:] for p in slurm_root.glob("*.log"))

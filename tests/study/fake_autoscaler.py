@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from process_tools import end_processes_with, processes_with
 
 FAKE_HEAD_NODE_ID = "f" * 51 + "00000"  # the id the fake provider gives its head
 
@@ -73,28 +73,10 @@ class FakeAutoscalingCluster:
 
 
 def processes_started_with(temp_dir: Path) -> list[int]:
-    """Processes started with RAY_TMPDIR=<temp_dir>: every process of a Ray started that way inherits
-    it (Ray renames its workers and agents, so command lines do not tell)."""
-    marker, pids = f"RAY_TMPDIR={temp_dir}\0".encode(), []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes():
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
+    """Processes started with RAY_TMPDIR=<temp_dir>: every process of a Ray started that way."""
+    return processes_with("RAY_TMPDIR", temp_dir)
 
 
 def end_processes(temp_dir: Path, grace_s: float = 3.0) -> None:
     """SIGTERM, then SIGKILL, exactly the processes started with RAY_TMPDIR=<temp_dir>."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in processes_started_with(temp_dir):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + grace_s
-        while processes_started_with(temp_dir) and time.monotonic() < deadline:
-            time.sleep(0.2)
+    end_processes_with("RAY_TMPDIR", temp_dir, grace_s)
