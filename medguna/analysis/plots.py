@@ -24,7 +24,14 @@ from matplotlib.ticker import MaxNLocator
 from medguna.analysis.cohorts import cohort_title
 from medguna.analysis.configurations import searched_params
 from medguna.analysis.leaderboards import with_gains
-from medguna.results import COMPLETED, FAILED, INCOMPLETE, OBJECTIVE_BEST_SO_FAR, PAPER_POINT, STOPPED_EARLY
+from medguna.results import (
+    COMPLETED,
+    FAILED,
+    INCOMPLETE,
+    OBJECTIVE_BEST_SO_FAR,
+    PAPER_POINT,
+    STOPPED_EARLY,
+)
 
 STATE_STYLE = {
     COMPLETED: {"color": "tab:blue", "marker": "o", "label": "completed"},

@@ -45,8 +45,9 @@ def test_a_stopped_trial_whose_validation_collapsed_says_so(hand_results):
         .alias("ever_collapsed"))
     board = dataset_leaderboard(trials, "shenzhen", hand_results.param_names)
     stopped = board.filter(pl.col("trial_status") == "stopped_early")["note"].to_list()
-    assert stopped == ["stopped after epoch 1 of 3 (best val so far 0.93, stage 1 alone; stage 2's best 0.9;"
-                       " validation collapsed to one class)"]
+    note = ("stopped after epoch 1 of 3 (best val so far 0.93, stage 1 alone; stage 2's best 0.9;"
+            " validation collapsed to one class)")
+    assert stopped == [note]
 
 
 def test_across_datasets_by_mean_rank_then_gain(hand_results):

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 
 from medguna.study.progress import (
-    fit_block,
     Counts,
     StudyProgress,
     clock,
+    fit_block,
     progress_bar,
     quiet_libraries,
     remaining_seconds,
