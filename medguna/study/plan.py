@@ -101,13 +101,16 @@ def checked_model_paths(cfg: StudyConfig) -> tuple[str | None, str | None]:
     return str(Path(m.checkpoint).expanduser().resolve()), str(tokenizer.resolve())
 
 
+DEMONSTRATION_BANNER = ("  ** DEMONSTRATION: SYNTHETIC stand-ins and/or the demonstration encoder; "
+                        "numbers say nothing about real performance **")
+
+
 def banner(plan: StudyPlan) -> str:
     cfg = plan.config
     r = cfg.resources
-    lines = [f"medguna study '{cfg.study.name}'"
-             + ("" if plan.budget == "real" else
-                "  ** DEMONSTRATION: SYNTHETIC stand-ins and/or the demonstration encoder; "
-                "numbers say nothing about real performance **")]
+    lines = [f"medguna study '{cfg.study.name}'",
+             *([] if plan.budget == "real" else
+               [DEMONSTRATION_BANNER])]
     for p in plan.datasets:
         where = p.trial.data.root or (
             "SYNTHETIC stand-in in the official layout, "

@@ -104,12 +104,14 @@ def fit(text: str, width: int, indent: int) -> list[str]:
 
 def fit_block(text: str, width: int | None = None) -> str:
     """Every line of `text` fitted to `width` (line_width() by default), continuation lines
-    indented 4 columns past the line's own indent, so a wrapped row stays under its heading."""
+    indented 4 columns past the line's own indent, so a wrapped row stays under its heading. A word
+    wider than a line (a path, a command) stays whole, so it can still be copied."""
     width = width or line_width()
     out = []
     for line in text.splitlines():
         indent = len(line) - len(line.lstrip(" "))
-        out += fit(line, width, indent + 4) if line.strip() else [line]
+        out += (textwrap.wrap(line, width, subsequent_indent=" " * (indent + 4), break_on_hyphens=False,
+                              break_long_words=False) or [line]) if line.strip() else [line]
     return "\n".join(out)
 
 

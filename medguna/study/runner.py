@@ -21,6 +21,7 @@ from medguna.study.confirm import run_confirmation
 from medguna.study.errors import StudyFailed, StudyInterrupted
 from medguna.study.files import is_uri, join, read_text, remove_tree, write_text
 from medguna.study.plan import DatasetPlan, StudyPlan, banner, plan_study
+from medguna.study.progress import fit_block
 from medguna.study_config import StudyConfig
 
 __all__ = ["REUSED_WORKER_ENV", "StudyFailed", "StudyInterrupted", "StudyPlan", "run_study", "write_study_json"]
@@ -49,7 +50,7 @@ def run_study(cfg: StudyConfig, *, fresh: bool = False, restart: tuple[str, ...]
     from medguna.study.resume import decide
 
     plan = plan_study(cfg)
-    log(banner(plan))
+    log(fit_block(banner(plan)))
     _check_local_folders(plan)
     check_before_ray(plan, fresh=fresh, restart=restart, log=log)
     previous = None if fresh else read_study_record(plan, restart, read_text, log=log)
