@@ -222,7 +222,9 @@ def page_html(report, results, metric: str) -> str:
     body.append(_studies_section(results, metric))
     body.append(_parallel_section(results))
     body.append('<section id="tables"><h2>Effects, importance and seeds</h2>')
-    body += [_table_section(report, stem, section) for stem, section in others]
+    # The seeds table has the confirmed board's shape: its answer columns lead, the rest fold away.
+    body += [_leaderboard_section(report, stem, section, results.param_names, metric) if stem == "seeds"
+             else _table_section(report, stem, section) for stem, section in others]
     body.append("</section>")
     body.append('<section id="figures"><h2>Figures</h2>'
                 + "".join(figure_html(p, report.out_dir) for p in report.figures) + "</section>")
@@ -305,16 +307,43 @@ def leaderboard_view(board: pl.DataFrame, params: Sequence[str], metric: str) ->
     return frame, list(present.values())
 
 
+def summary_board_view(board: pl.DataFrame, params: Sequence[str], metric: str) -> tuple[pl.DataFrame, list[str]]:
+    """The leading columns of the across-datasets and confirmed boards, under short headings: the
+    configuration's dimensions and its mean scores; the rest (the configuration as one string,
+    the objective's name, each spread's bounds) is in the table below them."""
+    label = metric.replace("_", " ")
+    headings = {
+        "dataset": "dataset", "rank": "rank", PAPER_MARK: "★", **{p: p for p in params},
+        # across datasets
+        "coverage": "datasets", "mean_rank": "mean rank", f"mean_gain_{metric}": "mean gain vs zero-shot",
+        f"mean_test_{metric}": f"mean test {label}",
+        # confirmed
+        "n": "seeds", f"test_{metric}_mean": f"mean test {label}", f"test_{metric}_over_seeds": "spread of test",
+        f"gain_{metric}_mean": "mean gain vs zero-shot", f"gain_{metric}_over_seeds": "spread of gain",
+        "objective_over_seeds": "validation over seeds",
+        "seeds_note": "note",
+    }
+    present = {c: h for c, h in headings.items() if c in board.columns}
+    frame = board
+    if PAPER_MARK in present:
+        frame = frame.with_columns(pl.when(pl.col(PAPER_MARK).fill_null("") != "").then(pl.lit("★"))
+                                   .otherwise(pl.lit("")).alias(PAPER_MARK))
+    frame = frame.select("cohort", *present).rename({c: h for c, h in present.items() if c != h})
+    return frame, list(present.values())
+
+
 def _leaderboard_section(report, stem: str, section: TableSection, param_names, metric: str) -> str:
     board = report.tables[stem]
-    if "trial_status" not in board.columns:  # across datasets, confirmed: already a short table
-        return _table_section(report, stem, section)
-    frame, lead = leaderboard_view(board, searched_params(board, param_names), metric)
+    view = leaderboard_view if "trial_status" in board.columns else summary_board_view
+    frame, lead = view(board, searched_params(board, param_names), metric)
     notes = "".join(f'<p class="note">{esc(n)}</p>' for n in section.notes)
     lead_section = TableSection(f"{stem}-lead", section.title, lead)
-    return (f'<article id="{esc(stem)}"><h3>{esc(section.title)}</h3>'
+    # A trial leaderboard's notes are about its columns; the summary boards' say what the spread covers.
+    per_trial = view is leaderboard_view
+    more = "All columns, notes and the TensorBoard run of each trial" if per_trial else "All columns"
+    return (f'<article id="{esc(stem)}"><h3>{esc(section.title)}</h3>{"" if per_trial else notes}'
             f"{cohort_tables(frame, lead_section, with_run=False, css_class='lead')}"
-            f"<details><summary>All columns, notes and the TensorBoard run of each trial</summary>{notes}"
+            f"<details><summary>{more}</summary>{notes if per_trial else ''}"
             f"{cohort_tables(board, section)}</details>"
             f'<p class="files">Files: {file_links(stem)}</p></article>')
 
@@ -363,6 +392,7 @@ max-width:100%;height:auto}.pc-line{fill:none;stroke-width:2;opacity:.75}
 .tag{font-size:.7rem;font-weight:600;color:#9a6700;background:#fff3cd;border:1px solid #e0a800;
 border-radius:4px;padding:0 .3rem;vertical-align:middle}
 table.space td{white-space:normal}table.space td:last-child{max-width:780px}
+#table-studies td{white-space:normal;overflow-wrap:anywhere;max-width:22rem}
 table.lead th,table.lead td{white-space:normal}table.lead th{max-width:8rem;vertical-align:bottom}
 table.lead td{max-width:12rem}details{margin:.2rem 0 .4rem}summary{cursor:pointer;color:#0969da;font-size:.9rem}
 """

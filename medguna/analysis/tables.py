@@ -20,7 +20,7 @@ def format_cell(value: object, column: str, digits: int = 3) -> str:
     if isinstance(value, bool):
         return "yes" if value else ""
     if isinstance(value, float):
-        if column.startswith(("gain", "mean_gain", "median_gain")) and "_sd" not in column:
+        if column.startswith(("gain", "mean_gain", "median_gain", "mean gain")) and "_sd" not in column:
             return f"{value:+.{digits}f}"
         if value != 0 and (abs(value) < 10**-digits or abs(value) >= 1e6):
             return f"{value:.{digits}g}"

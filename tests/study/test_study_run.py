@@ -271,6 +271,13 @@ def test_report_html_in_a_browser(small_study, study_report, tmp_path):
         headers = board.locator("th").all_inner_texts()
         assert headers[:3] == ["rank", "trial", "★"] and "95% CI" in headers and "vs zero-shot" in headers
         assert board.evaluate("t => t.scrollWidth <= t.clientWidth + 1")  # no horizontal scrolling
+        # No table shown anywhere on the page (across datasets, confirmed, seeds, studies) is wider
+        # than the window: their answer columns lead and the rest fold into a details block.
+        wide = page.evaluate("""() => [...document.querySelectorAll('table')]
+            .filter(t => t.offsetParent !== null)
+            .filter(t => t.scrollWidth > t.clientWidth + 1 || t.getBoundingClientRect().right > innerWidth + 1)
+            .map(t => t.id || t.className)""")
+        assert wide == [], wide
         column = {name: i for i, name in enumerate(headers)}
         rows = board.locator("tbody tr")
         assert rows.count() == 3
