@@ -274,7 +274,7 @@ def test_report_html_in_a_browser(small_study, study_report, tmp_path):
         # No table shown anywhere on the page (across datasets, confirmed, seeds, studies) is wider
         # than the window: their answer columns lead and the rest fold into a details block.
         wide = page.evaluate("""() => [...document.querySelectorAll('table')]
-            .filter(t => t.offsetParent !== null)
+            .filter(t => t.checkVisibility())
             .filter(t => t.scrollWidth > t.clientWidth + 1 || t.getBoundingClientRect().right > innerWidth + 1)
             .map(t => t.id || t.className)""")
         assert wide == [], wide
