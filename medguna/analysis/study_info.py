@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medguna.analysis.json_records import read_json_record
 from medguna.errors import DataError
+from medguna.json_records import read_json_record
 from medguna.results import STUDY_FILE
 
 

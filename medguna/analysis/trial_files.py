@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from medguna.analysis.json_records import read_json_record
 from medguna.errors import DataError
+from medguna.json_records import read_json_record
 from medguna.results import ERROR_FILE, LEGACY_PAPER_POINT, PAPER_POINT, PARAMS_FILE
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from medguna.data.splits import (
     split_file_path,
 )
 from medguna.errors import ConfigError, DataError
+from medguna.json_records import read_json_record
 
 SYNTHETIC_MARKER = "MEDGUNA_SYNTHETIC.json"
 
@@ -67,16 +67,10 @@ def read_synthetic_marker(root: str | Path) -> dict | None:
     marker = Path(root).expanduser() / SYNTHETIC_MARKER
     if not marker.is_file():
         return None
-    try:
-        value = json.loads(marker.read_text(encoding="utf-8"))
-    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        value = error
-    if not isinstance(value, dict):
-        raise DataError(f"{marker} is not the JSON object medguna synth writes ({value}): the stand-in in "
-                        f"{Path(root).expanduser()} cannot be trusted; write it again with medguna synth "
-                        "into a new folder (or, for the stand-in under storage.cache_dir/synthetic, "
-                        "delete that folder)")
-    return value
+    return read_json_record(marker, f"it is the marker medguna synth writes, so the stand-in in "
+                            f"{Path(root).expanduser()} cannot be trusted; write it again with medguna synth "
+                            "into a new folder (or, for the stand-in under storage.cache_dir/synthetic, "
+                            "delete that folder)", error=DataError)
 
 
 def missing_classes(manifest: Manifest) -> dict[str, list[str]]:

@@ -9,7 +9,6 @@ therefore lower-cases by default, and follows `do_lower_case` when a tokenizer_c
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from transformers import BertTokenizer, PreTrainedTokenizerBase
 
 from medguna.atomic import write_text_atomic
 from medguna.errors import CheckpointError
+from medguna.json_records import read_json_record
 
 VOCAB_FILE_NAME = "vocab.txt"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
@@ -31,8 +31,9 @@ def _lower_case_setting(directory: Path) -> bool:
     if not config_path.is_file():
         return True
     try:
-        settings = json.loads(config_path.read_text())
-    except (OSError, ValueError) as error:
+        settings = read_json_record(config_path, "fix or delete it (vocab.txt alone is enough)",
+                                    error=CheckpointError)
+    except OSError as error:
         raise CheckpointError(
             f"cannot read {config_path}: {error}; fix or delete it (vocab.txt alone is enough)"
         ) from error

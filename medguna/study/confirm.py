@@ -89,7 +89,7 @@ def run_confirmation(plan, p, trainable, search_results, concurrency, log=print,
     same as the search's, so an autoscaling cluster grows for the confirmation too."""
     from ray import tune
 
-    from medguna.analysis.json_records import parse_json_record
+    from medguna.json_records import parse_json_record
     from medguna.study.errors import StudyInterrupted
     from medguna.study.experiment import as_experiment, fit, fixed_points_tuner, restored_tuner
     from medguna.study.readback import UnreadableRecord

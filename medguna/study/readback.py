@@ -2,7 +2,7 @@
 
 They are written atomically (medguna.atomic), but a disk that filled, a copy cut short or a hand
 edit can still leave one unreadable: each read here names the file and what repairs it, instead of
-ending in a JSONDecodeError (medguna.analysis.json_records, raising UnreadableRecord).
+ending in a JSONDecodeError (medguna.json_records, raising UnreadableRecord).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import shutil
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from medguna.analysis.json_records import decoded_text, parse_json_record
 from medguna.errors import ConfigError
+from medguna.json_records import decoded_text, parse_json_record
 from medguna.results import STUDY_FILE
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from medguna.errors import DescriptionError
+from medguna.json_records import read_json_record
 
 SET_PREFIX = "set:"
 SETS_SUBDIR = "descriptions"  # under storage.cache_dir (data.cache_dir in a trial)
@@ -75,14 +76,9 @@ def read_set_provenance(folder: str | Path) -> dict[str, Any] | None:
     path = Path(folder) / PROVENANCE_FILE
     if not path.is_file():
         return None
-    try:
-        provenance = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DescriptionError(
-            f"{path} is not valid JSON ({error}); delete it and rerun `medguna describe --set "
-            f"{Path(folder).name} ...` (answers are cached, so no request is paid twice)"
-        ) from None
-    if not isinstance(provenance, dict) or not isinstance(provenance.get("datasets", {}), dict):
+    provenance = read_json_record(path, f"delete it and rerun `medguna describe --set {Path(folder).name} ...` "
+                                  "(answers are cached, so no request is paid twice)", error=DescriptionError)
+    if not isinstance(provenance.get("datasets", {}), dict):
         raise DescriptionError(f"{path} must be a JSON object with a 'datasets' mapping; delete it "
                                "and rerun `medguna describe --set ...`")
     return provenance

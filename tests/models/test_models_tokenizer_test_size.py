@@ -48,6 +48,17 @@ def test_tokenizer_config_can_turn_lower_casing_off(tmp_path):
     assert tokens[0] == "[UNK]"  # the vocab only holds lower-case pieces
 
 
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]"])
+def test_an_unreadable_tokenizer_config_names_the_file_and_the_repair(tmp_path, content):
+    from medguna.errors import CheckpointError
+
+    write_vocab(build_wordpiece_vocab(TEXTS, 1024), tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text(content)
+    with pytest.raises(CheckpointError, match=r"tokenizer_config\.json (is not readable JSON \(.*\)|holds list, not a JSON "
+                                              r"object); fix or delete it \(vocab\.txt alone is enough\)"):
+        load_tokenizer(tmp_path)
+
+
 def test_test_size_checkpoint_is_cached_reproducible_and_atomic(tmp_path):
     first = ensure_test_size_checkpoint(tmp_path / "a", TEXTS, seed=0)
     written = (first / BIN_NAME).stat().st_mtime_ns

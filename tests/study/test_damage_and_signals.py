@@ -76,7 +76,7 @@ def test_a_garbage_marker_in_a_root_a_user_passed_is_a_clear_error(tmp_path):
     root = _stand_in(tmp_path / "cache")
     (root / SYNTHETIC_MARKER).write_text("{garbage")
     manifest = load_manifest("shenzhen", root, tmp_path / "splits")
-    with pytest.raises(DataError, match=f"{root / SYNTHETIC_MARKER} is not the JSON object medguna synth writes"):
+    with pytest.raises(DataError, match=f"{root / SYNTHETIC_MARKER} is not readable JSON .*it is the marker medguna synth writes"):
         _ = manifest.synthetic_info
 
 

@@ -59,6 +59,17 @@ def test_a_missing_dataset_file_names_the_file_and_the_command(tmp_path) -> None
         load_descriptions("set:mine", get_dataset("shenzhen"))
 
 
+@pytest.mark.parametrize("content", ["{cut short", '["a list"]', '{"datasets": ["shenzhen"]}'])
+def test_an_unreadable_provenance_names_the_file_and_how_to_make_it_again(tmp_path, content) -> None:
+    from medguna.text.sets import read_set_provenance
+
+    folder = tmp_path / "gpt"
+    folder.mkdir()
+    (folder / "provenance.json").write_text(content)
+    with pytest.raises(DescriptionError, match=r"provenance\.json .*rerun `medguna describe --set"):
+        read_set_provenance(folder)
+
+
 def test_describe_command_repeats_the_generator_settings(tmp_path) -> None:
     provenance = {"backend": "openai-completions", "model": "llm 7b", "base_url": "http://h:8000/v1",
                   "sampling": {"temperature": 0.99, "top_p": 1.0, "max_tokens": 256, "seed": None},

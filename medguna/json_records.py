@@ -2,8 +2,8 @@
 
 A disk that filled, a copy cut short or a hand edit can leave such a file unreadable: the error names
 the file and what repairs it instead of ending in a JSONDecodeError. Each caller passes its repair and
-its error class (the analysis a DataError, the study its UnreadableRecord). It sits on the lowest
-floor that reads these files, the analysis; the study imports it from here.
+its error class (data and analysis a DataError, a description set a DescriptionError, the tokenizer a
+CheckpointError, the study its UnreadableRecord), so it sits on the lowest floor, beside atomic.py.
 """
 
 from __future__ import annotations
