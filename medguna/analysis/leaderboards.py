@@ -65,7 +65,7 @@ def _stopped_note() -> pl.Expr:
     that beat every stage-2 epoch (ASHA compares that value, not the last epoch's), and whether its
     validation predictions collapsed to one class on the way."""
     stage2_best = pl.col("objective_best_epoch")
-    so_far = pl.coalesce(pl.col(OBJECTIVE_BEST_SO_FAR), stage2_best)
+    so_far = pl.col(OBJECTIVE_BEST_SO_FAR)
     from_stage1 = pl.when(pl.col("study_mode") == "min").then(so_far < stage2_best).otherwise(so_far > stage2_best)
     stage1 = (
         pl.when(from_stage1.fill_null(False))

@@ -463,6 +463,8 @@ def _trial_table(epochs: pl.DataFrame) -> pl.DataFrame:
     )
     trials = trials.with_columns(
         best.alias("objective_best_epoch"),
+        # Results written before rows carried it: the best stage-2 epoch is what there is.
+        pl.coalesce(OBJECTIVE_BEST_SO_FAR, best).alias(OBJECTIVE_BEST_SO_FAR),
         pl.when(pl.col("trial_status") == COMPLETED)
         .then(ranked)
         .otherwise(None)

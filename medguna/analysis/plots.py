@@ -93,11 +93,8 @@ def plot_history(rows: pl.DataFrame, dataset: str, cohort: str, objective: str, 
             continue
         # Completed trials show their ranked value; the others the best value they were judged by
         # before stopping (stage 1 alone included where it competes, as for the ranked value).
-        if state == COMPLETED:
-            values = part["objective_selected"].to_numpy().astype(float)
-        else:
-            values = part.select(pl.coalesce(OBJECTIVE_BEST_SO_FAR, "objective_best_epoch")).to_series()
-            values = values.cast(pl.Float64).to_numpy()
+        column = "objective_selected" if state == COMPLETED else OBJECTIVE_BEST_SO_FAR
+        values = part[column].to_numpy().astype(float)
         ax.scatter(
             part["trial_number"].to_numpy(),
             values,
