@@ -299,12 +299,7 @@ def leaderboard_view(board: pl.DataFrame, params: Sequence[str], metric: str) ->
     headings = {"rank": "rank", "trial": "trial", PAPER_MARK: "★", **{p: p for p in params},
                 f"test_{metric}": f"test {metric.replace('_', ' ')}", INTERVAL: INTERVAL, f"gain_{metric}": "gain vs zero-shot",
                 VS_ZEROSHOT: "vs zero-shot", VS_PAPER: "vs paper's hyperparameters", OUTCOME: OUTCOME}
-    present = {c: h for c, h in headings.items() if c in frame.columns}
-    if PAPER_MARK in present:  # the mark alone; the full label is in the table below and the CSV
-        frame = frame.with_columns(pl.when(pl.col(PAPER_MARK).fill_null("") != "").then(pl.lit("★"))
-                                   .otherwise(pl.lit("")).alias(PAPER_MARK))
-    frame = frame.select("cohort", *present).rename({c: h for c, h in present.items() if c != h})
-    return frame, list(present.values())
+    return _lead_columns(frame, headings)
 
 
 def summary_board_view(board: pl.DataFrame, params: Sequence[str], metric: str) -> tuple[pl.DataFrame, list[str]]:
@@ -323,8 +318,14 @@ def summary_board_view(board: pl.DataFrame, params: Sequence[str], metric: str) 
         "objective_over_seeds": "validation over seeds",
         "seeds_note": "note",
     }
-    present = {c: h for c, h in headings.items() if c in board.columns}
-    frame = board
+    return _lead_columns(board, headings)
+
+
+def _lead_columns(frame: pl.DataFrame, headings: dict[str, str]) -> tuple[pl.DataFrame, list[str]]:
+    """`frame`'s columns named in `headings` (those it has), renamed to them, cohort first, and the
+    headings in order; the paper's point as its mark alone (the full label is in the table below
+    and the CSV)."""
+    present = {c: h for c, h in headings.items() if c in frame.columns}
     if PAPER_MARK in present:
         frame = frame.with_columns(pl.when(pl.col(PAPER_MARK).fill_null("") != "").then(pl.lit("★"))
                                    .otherwise(pl.lit("")).alias(PAPER_MARK))
