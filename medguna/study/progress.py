@@ -96,10 +96,12 @@ def line_width() -> int:
     return max(shutil.get_terminal_size((LINE_WIDTH, 24)).columns - 1, 40)
 
 
-def fit(text: str, width: int, indent: int) -> list[str]:
+def fit(text: str, width: int, indent: int, cut_long_words: bool = True) -> list[str]:
     """`text` as lines of at most `width` characters; continuation lines indented by `indent`
-    spaces. Words longer than a line are cut, so no line is ever wider."""
-    return textwrap.wrap(text, width, subsequent_indent=" " * indent, break_on_hyphens=False) or [""]
+    spaces. Words longer than a line are cut, so no line is ever wider, unless cut_long_words is
+    False (a path or command stays whole, so it can still be copied)."""
+    return textwrap.wrap(text, width, subsequent_indent=" " * indent, break_on_hyphens=False,
+                         break_long_words=cut_long_words) or [""]
 
 
 def fit_block(text: str, width: int | None = None) -> str:
@@ -110,8 +112,7 @@ def fit_block(text: str, width: int | None = None) -> str:
     out = []
     for line in text.splitlines():
         indent = len(line) - len(line.lstrip(" "))
-        out += (textwrap.wrap(line, width, subsequent_indent=" " * (indent + 4), break_on_hyphens=False,
-                              break_long_words=False) or [line]) if line.strip() else [line]
+        out += fit(line, width, indent + 4, cut_long_words=False) if line.strip() else [line]
     return "\n".join(out)
 
 
