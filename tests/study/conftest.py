@@ -53,3 +53,29 @@ def no_ray(monkeypatch):
 
     monkeypatch.setattr(ray, "init", refuse)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+
+@pytest.fixture
+def stubbed_study(tmp_path, monkeypatch):
+    """A two-dataset study (montgomery, then shenzhen) that the real runner drives with Ray's parts
+    stubbed: one node, one trial at a time, `tuner(dataset)` as each search's Tuner, three completed
+    trials exported, none unfinished. Call it with the tuner class; it returns the configuration.
+    Whether Ray counts as started (ray.is_initialized, ray.init) is each test's own choice."""
+    from types import SimpleNamespace
+
+    from medguna.compose import compose_study
+    from medguna.study import concurrency, experiment, optuna_storage, storage, tune_state
+
+    def study(tuner):
+        monkeypatch.setattr(storage, "expected_cluster_nodes", lambda *args: 1)
+        monkeypatch.setattr(storage, "count_alive_nodes", lambda *args: 1)
+        monkeypatch.setattr(concurrency, "study_concurrency",
+                            lambda resources, autoscaler_config: SimpleNamespace(limit=1, reason="a test"))
+        monkeypatch.setattr(experiment, "build_trainable", lambda plan, p: None)
+        monkeypatch.setattr(experiment, "search_tuner", lambda plan, p, trainable, *args: tuner(p.dataset))
+        monkeypatch.setattr(optuna_storage, "export_optuna", lambda plan, p, results: {"counts": {"completed": 3}})
+        monkeypatch.setattr(tune_state, "unfinished_trials", lambda exp_dir, results, n: 0)
+        return compose_study([f"storage.path={tmp_path / 'runs'}", f"storage.cache_dir={tmp_path / 'cache'}",
+                              "study.datasets=[montgomery,shenzhen]", "study.demo_confirm_top=0"])
+
+    return study

@@ -146,13 +146,10 @@ class _FitThatGetsSigterm:
         return []
 
 
-def test_sigterm_during_a_study_stops_it_resumably_with_exit_code_143(tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
+def test_sigterm_during_a_study_stops_it_resumably_with_exit_code_143(tmp_path, monkeypatch, stubbed_study):
     import ray
 
-    from medguna.compose import compose_study
-    from medguna.study import concurrency, experiment, optuna_storage, runner, storage, tune_state
+    from medguna.study import runner
     from medguna.study.errors import StudyInterrupted
 
     _FitThatGetsSigterm.fitted = []
@@ -163,16 +160,7 @@ def test_sigterm_during_a_study_stops_it_resumably_with_exit_code_143(tmp_path, 
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", ray_init)
-    monkeypatch.setattr(storage, "expected_cluster_nodes", lambda *args: 1)
-    monkeypatch.setattr(storage, "count_alive_nodes", lambda *args: 1)
-    monkeypatch.setattr(concurrency, "study_concurrency",
-                        lambda resources, autoscaler_config: SimpleNamespace(limit=1, reason="test"))
-    monkeypatch.setattr(experiment, "build_trainable", lambda plan, p: None)
-    monkeypatch.setattr(experiment, "search_tuner", lambda plan, p, trainable, *args: _FitThatGetsSigterm(p.dataset))
-    monkeypatch.setattr(optuna_storage, "export_optuna", lambda plan, p, results: {"counts": {"completed": 3}})
-    monkeypatch.setattr(tune_state, "unfinished_trials", lambda exp_dir, results, n: 0)
-    cfg = compose_study([f"storage.path={tmp_path / 'runs'}", f"storage.cache_dir={tmp_path / 'cache'}",
-                         "study.datasets=[montgomery,shenzhen]", "study.demo_confirm_top=0"])
+    cfg = stubbed_study(_FitThatGetsSigterm)
     with pytest.raises(StudyInterrupted) as stopped:
         runner.run_study(cfg, log=lambda line: None)
     assert stopped.value.exit_code == 143

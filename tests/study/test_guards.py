@@ -167,29 +167,12 @@ class _TuneLikeFit:
         return []
 
 
-def test_ctrl_c_after_one_dataset_finished_stops_the_whole_study(tmp_path, monkeypatch):
+def test_ctrl_c_after_one_dataset_finished_stops_the_whole_study(tmp_path, monkeypatch, stubbed_study):
     import ray
-
-    from medguna.study import storage
 
     _TuneLikeFit.fitted = []
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
-    from types import SimpleNamespace
-
-    from medguna.study import concurrency
-
-    monkeypatch.setattr(storage, "expected_cluster_nodes", lambda *args: 1)
-    monkeypatch.setattr(storage, "count_alive_nodes", lambda *args: 1)
-    monkeypatch.setattr(concurrency, "study_concurrency",
-                        lambda resources, autoscaler_config: SimpleNamespace(limit=1, reason="this test"))
-    from medguna.study import experiment, optuna_storage, tune_state
-
-    monkeypatch.setattr(experiment, "build_trainable", lambda plan, p: None)
-    monkeypatch.setattr(experiment, "search_tuner", lambda plan, p, trainable, *args: _TuneLikeFit(p.dataset))
-    monkeypatch.setattr(optuna_storage, "export_optuna", lambda plan, p, results: {"counts": {"completed": 3}})
-    monkeypatch.setattr(tune_state, "unfinished_trials", lambda exp_dir, results, n: 0)
-    cfg = compose_study([f"storage.path={tmp_path / 'runs'}", f"storage.cache_dir={tmp_path / 'cache'}",
-                         "study.datasets=[montgomery,shenzhen]", "study.demo_confirm_top=0"])
+    cfg = stubbed_study(_TuneLikeFit)
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(runner.StudyInterrupted):
         runner.run_study(cfg, log=lambda line: None)
